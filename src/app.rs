@@ -1,0 +1,87 @@
+//! The one place that turns `Settings` into live backends.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::embed::{load_tokenizer, Embedder, ModelPaths};
+use crate::error::{Error, Result};
+use crate::index::edge::EdgeVectorIndex;
+use crate::index::lexical::{self, LexicalIndex};
+use crate::index::VectorIndex;
+use crate::ingest::chunk::Chunker;
+
+pub struct App {
+    pub settings: Settings,
+    pub db: Db,
+    pub embedder: Arc<Embedder>,
+    pub chunker: Arc<Chunker>,
+    pub vectors: Arc<dyn VectorIndex>,
+    pub lexical: Arc<LexicalIndex>,
+}
+
+impl App {
+    /// Load models, connect the DB (running migrations) and open both indexes.
+    /// Models are checked first: without them nothing else is useful.
+    pub async fn open(settings: Settings) -> Result<Arc<Self>> {
+        let paths = ModelPaths::new(&settings.models_dir);
+        paths.check()?;
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                settings.data_dir.display()
+            ))
+        })?;
+        let tokenizer = load_tokenizer(&paths)?;
+        let chunker = Arc::new(Chunker::new(
+            tokenizer,
+            settings.chunking.max_tokens,
+            settings.chunking.overlap_tokens,
+        )?);
+        let models_dir = settings.models_dir.clone();
+        let embedding = settings.embedding.clone();
+        let embedder = tokio::task::spawn_blocking(move || Embedder::load(&models_dir, &embedding))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let db = Db::connect(&settings).await?;
+        let vector_dir = settings.vector_dir();
+        let dim = embedder.dimension();
+        let vectors = tokio::task::spawn_blocking(move || EdgeVectorIndex::open(&vector_dir, dim))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| in_use_hint(e.into(), &settings))?;
+        let lexical_dir = settings.lexical_dir();
+        let lexical = tokio::task::spawn_blocking(move || LexicalIndex::open(&lexical_dir))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| in_use_hint(e.into(), &settings))?;
+        Ok(Arc::new(Self {
+            settings,
+            db,
+            embedder: Arc::new(embedder),
+            chunker,
+            vectors: Arc::new(vectors),
+            lexical: Arc::new(lexical),
+        }))
+    }
+
+    /// Make index writes durable; called on shutdown.
+    pub async fn flush(&self) -> Result<()> {
+        self.vectors.flush().await?;
+        lexical::blocking(&self.lexical, |l| l.commit()).await?;
+        Ok(())
+    }
+}
+
+/// Both index libraries lock their directories; say which process to stop.
+fn in_use_hint(e: Error, settings: &Settings) -> Error {
+    let msg = e.to_string();
+    if msg.to_lowercase().contains("lock") {
+        Error::Unavailable(format!(
+            "{msg} (is another ragchat process using data directory {}? stop it first)",
+            settings.data_dir.display()
+        ))
+    } else {
+        e
+    }
+}

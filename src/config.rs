@@ -1,0 +1,520 @@
+//! Typed settings: built-in defaults < `ragchat.toml` < `RAGCHAT_*` environment
+//! variables, validated once at start so a bad value stops the process with the
+//! key named instead of failing later in some request.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("unknown environment variable `{var}`: no setting `{key}` exists")]
+    UnknownEnv { var: String, key: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Every piece of local state (SQLite file, vector shard, Tantivy index) lives here.
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub embedding: EmbeddingSettings,
+    pub chunking: ChunkingSettings,
+    pub retrieval: RetrievalSettings,
+    pub vector: VectorSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Empty means the embedded SQLite file `<data_dir>/ragchat.db`.
+    pub url: String,
+    pub pool_size: u32,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingSettings {
+    pub batch_size: usize,
+    /// Independent model sessions, so concurrent requests do not queue behind one.
+    pub pool_size: usize,
+    pub threads_per_session: usize,
+    pub max_length: usize,
+    pub query_cache_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkingSettings {
+    pub max_tokens: usize,
+    pub overlap_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalSettings {
+    pub rrf_k: f32,
+    /// Chunks each signal contributes before fusion.
+    pub candidates: usize,
+    pub default_top_k: usize,
+    pub max_top_k: usize,
+    pub dense_weight: f32,
+    pub lexical_weight: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorSettings {
+    /// Empty means the embedded qdrant-edge shard under `<data_dir>/qdrant`.
+    pub qdrant_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `ragchat=debug,actix_web=info`.
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            models_dir: PathBuf::from("./models"),
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            embedding: EmbeddingSettings::default(),
+            chunking: ChunkingSettings::default(),
+            retrieval: RetrievalSettings::default(),
+            vector: VectorSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            workers: 0,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pool_size: 8,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            pool_size: 2,
+            threads_per_session: 1,
+            max_length: 256,
+            query_cache_size: 4096,
+        }
+    }
+}
+
+impl Default for ChunkingSettings {
+    fn default() -> Self {
+        // Chosen with `ragchat eval` on Cranfield and SciFact; see docs/ARCHITECTURE.md.
+        Self {
+            max_tokens: 200,
+            overlap_tokens: 32,
+        }
+    }
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        Self {
+            rrf_k: 60.0,
+            candidates: 100,
+            default_top_k: 10,
+            max_top_k: 100,
+            dense_weight: 1.0,
+            lexical_weight: 1.0,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Short environment names kept for convenience and for the DESIGN conventions.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("DATA_DIR", "data_dir"),
+    ("MODELS_DIR", "models_dir"),
+    ("BIND", "server.bind"),
+    ("DATABASE_URL", "database.url"),
+    ("QDRANT_URL", "vector.qdrant_url"),
+];
+
+/// Variables with the prefix that are not settings (read elsewhere).
+const ENV_IGNORED: &[&str] = &["CONFIG", "LOG"];
+
+impl Settings {
+    /// Load from an optional TOML file and the given environment. The file must
+    /// exist when `explicit_file` is true; `./ragchat.toml` is optional.
+    pub fn load(
+        file: Option<&Path>,
+        explicit_file: bool,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = toml::Table::try_from(Settings::default()).map_err(|e| ConfigError::File {
+            path: "<defaults>".into(),
+            message: e.to_string(),
+        })?;
+        if let Some(path) = file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let file_tree: toml::Table =
+                        toml::from_str(&text).map_err(|e| ConfigError::File {
+                            path: path.display().to_string(),
+                            message: e.to_string(),
+                        })?;
+                    merge(&mut tree, file_tree, "")?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit_file => {}
+                Err(e) => {
+                    return Err(ConfigError::File {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("RAGCHAT_"))
+            .collect();
+        for (var, value) in env {
+            let name = &var["RAGCHAT_".len()..];
+            if ENV_IGNORED.contains(&name) {
+                continue;
+            }
+            let key = env_key(&tree, name).ok_or_else(|| ConfigError::UnknownEnv {
+                var: var.clone(),
+                key: name.to_ascii_lowercase(),
+            })?;
+            set_from_env(&mut tree, &key, &value)?;
+        }
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        self.server
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("server.bind", format!("`{}`: {e}", self.server.bind)))?;
+        let url = &self.database.url;
+        if !(url.is_empty() || url.starts_with("sqlite://") || url.starts_with("postgres://"))
+            && !url.starts_with("postgresql://")
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:// or postgres:// (or be empty for the embedded SQLite file)",
+            ));
+        }
+        if self.database.pool_size == 0 {
+            return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        let e = &self.embedding;
+        if e.batch_size == 0 || e.batch_size > 1024 {
+            return Err(invalid("embedding.batch_size", "must be between 1 and 1024"));
+        }
+        if e.pool_size == 0 || e.pool_size > 64 {
+            return Err(invalid("embedding.pool_size", "must be between 1 and 64"));
+        }
+        if e.threads_per_session == 0 {
+            return Err(invalid("embedding.threads_per_session", "must be at least 1"));
+        }
+        if !(16..=512).contains(&e.max_length) {
+            return Err(invalid("embedding.max_length", "must be between 16 and 512"));
+        }
+        let c = &self.chunking;
+        // Two tokens of the model's window go to [CLS] and [SEP].
+        if c.max_tokens < 16 || c.max_tokens + 2 > e.max_length {
+            return Err(invalid(
+                "chunking.max_tokens",
+                format!(
+                    "must be between 16 and embedding.max_length - 2 ({})",
+                    e.max_length.saturating_sub(2)
+                ),
+            ));
+        }
+        if c.overlap_tokens >= c.max_tokens {
+            return Err(invalid(
+                "chunking.overlap_tokens",
+                "must be smaller than chunking.max_tokens",
+            ));
+        }
+        let r = &self.retrieval;
+        if !(r.rrf_k.is_finite() && r.rrf_k > 0.0) {
+            return Err(invalid("retrieval.rrf_k", "must be a positive number"));
+        }
+        if r.max_top_k == 0 || r.max_top_k > 1000 {
+            return Err(invalid("retrieval.max_top_k", "must be between 1 and 1000"));
+        }
+        if r.default_top_k == 0 || r.default_top_k > r.max_top_k {
+            return Err(invalid(
+                "retrieval.default_top_k",
+                "must be between 1 and retrieval.max_top_k",
+            ));
+        }
+        if r.candidates == 0 || r.candidates > 10_000 {
+            return Err(invalid("retrieval.candidates", "must be between 1 and 10000"));
+        }
+        for (key, w) in [
+            ("retrieval.dense_weight", r.dense_weight),
+            ("retrieval.lexical_weight", r.lexical_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(invalid(key, "must be a non-negative number"));
+            }
+        }
+        if !self.vector.qdrant_url.is_empty() {
+            return Err(invalid(
+                "vector.qdrant_url",
+                "a remote Qdrant server is not supported by this build yet; leave it empty for the embedded index",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be `text` or `json`"));
+        }
+        Ok(())
+    }
+
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = &self.database.url;
+        if url.is_empty() {
+            Some(self.data_dir.join("ragchat.db"))
+        } else {
+            url.strip_prefix("sqlite://").map(PathBuf::from)
+        }
+    }
+
+    pub fn vector_dir(&self) -> PathBuf {
+        self.data_dir.join("qdrant")
+    }
+
+    pub fn lexical_dir(&self) -> PathBuf {
+        self.data_dir.join("tantivy")
+    }
+}
+
+/// Overlay `from` onto `into`, refusing keys the defaults do not have so a typo
+/// in the file is reported instead of silently ignored.
+fn merge(into: &mut toml::Table, from: toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    for (k, v) in from {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(dst)), toml::Value::Table(src)) => merge(dst, src, &path)?,
+            (Some(toml::Value::Table(_)), _) => return Err(invalid(&path, "must be a table")),
+            (Some(slot), v) => *slot = v,
+            (None, _) => return Err(invalid(&path, "unknown setting")),
+        }
+    }
+    Ok(())
+}
+
+/// Map `SECTION_KEY` (after the prefix) to a dotted key that exists in `tree`.
+fn env_key(tree: &toml::Table, name: &str) -> Option<String> {
+    if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| *alias == name) {
+        return Some((*key).to_string());
+    }
+    let lower = name.to_ascii_lowercase();
+    for (section, value) in tree {
+        match value {
+            toml::Value::Table(t) => {
+                if let Some(rest) = lower.strip_prefix(&format!("{section}_")) {
+                    if t.contains_key(rest) {
+                        return Some(format!("{section}.{rest}"));
+                    }
+                }
+            }
+            _ if *section == lower => return Some(lower),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parse an environment string with the type of the default at `key`.
+fn set_from_env(tree: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let (table, leaf) = match key.split_once('.') {
+        Some((section, leaf)) => match tree.get_mut(section) {
+            Some(toml::Value::Table(t)) => (t, leaf),
+            _ => return Err(invalid(key, "unknown setting")),
+        },
+        None => (tree, key),
+    };
+    let slot = table
+        .get_mut(leaf)
+        .ok_or_else(|| invalid(key, "unknown setting"))?;
+    let parsed = match slot {
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| invalid(key, format!("`{raw}` is not an integer")))?,
+        toml::Value::Float(_) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| invalid(key, format!("`{raw}` is not a number")))?,
+        toml::Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => toml::Value::Boolean(true),
+            "0" | "false" | "no" | "off" => toml::Value::Boolean(false),
+            _ => return Err(invalid(key, format!("`{raw}` is not a boolean"))),
+        },
+        _ => toml::Value::String(raw.to_string()),
+    };
+    *slot = parsed;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load(None, false, env(&[])).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("./data/ragchat.db"));
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ragchat.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/x\"\n[retrieval]\nrrf_k = 30.0\ncandidates = 50\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&file),
+            true,
+            env(&[
+                ("RAGCHAT_RETRIEVAL_CANDIDATES", "70"),
+                ("RAGCHAT_BIND", "0.0.0.0:9000"),
+                ("RAGCHAT_CHUNKING_OVERLAP_TOKENS", "10"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/x"));
+        assert_eq!(s.retrieval.rrf_k, 30.0);
+        assert_eq!(s.retrieval.candidates, 70);
+        assert_eq!(s.server.bind, "0.0.0.0:9000");
+        assert_eq!(s.chunking.overlap_tokens, 10);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: Vec<(Vec<(String, String)>, &str)> = vec![
+            (env(&[("RAGCHAT_RETRIEVAL_CANDIDATES", "many")]), "retrieval.candidates"),
+            (env(&[("RAGCHAT_BIND", "nowhere")]), "server.bind"),
+            (env(&[("RAGCHAT_CHUNKING_OVERLAP_TOKENS", "500")]), "chunking"),
+            (env(&[("RAGCHAT_DATABASE_URL", "mysql://x")]), "database.url"),
+            (env(&[("RAGCHAT_LOG_FORMAT", "xml")]), "log.format"),
+            (env(&[("RAGCHAT_RETRIEVAL_RRF_K", "-1")]), "retrieval.rrf_k"),
+            (env(&[("RAGCHAT_EMBEDDING_BATCH_SIZE", "0")]), "embedding.batch_size"),
+            (env(&[("RAGCHAT_RETRIEVAL_NOPE", "1")]), "RAGCHAT_RETRIEVAL_NOPE"),
+        ];
+        for (vars, key) in cases {
+            let err = Settings::load(None, false, vars.clone()).unwrap_err();
+            assert!(
+                err.to_string().contains(key),
+                "{vars:?}: error `{err}` should name `{key}`"
+            );
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ragchat.toml");
+        std::fs::write(&file, "[retrieval]\ncandidatez = 3\n").unwrap();
+        let err = Settings::load(Some(&file), true, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("retrieval.candidatez"), "{err}");
+
+        std::fs::write(&file, "[retrieval]\ncandidates = \"x\"\n").unwrap();
+        let err = Settings::load(Some(&file), true, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("retrieval.candidates"), "{err}");
+
+        std::fs::write(&file, "not toml [").unwrap();
+        let err = Settings::load(Some(&file), true, env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error_only_when_named() {
+        let missing = Path::new("/nonexistent/ragchat.toml");
+        assert!(Settings::load(Some(missing), false, env(&[])).is_ok());
+        assert!(Settings::load(Some(missing), true, env(&[])).is_err());
+    }
+}

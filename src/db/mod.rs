@@ -1,0 +1,173 @@
+//! The relational store, the source of truth for collections, documents and
+//! chunks. One schema and one body of query code serve SQLite (embedded, via
+//! `SyncConnectionWrapper`) and PostgreSQL: the `db_run!` macro expands each
+//! query once per backend, so both are type-checked from the same source.
+
+pub mod models;
+pub mod repo;
+pub mod schema;
+
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+use crate::config::Settings;
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database connection: {0}")]
+    Connection(String),
+    #[error("database query: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database migration: {0}")]
+    Migration(String),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+#[derive(Clone)]
+pub enum Db {
+    Sqlite(Pool<SqliteConn>),
+    Postgres(Pool<AsyncPgConnection>),
+}
+
+/// Run `$body` with `$conn` bound to a pooled connection of whichever backend
+/// `$db` is. The body is compiled once per backend.
+#[macro_export]
+macro_rules! db_run {
+    ($db:expr, $conn:ident => $body:block) => {
+        match $db {
+            $crate::db::Db::Sqlite(pool) => {
+                let mut guard = pool
+                    .get()
+                    .await
+                    .map_err(|e| $crate::db::DbError::Connection(e.to_string()))?;
+                let $conn = &mut *guard;
+                $body
+            }
+            $crate::db::Db::Postgres(pool) => {
+                let mut guard = pool
+                    .get()
+                    .await
+                    .map_err(|e| $crate::db::DbError::Connection(e.to_string()))?;
+                let $conn = &mut *guard;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Connect to the configured database and bring its schema up to date.
+    pub async fn connect(settings: &Settings) -> DbResult<Self> {
+        let timeout = Duration::from_secs(settings.database.connect_timeout_secs);
+        let db = if let Some(path) = settings.sqlite_path() {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    DbError::Connection(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let mut config = ManagerConfig::<SqliteConn>::default();
+            config.custom_setup = Box::new(|url| {
+                let url = url.to_string();
+                Box::pin(async move {
+                    let mut conn = SqliteConn::establish(&url).await?;
+                    // WAL lets readers proceed during ingestion; busy_timeout makes
+                    // concurrent writers wait instead of failing with SQLITE_BUSY.
+                    conn.batch_execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                })
+            });
+            let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+                path.to_string_lossy(),
+                config,
+            );
+            let pool = Pool::builder()
+                .max_size(settings.database.pool_size)
+                .connection_timeout(timeout)
+                .build(manager)
+                .await
+                .map_err(|e| DbError::Connection(e.to_string()))?;
+            Db::Sqlite(pool)
+        } else {
+            let manager =
+                AsyncDieselConnectionManager::<AsyncPgConnection>::new(&settings.database.url);
+            let pool = Pool::builder()
+                .max_size(settings.database.pool_size)
+                .connection_timeout(timeout)
+                .build(manager)
+                .await
+                .map_err(|e| DbError::Connection(e.to_string()))?;
+            Db::Postgres(pool)
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Apply pending embedded migrations. The harness is synchronous, so it
+    /// runs on the blocking pool with a dedicated connection.
+    pub async fn migrate(&self) -> DbResult<()> {
+        let joined = match self {
+            Db::Sqlite(pool) => {
+                let conn = pool
+                    .dedicated_connection()
+                    .await
+                    .map_err(|e| DbError::Connection(e.to_string()))?;
+                tokio::task::spawn_blocking(move || {
+                    let mut harness = AsyncMigrationHarness::new(conn);
+                    harness
+                        .run_pending_migrations(SQLITE_MIGRATIONS)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                let conn = pool
+                    .dedicated_connection()
+                    .await
+                    .map_err(|e| DbError::Connection(e.to_string()))?;
+                tokio::task::spawn_blocking(move || {
+                    let mut harness = AsyncMigrationHarness::new(conn);
+                    harness
+                        .run_pending_migrations(POSTGRES_MIGRATIONS)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+            }
+        };
+        joined
+            .map_err(|e| DbError::Migration(e.to_string()))?
+            .map_err(DbError::Migration)
+    }
+
+    /// A trivial round trip, for readiness checks.
+    pub async fn ping(&self) -> DbResult<()> {
+        db_run!(self, conn => {
+            conn.batch_execute("SELECT 1").await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,251 @@
+//! Sentence embeddings with all-MiniLM-L6-v2 through fastembed, loaded from
+//! local files only. ONNX Runtime is loaded by us (not by fastembed) so a
+//! missing or broken library is an error message, not a panic.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use fastembed::{
+    InitOptionsUserDefined, Pooling, QuantizationMode, TextEmbedding, TokenizerFiles,
+    UserDefinedEmbeddingModel,
+};
+use ort::environment::Environment;
+use tokio::sync::Semaphore;
+
+use crate::config::EmbeddingSettings;
+
+pub const DIMENSION: usize = 384;
+pub const SETUP_HINT: &str = "run `scripts/setup-models.sh` to install them";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("model files missing: {missing}; {hint}", hint = SETUP_HINT)]
+    Missing { missing: String },
+    #[error("cannot load ONNX Runtime from {path}: {message}")]
+    Runtime { path: String, message: String },
+    #[error("cannot load the embedding model: {0}")]
+    Load(String),
+    #[error("embedding failed: {0}")]
+    Inference(String),
+}
+
+/// Where the installed model files live inside the models directory.
+#[derive(Debug, Clone)]
+pub struct ModelPaths {
+    pub onnx: PathBuf,
+    pub tokenizer: PathBuf,
+    pub config: PathBuf,
+    pub special_tokens_map: PathBuf,
+    pub tokenizer_config: PathBuf,
+    pub runtime: PathBuf,
+}
+
+impl ModelPaths {
+    pub fn new(models_dir: &Path) -> Self {
+        let m = models_dir.join("minilm");
+        // An explicit ORT_DYLIB_PATH wins, as ort itself would honour it.
+        let runtime = std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| models_dir.join("onnxruntime").join("libonnxruntime.so"));
+        Self {
+            onnx: m.join("model.onnx"),
+            tokenizer: m.join("tokenizer.json"),
+            config: m.join("config.json"),
+            special_tokens_map: m.join("special_tokens_map.json"),
+            tokenizer_config: m.join("tokenizer_config.json"),
+            runtime,
+        }
+    }
+
+    /// Fail with every missing file named, before anything is loaded.
+    pub fn check(&self) -> Result<(), EmbedError> {
+        let missing: Vec<String> = [
+            &self.onnx,
+            &self.tokenizer,
+            &self.config,
+            &self.special_tokens_map,
+            &self.tokenizer_config,
+            &self.runtime,
+        ]
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(EmbedError::Missing {
+                missing: missing.join(", "),
+            })
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, EmbedError> {
+    std::fs::read(path).map_err(|e| EmbedError::Load(format!("{}: {e}", path.display())))
+}
+
+/// ONNX Runtime allows one environment per process; every embedder shares it.
+static ORT_ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+fn ort_environment(runtime: &Path) -> Result<Environment, EmbedError> {
+    ORT_ENV
+        .get_or_init(|| {
+            ort::init_from(runtime)
+                .map_err(|e| e.to_string())?
+                .with_name("ragchat")
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|message| EmbedError::Runtime {
+            path: runtime.display().to_string(),
+            message,
+        })
+}
+
+/// A tokenizer matching the model's, without the fixed padding and truncation
+/// the shipped `tokenizer.json` carries, so token counts are real lengths.
+pub fn load_tokenizer(paths: &ModelPaths) -> Result<tokenizers::Tokenizer, EmbedError> {
+    let mut tok = tokenizers::Tokenizer::from_file(&paths.tokenizer)
+        .map_err(|e| EmbedError::Load(format!("{}: {e}", paths.tokenizer.display())))?;
+    tok.with_padding(None);
+    tok.with_truncation(None)
+        .map_err(|e| EmbedError::Load(e.to_string()))?;
+    Ok(tok)
+}
+
+/// A small pool of model sessions. Each `TextEmbedding` needs `&mut self`, so
+/// one session serves one batch at a time; several sessions let concurrent
+/// queries and ingestion batches run side by side on the blocking pool.
+pub struct Embedder {
+    idle: Arc<Mutex<Vec<TextEmbedding>>>,
+    permits: Arc<Semaphore>,
+    batch_size: usize,
+    cache: moka::sync::Cache<String, Arc<Vec<f32>>>,
+    texts_embedded: AtomicU64,
+}
+
+impl Embedder {
+    pub fn load(models_dir: &Path, settings: &EmbeddingSettings) -> Result<Self, EmbedError> {
+        let paths = ModelPaths::new(models_dir);
+        paths.check()?;
+        let env = ort_environment(&paths.runtime)?;
+        let onnx = read(&paths.onnx)?;
+        let files = TokenizerFiles {
+            tokenizer_file: read(&paths.tokenizer)?,
+            config_file: read(&paths.config)?,
+            special_tokens_map_file: read(&paths.special_tokens_map)?,
+            tokenizer_config_file: read(&paths.tokenizer_config)?,
+        };
+        let mut sessions = Vec::with_capacity(settings.pool_size);
+        for _ in 0..settings.pool_size {
+            // Weight-only int8: compute stays fp32, so batching does not change results.
+            let model = UserDefinedEmbeddingModel::new(onnx.clone(), files.clone())
+                .with_pooling(Pooling::Mean)
+                .with_quantization(QuantizationMode::None);
+            let options = InitOptionsUserDefined::new()
+                .with_environment(env.clone())
+                .with_max_length(settings.max_length)
+                .with_intra_threads(settings.threads_per_session);
+            let session = TextEmbedding::try_new_from_user_defined(model, options)
+                .map_err(|e| EmbedError::Load(e.to_string()))?;
+            sessions.push(session);
+        }
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(sessions.len())),
+            idle: Arc::new(Mutex::new(sessions)),
+            batch_size: settings.batch_size,
+            cache: moka::sync::Cache::new(settings.query_cache_size),
+            texts_embedded: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dimension(&self) -> usize {
+        DIMENSION
+    }
+
+    /// Texts run through the model so far (cache hits excluded).
+    pub fn texts_embedded(&self) -> u64 {
+        self.texts_embedded.load(Ordering::Relaxed)
+    }
+
+    /// Embed one batch on one session, off the async executor.
+    async fn embed_batch(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let session = self
+            .idle
+            .lock()
+            .map_err(|_| EmbedError::Inference("session pool poisoned".into()))?
+            .pop()
+            .ok_or_else(|| EmbedError::Inference("no idle session".into()))?;
+        let n = texts.len();
+        let batch = self.batch_size;
+        let (session, result) = tokio::task::spawn_blocking(move || {
+            let mut session = session;
+            let result = session.embed(&texts, Some(batch));
+            (session, result)
+        })
+        .await
+        .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        // Return the session before looking at the result so an error does not shrink the pool.
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(session);
+        }
+        let vectors = result.map_err(|e| EmbedError::Inference(e.to_string()))?;
+        self.texts_embedded.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(vectors)
+    }
+
+    /// Embed many texts, spreading batches over the session pool. Output order
+    /// matches input order.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batches: Vec<Vec<String>> = texts
+            .chunks(self.batch_size)
+            .map(|c| c.to_vec())
+            .collect();
+        let results = futures::future::join_all(batches.into_iter().map(|b| self.embed_batch(b))).await;
+        let mut out = Vec::with_capacity(texts.len());
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// Embed a search query, remembering recent ones.
+    pub async fn embed_query(&self, query: &str) -> Result<Arc<Vec<f32>>, EmbedError> {
+        if let Some(v) = self.cache.get(query) {
+            return Ok(v);
+        }
+        let v = self
+            .embed_batch(vec![query.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| EmbedError::Inference("model returned no vector".into()))?;
+        let v = Arc::new(v);
+        self.cache.insert(query.to_string(), v.clone());
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_name_the_setup_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = ModelPaths::new(dir.path()).check().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("setup-models.sh"), "{msg}");
+        assert!(msg.contains("model.onnx"), "{msg}");
+    }
+}

@@ -1,0 +1,52 @@
+//! The library's error type. The HTTP layer maps it to a status and a JSON
+//! body in exactly one place (`http::error`).
+
+use crate::config::ConfigError;
+use crate::db::DbError;
+use crate::embed::EmbedError;
+use crate::index::IndexError;
+use crate::ingest::chunk::ChunkError;
+use crate::ingest::load::LoadError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input from a caller; `code` is a stable machine-readable name.
+    #[error("{message}")]
+    InvalidInput { code: &'static str, message: String },
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Error::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

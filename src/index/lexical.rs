@@ -1,0 +1,401 @@
+//! The full-text index: Tantivy on disk, BM25 over chunk title and text with an
+//! English stemming analyzer, filtered by collection, with highlighted snippets.
+//! Writes are buffered until `commit`, so a batch becomes visible at once.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use uuid::Uuid;
+
+use super::{Hit, IndexError, IndexResult};
+
+const ANALYZER: &str = "ragchat_en";
+const WRITER_MEMORY: usize = 64 * 1024 * 1024;
+/// Titles are short and say what a passage is about; a mild boost helps
+/// without letting a title match drown the body text.
+const TITLE_BOOST: f32 = 1.2;
+
+/// The text a chunk contributes to the lexical index.
+#[derive(Debug, Clone)]
+pub struct LexicalDoc {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub collection_id: Uuid,
+    pub title: String,
+    pub text: String,
+}
+
+/// A highlighted fragment: `text` plus byte ranges of matched terms, and the
+/// same as HTML with `<mark>` tags (text escaped).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Highlight {
+    pub text: String,
+    pub html: String,
+    pub ranges: Vec<(usize, usize)>,
+}
+
+struct Fields {
+    chunk_id: Field,
+    document_id: Field,
+    collection_id: Field,
+    title: Field,
+    text: Field,
+}
+
+pub struct LexicalIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+}
+
+fn err(e: impl std::fmt::Display) -> IndexError {
+    IndexError::Lexical(e.to_string())
+}
+
+fn schema() -> Schema {
+    let mut b = Schema::builder();
+    b.add_text_field("chunk_id", STRING | STORED);
+    b.add_text_field("document_id", STRING | STORED);
+    b.add_text_field("collection_id", STRING | STORED);
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    b.add_text_field("title", text.clone());
+    b.add_text_field("text", text);
+    b.build()
+}
+
+fn analyzer() -> IndexResult<TextAnalyzer> {
+    let stop = StopWordFilter::new(Language::English)
+        .ok_or_else(|| err("no English stop word list in this tantivy build"))?;
+    Ok(TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(stop)
+        .filter(Stemmer::new(Language::English))
+        .build())
+}
+
+impl LexicalIndex {
+    /// Open the index in `dir`, creating it if the directory holds none.
+    pub fn open(dir: &Path) -> IndexResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
+        let index = Index::open_or_create(directory, schema()).map_err(err)?;
+        index.tokenizers().register(ANALYZER, analyzer()?);
+        let s = index.schema();
+        let field = |name: &str| s.get_field(name).map_err(err);
+        let fields = Fields {
+            chunk_id: field("chunk_id")?,
+            document_id: field("document_id")?,
+            collection_id: field("collection_id")?,
+            title: field("title")?,
+            text: field("text")?,
+        };
+        let writer = index.writer(WRITER_MEMORY).map_err(err)?;
+        // Manual reload: we reload right after each commit, so readers never
+        // see a half-applied batch and there is no background watcher thread.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(err)?;
+        Ok(Self {
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+        })
+    }
+
+    fn writer(&self) -> IndexResult<std::sync::MutexGuard<'_, IndexWriter>> {
+        self.writer.lock().map_err(|_| err("writer lock poisoned"))
+    }
+
+    /// Add chunks, replacing any earlier version with the same chunk id.
+    /// Visible after `commit`.
+    pub fn upsert(&self, docs: &[LexicalDoc]) -> IndexResult<()> {
+        let f = &self.fields;
+        let writer = self.writer()?;
+        for d in docs {
+            writer.delete_term(Term::from_field_text(f.chunk_id, &d.chunk_id.to_string()));
+            let mut doc = TantivyDocument::default();
+            doc.add_text(f.chunk_id, d.chunk_id.to_string());
+            doc.add_text(f.document_id, d.document_id.to_string());
+            doc.add_text(f.collection_id, d.collection_id.to_string());
+            doc.add_text(f.title, &d.title);
+            doc.add_text(f.text, &d.text);
+            writer.add_document(doc).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Delete chunks by id. Visible after `commit`.
+    pub fn delete(&self, chunk_ids: &[Uuid]) -> IndexResult<()> {
+        let writer = self.writer()?;
+        for id in chunk_ids {
+            writer.delete_term(Term::from_field_text(self.fields.chunk_id, &id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn delete_collection(&self, collection_id: Uuid) -> IndexResult<()> {
+        self.writer()?.delete_term(Term::from_field_text(
+            self.fields.collection_id,
+            &collection_id.to_string(),
+        ));
+        Ok(())
+    }
+
+    pub fn clear(&self) -> IndexResult<()> {
+        self.writer()?.delete_all_documents().map_err(err)?;
+        Ok(())
+    }
+
+    /// Make pending writes durable and visible to searches.
+    pub fn commit(&self) -> IndexResult<()> {
+        self.writer()?.commit().map_err(err)?;
+        self.reader.reload().map_err(err)
+    }
+
+    pub fn count(&self) -> IndexResult<u64> {
+        let searcher = self.reader.searcher();
+        Ok(searcher.num_docs())
+    }
+
+    /// Every chunk id in the index (for consistency checks).
+    pub fn chunk_ids(&self) -> IndexResult<Vec<Uuid>> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::with_capacity(searcher.num_docs() as usize);
+        for segment in searcher.segment_readers() {
+            let store = segment.get_store_reader(64).map_err(err)?;
+            for doc_id in segment.doc_ids_alive() {
+                let doc: TantivyDocument = store.get(doc_id).map_err(err)?;
+                if let Some(id) = doc
+                    .get_first(self.fields.chunk_id)
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse(&self, query: &str) -> Box<dyn Query> {
+        let mut parser =
+            QueryParser::for_index(&self.index, vec![self.fields.title, self.fields.text]);
+        parser.set_field_boost(self.fields.title, TITLE_BOOST);
+        // Lenient: user text is not query syntax; stray quotes or colons must
+        // not turn into errors.
+        parser.parse_query_lenient(query).0
+    }
+
+    /// BM25 top `limit` chunks for `query` among `collections`.
+    pub fn search(&self, query: &str, collections: &[Uuid], limit: usize) -> IndexResult<Vec<Hit>> {
+        if collections.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let f = &self.fields;
+        let filter: Vec<(Occur, Box<dyn Query>)> = collections
+            .iter()
+            .map(|c| {
+                let term = Term::from_field_text(f.collection_id, &c.to_string());
+                (
+                    Occur::Should,
+                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>,
+                )
+            })
+            .collect();
+        // The filter contributes no score, so ranking is BM25 on the text alone.
+        let full = BooleanQuery::new(vec![
+            (Occur::Must, self.parse(query)),
+            (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(filter)), 0.0)),
+            ),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&full, &TopDocs::with_limit(limit).order_by_score())
+            .map_err(err)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr).map_err(err)?;
+            let id = |field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| Uuid::parse_str(s).ok())
+            };
+            if let (Some(chunk_id), Some(document_id), Some(collection_id)) =
+                (id(f.chunk_id), id(f.document_id), id(f.collection_id))
+            {
+                hits.push(Hit {
+                    chunk_id,
+                    document_id,
+                    collection_id,
+                    score,
+                });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Number of chunks matching `query` (any collection); for tests and checks.
+    pub fn count_matches(&self, query: &str) -> IndexResult<usize> {
+        let searcher = self.reader.searcher();
+        searcher.search(&*self.parse(query), &Count).map_err(err)
+    }
+
+    /// Highlighted fragments of `texts` for `query`, at most `max_chars` long
+    /// each. Works for hits from either signal, since it reads the given text.
+    pub fn highlight(&self, query: &str, texts: &[&str], max_chars: usize) -> IndexResult<Vec<Highlight>> {
+        let searcher = self.reader.searcher();
+        let q = self.parse(query);
+        let mut gen =
+            SnippetGenerator::create(&searcher, &*q, self.fields.text).map_err(err)?;
+        gen.set_max_num_chars(max_chars);
+        Ok(texts
+            .iter()
+            .map(|text| {
+                let s = gen.snippet(text);
+                if s.fragment().is_empty() {
+                    // No term matched (a dense-only hit): show the passage start.
+                    let head = truncate_chars(text, max_chars);
+                    return Highlight {
+                        html: escape_html(head),
+                        text: head.to_string(),
+                        ranges: Vec::new(),
+                    };
+                }
+                Highlight {
+                    text: s.fragment().to_string(),
+                    html: s.to_html().replace("<b>", "<mark>").replace("</b>", "</mark>"),
+                    ranges: s.highlighted().iter().map(|r| (r.start, r.end)).collect(),
+                }
+            })
+            .collect())
+    }
+}
+
+fn truncate_chars(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Async helpers: Tantivy is synchronous and may touch disk, so calls go to the
+/// blocking pool.
+pub async fn blocking<T, F>(index: &Arc<LexicalIndex>, f: F) -> IndexResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&LexicalIndex) -> IndexResult<T> + Send + 'static,
+{
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || f(&index))
+        .await
+        .map_err(|e| IndexError::Join(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(collection: Uuid, title: &str, text: &str) -> LexicalDoc {
+        LexicalDoc {
+            chunk_id: Uuid::new_v4(),
+            document_id: Uuid::new_v4(),
+            collection_id: collection,
+            title: title.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn search_filters_stems_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LexicalIndex::open(dir.path()).unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let d1 = doc(a, "Boundary layers", "The boundary layer thickens downstream of the plate.");
+        let d2 = doc(a, "Shocks", "Oblique shock waves at supersonic speeds.");
+        let d3 = doc(b, "Boundary layer notes", "Boundary layer separation.");
+        idx.upsert(&[d1.clone(), d2.clone(), d3.clone()]).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.count().unwrap(), 3);
+
+        // "layers" stems to "layer"; collection b is filtered out.
+        let hits = idx.search("layers", &[a], 10).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].chunk_id, d1.chunk_id);
+        assert_eq!(hits[0].collection_id, a);
+        assert!(idx.search("layers", &[], 10).unwrap().is_empty());
+        assert_eq!(idx.search("layer", &[a, b], 10).unwrap().len(), 2);
+
+        // Query syntax in user text is harmless.
+        assert!(idx.search("shock: \"waves", &[a], 10).unwrap().len() == 1);
+
+        // Upsert replaces, delete removes.
+        let mut d2b = d2.clone();
+        d2b.text = "Expansion fans.".into();
+        idx.upsert(&[d2b]).unwrap();
+        idx.delete(&[d1.chunk_id]).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.count().unwrap(), 2);
+        assert!(idx.search("shock waves", &[a], 10).unwrap().iter().all(|h| h.chunk_id == d2.chunk_id));
+        assert!(idx.search("boundary", &[a], 10).unwrap().is_empty());
+        let mut ids = idx.chunk_ids().unwrap();
+        ids.sort();
+        let mut want = vec![d2.chunk_id, d3.chunk_id];
+        want.sort();
+        assert_eq!(ids, want);
+
+        idx.delete_collection(b).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.count().unwrap(), 1);
+        drop(idx);
+
+        // Durable across reopen.
+        let idx = LexicalIndex::open(dir.path()).unwrap();
+        assert_eq!(idx.count().unwrap(), 1);
+        idx.clear().unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.count().unwrap(), 0);
+    }
+
+    #[test]
+    fn highlights_matches_and_falls_back_to_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LexicalIndex::open(dir.path()).unwrap();
+        let h = idx
+            .highlight("shock", &["Before. Oblique <shock> waves.", "Nothing here at all."], 200)
+            .unwrap();
+        assert!(h[0].html.contains("<mark>shock</mark>"), "{:?}", h[0]);
+        assert!(h[0].html.contains("&lt;"), "{:?}", h[0]);
+        let (s, e) = h[0].ranges[0];
+        assert_eq!(&h[0].text[s..e], "shock");
+        assert_eq!(h[1].text, "Nothing here at all.");
+        assert!(h[1].ranges.is_empty());
+    }
+}

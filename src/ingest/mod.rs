@@ -1,0 +1,6 @@
+//! Ingestion: load → clean → chunk → store → embed → index.
+
+pub mod chunk;
+pub mod clean;
+pub mod load;
+pub mod pipeline;

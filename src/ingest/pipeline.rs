@@ -1,0 +1,498 @@
+//! The ingestion pipeline: clean → hash → chunk → diff against the DB → write
+//! DB → embed new chunks → upsert both indexes → mark indexed.
+//!
+//! Convergence: chunk ids are derived from content, so a retried batch writes
+//! the same ids. A document is stored with `indexed = false` until both indexes
+//! hold its chunks; re-ingesting a document in that state re-indexes all of
+//! its chunks even when its content is unchanged. Chunks that vanish from a
+//! changed document are removed from the indexes (and that removal committed)
+//! before the DB forgets them, so no index entry is ever left without a DB row
+//! to find it by.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::chunk::{Chunker, Piece};
+use super::clean::clean_text;
+use super::load::RawDocument;
+use crate::app::App;
+use crate::db::models::{Chunk, Collection, Document};
+use crate::db::repo;
+use crate::error::Error;
+use crate::index::lexical::{self, LexicalDoc};
+use crate::index::VectorPoint;
+
+/// Documents handled per DB transaction and index commit.
+const GROUP: usize = 256;
+
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct IngestReport {
+    pub documents: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub skipped_empty: usize,
+    pub duplicate_sources: usize,
+    pub chunks_embedded: usize,
+    pub chunks_deleted: usize,
+    pub chunks_kept: usize,
+    pub seconds: f64,
+}
+
+impl IngestReport {
+    pub fn chunks_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.chunks_embedded as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+pub fn sha256_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// A UUID determined by its inputs (RFC 9562 version 8 layout), so the same
+/// document or chunk always gets the same id.
+pub fn stable_id(parts: &[&str]) -> Uuid {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+pub fn document_id(collection_id: &str, source: &str) -> Uuid {
+    stable_id(&["document", collection_id, source])
+}
+
+/// What the model and the lexical index see for a chunk: the title gives a
+/// passage cut from the middle of a document its context.
+pub fn embedding_text(title: &str, text: &str) -> String {
+    if title.is_empty() {
+        text.to_string()
+    } else {
+        format!("{title}. {text}")
+    }
+}
+
+struct Prepared {
+    doc: Document,
+    pieces: Vec<(Uuid, Piece, String)>,
+}
+
+fn prepare(
+    chunker: &Chunker,
+    collection_id: &str,
+    raw: RawDocument,
+) -> Option<Prepared> {
+    let text = clean_text(&raw.text);
+    if text.is_empty() {
+        return None;
+    }
+    let title = clean_text(&raw.title).replace('\n', " ");
+    let doc_id = document_id(collection_id, &raw.source).to_string();
+    // The chunking settings are part of the hash: changing them re-chunks.
+    let content_hash = sha256_hex(&[&title, &text, &chunker.signature()]);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let pieces = chunker
+        .chunk(&text, raw.markdown)
+        .into_iter()
+        .map(|p| {
+            let hash = sha256_hex(&[&p.text]);
+            // Repeated identical chunks in one document still get distinct ids.
+            let n = seen.entry(hash.clone()).or_insert(0);
+            let id = stable_id(&["chunk", &doc_id, &hash, &n.to_string()]);
+            *n += 1;
+            (id, p, hash)
+        })
+        .collect::<Vec<_>>();
+    let now = repo::now();
+    Some(Prepared {
+        doc: Document {
+            id: doc_id,
+            collection_id: collection_id.to_string(),
+            source: raw.source,
+            title,
+            content: text,
+            content_hash,
+            metadata: raw.metadata.to_string(),
+            chunk_count: pieces.len() as i32,
+            indexed: false,
+            created_at: now,
+            updated_at: now,
+        },
+        pieces,
+    })
+}
+
+/// Ingest documents into `collection`. `progress` is called with the number of
+/// documents processed so far.
+pub async fn ingest(
+    app: &App,
+    collection: &Collection,
+    docs: Vec<RawDocument>,
+    progress: &(dyn Fn(usize) + Send + Sync),
+) -> Result<IngestReport, Error> {
+    let started = Instant::now();
+    let mut report = IngestReport {
+        documents: docs.len(),
+        ..Default::default()
+    };
+    // Last occurrence of a source wins, as if the files were ingested in order.
+    let mut by_source: HashMap<String, usize> = HashMap::new();
+    for (i, d) in docs.iter().enumerate() {
+        if by_source.insert(d.source.clone(), i).is_some() {
+            report.duplicate_sources += 1;
+        }
+    }
+    let docs: Vec<RawDocument> = docs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, d)| by_source.get(&d.source) == Some(i))
+        .map(|(_, d)| d)
+        .collect();
+
+    let mut done = report.duplicate_sources;
+    let mut iter = docs.into_iter().peekable();
+    while iter.peek().is_some() {
+        let group: Vec<RawDocument> = iter.by_ref().take(GROUP).collect();
+        let n = group.len();
+        ingest_group(app, collection, group, &mut report).await?;
+        done += n;
+        progress(done);
+    }
+    if report.chunks_embedded > 0 || report.chunks_deleted > 0 {
+        app.vectors.optimize().await?;
+        app.vectors.flush().await?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn ingest_group(
+    app: &App,
+    collection: &Collection,
+    group: Vec<RawDocument>,
+    report: &mut IngestReport,
+) -> Result<(), Error> {
+    let chunker = app.chunker.clone();
+    let cid = collection.id.clone();
+    let n = group.len();
+    // Tokenising is CPU work: keep it off the async executor.
+    let prepared: Vec<Prepared> = tokio::task::spawn_blocking(move || {
+        group
+            .into_iter()
+            .filter_map(|raw| prepare(&chunker, &cid, raw))
+            .collect()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    report.skipped_empty += n - prepared.len();
+
+    let sources: Vec<String> = prepared.iter().map(|p| p.doc.source.clone()).collect();
+    let states: HashMap<String, (String, bool)> = repo::document_states(&app.db, &collection.id, &sources)
+        .await?
+        .into_iter()
+        .map(|s| (s.source, (s.content_hash, s.indexed)))
+        .collect();
+
+    let mut changed: Vec<Prepared> = Vec::new();
+    let mut fully_indexed: HashSet<String> = HashSet::new();
+    for p in prepared {
+        match states.get(&p.doc.source) {
+            Some((hash, true)) if *hash == p.doc.content_hash => report.unchanged += 1,
+            Some((_, indexed)) => {
+                report.updated += 1;
+                if *indexed {
+                    fully_indexed.insert(p.doc.id.clone());
+                }
+                changed.push(p);
+            }
+            None => {
+                report.added += 1;
+                changed.push(p);
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+
+    let doc_ids: Vec<String> = changed.iter().map(|p| p.doc.id.clone()).collect();
+    let old: Vec<(String, String)> = repo::chunk_ids_of_documents(&app.db, &doc_ids).await?;
+    let new_ids: HashSet<String> = changed
+        .iter()
+        .flat_map(|p| p.pieces.iter().map(|(id, _, _)| id.to_string()))
+        .collect();
+    // Chunks already in both indexes: those of fully indexed documents that survive.
+    let present: HashSet<String> = old
+        .iter()
+        .filter(|(id, doc)| fully_indexed.contains(doc) && new_ids.contains(id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let vanished: Vec<Uuid> = old
+        .iter()
+        .filter(|(id, _)| !new_ids.contains(id))
+        .filter_map(|(id, _)| Uuid::parse_str(id).ok())
+        .collect();
+
+    if !vanished.is_empty() {
+        app.vectors.delete(vanished.clone()).await?;
+        // qdrant-edge does not replay its WAL on load: only flushed writes survive a crash.
+        app.vectors.flush().await?;
+        let ids = vanished.clone();
+        lexical::blocking(&app.lexical, move |l| {
+            l.delete(&ids)?;
+            l.commit()
+        })
+        .await?;
+        report.chunks_deleted += vanished.len();
+    }
+
+    let mut rows = Vec::new();
+    let mut fresh: Vec<(Uuid, Uuid, String, String)> = Vec::new();
+    let collection_uuid =
+        Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut docs = Vec::with_capacity(changed.len());
+    for p in changed {
+        let doc_uuid = Uuid::parse_str(&p.doc.id).map_err(|e| Error::Internal(e.to_string()))?;
+        for (id, piece, hash) in p.pieces {
+            if present.contains(&id.to_string()) {
+                report.chunks_kept += 1;
+            } else {
+                fresh.push((id, doc_uuid, p.doc.title.clone(), piece.text.clone()));
+            }
+            rows.push(Chunk {
+                id: id.to_string(),
+                document_id: p.doc.id.clone(),
+                collection_id: collection.id.clone(),
+                position: piece.position as i32,
+                text: piece.text,
+                content_hash: hash,
+                char_start: piece.char_start as i32,
+                char_end: piece.char_end as i32,
+                token_count: piece.token_count as i32,
+            });
+        }
+        docs.push(p.doc);
+    }
+    repo::replace_documents(&app.db, docs, rows).await?;
+
+    index_chunks(app, collection_uuid, fresh).await?;
+    app.vectors.flush().await?;
+    report.chunks_embedded += new_ids.len() - present.len();
+    repo::mark_indexed(&app.db, &doc_ids).await?;
+    Ok(())
+}
+
+/// Embed chunks `(chunk id, document id, title, text)` and write them to both
+/// indexes, committing the lexical index.
+pub async fn index_chunks(
+    app: &App,
+    collection_id: Uuid,
+    chunks: Vec<(Uuid, Uuid, String, String)>,
+) -> Result<(), Error> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let texts: Vec<String> = chunks
+        .iter()
+        .map(|(_, _, title, text)| embedding_text(title, text))
+        .collect();
+    let vectors = app.embedder.embed(texts).await?;
+    let points: Vec<VectorPoint> = chunks
+        .iter()
+        .zip(vectors)
+        .map(|((id, doc, _, _), vector)| VectorPoint {
+            chunk_id: *id,
+            document_id: *doc,
+            collection_id,
+            vector,
+        })
+        .collect();
+    app.vectors.upsert(points).await?;
+    let docs: Vec<LexicalDoc> = chunks
+        .into_iter()
+        .map(|(chunk_id, document_id, title, text)| LexicalDoc {
+            chunk_id,
+            document_id,
+            collection_id,
+            title,
+            text,
+        })
+        .collect();
+    lexical::blocking(&app.lexical, move |l| {
+        l.upsert(&docs)?;
+        l.commit()
+    })
+    .await?;
+    Ok(())
+}
+
+/// Delete a document from the DB and both indexes. Returns false if unknown.
+pub async fn delete_document(app: &App, document_id: &str) -> Result<bool, Error> {
+    let Some(ids) = repo::delete_document(&app.db, document_id).await? else {
+        return Ok(false);
+    };
+    remove_from_indexes(app, ids).await?;
+    Ok(true)
+}
+
+/// Delete a collection everywhere.
+pub async fn delete_collection(app: &App, collection: &Collection) -> Result<(), Error> {
+    repo::delete_collection(&app.db, &collection.id).await?;
+    let id = Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
+    app.vectors.delete_collection(id).await?;
+    lexical::blocking(&app.lexical, move |l| {
+        l.delete_collection(id)?;
+        l.commit()
+    })
+    .await?;
+    app.vectors.flush().await?;
+    Ok(())
+}
+
+async fn remove_from_indexes(app: &App, ids: Vec<String>) -> Result<(), Error> {
+    let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+    app.vectors.delete(ids.clone()).await?;
+    lexical::blocking(&app.lexical, move |l| {
+        l.delete(&ids)?;
+        l.commit()
+    })
+    .await?;
+    app.vectors.flush().await?;
+    Ok(())
+}
+
+/// Rebuild both indexes from the DB. Returns the number of chunks indexed.
+pub async fn reindex(app: &App, progress: &(dyn Fn(usize) + Send + Sync)) -> Result<usize, Error> {
+    app.vectors.clear().await?;
+    lexical::blocking(&app.lexical, |l| {
+        l.clear()?;
+        l.commit()
+    })
+    .await?;
+    let mut after: Option<String> = None;
+    let mut total = 0usize;
+    loop {
+        let page = repo::chunks_page(&app.db, after.as_deref(), 1024).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.chunk.id.clone());
+        // Group by collection: index_chunks writes one collection at a time.
+        let mut by_collection: HashMap<String, Vec<(Uuid, Uuid, String, String)>> = HashMap::new();
+        for c in page.iter() {
+            let (Ok(id), Ok(doc)) = (
+                Uuid::parse_str(&c.chunk.id),
+                Uuid::parse_str(&c.chunk.document_id),
+            ) else {
+                continue;
+            };
+            by_collection
+                .entry(c.chunk.collection_id.clone())
+                .or_default()
+                .push((id, doc, c.title.clone(), c.chunk.text.clone()));
+        }
+        for (collection, chunks) in by_collection {
+            let cid = Uuid::parse_str(&collection).map_err(|e| Error::Internal(e.to_string()))?;
+            index_chunks(app, cid, chunks).await?;
+        }
+        total += page.len();
+        progress(total);
+    }
+    app.vectors.optimize().await?;
+    app.vectors.flush().await?;
+    Ok(total)
+}
+
+/// How the indexes differ from the DB.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct CheckReport {
+    pub db_chunks: usize,
+    pub vector_points: usize,
+    pub lexical_docs: usize,
+    pub missing_in_vector: Vec<String>,
+    pub missing_in_lexical: Vec<String>,
+    pub orphans_in_vector: Vec<String>,
+    pub orphans_in_lexical: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_consistent(&self) -> bool {
+        self.missing_in_vector.is_empty()
+            && self.missing_in_lexical.is_empty()
+            && self.orphans_in_vector.is_empty()
+            && self.orphans_in_lexical.is_empty()
+            && self.db_chunks == self.vector_points
+            && self.db_chunks == self.lexical_docs
+    }
+}
+
+pub async fn check(app: &App) -> Result<CheckReport, Error> {
+    let db: HashSet<String> = repo::all_chunk_ids(&app.db).await?.into_iter().collect();
+    let vec_ids: Vec<String> = app
+        .vectors
+        .chunk_ids()
+        .await?
+        .into_iter()
+        .map(|u| u.to_string())
+        .collect();
+    let lex_ids: Vec<String> = lexical::blocking(&app.lexical, |l| l.chunk_ids())
+        .await?
+        .into_iter()
+        .map(|u| u.to_string())
+        .collect();
+    let vec_set: HashSet<&String> = vec_ids.iter().collect();
+    let lex_set: HashSet<&String> = lex_ids.iter().collect();
+    let mut r = CheckReport {
+        db_chunks: db.len(),
+        vector_points: vec_ids.len(),
+        lexical_docs: lex_ids.len(),
+        missing_in_vector: db.iter().filter(|i| !vec_set.contains(i)).cloned().collect(),
+        missing_in_lexical: db.iter().filter(|i| !lex_set.contains(i)).cloned().collect(),
+        orphans_in_vector: vec_ids.iter().filter(|i| !db.contains(*i)).cloned().collect(),
+        orphans_in_lexical: lex_ids.iter().filter(|i| !db.contains(*i)).cloned().collect(),
+    };
+    r.missing_in_vector.sort();
+    r.missing_in_lexical.sort();
+    r.orphans_in_vector.sort();
+    r.orphans_in_lexical.sort();
+    Ok(r)
+}
+
+pub type SharedChunker = Arc<Chunker>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_ids_are_deterministic_and_distinct() {
+        let a = stable_id(&["chunk", "doc", "h", "0"]);
+        assert_eq!(a, stable_id(&["chunk", "doc", "h", "0"]));
+        assert_ne!(a, stable_id(&["chunk", "doc", "h", "1"]));
+        // Part boundaries matter: ("ab","c") is not ("a","bc").
+        assert_ne!(stable_id(&["ab", "c"]), stable_id(&["a", "bc"]));
+        assert_eq!(a.get_version_num(), 8);
+    }
+
+    #[test]
+    fn embedding_text_prefixes_title() {
+        assert_eq!(embedding_text("T", "body"), "T. body");
+        assert_eq!(embedding_text("", "body"), "body");
+    }
+}

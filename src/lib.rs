@@ -1,0 +1,15 @@
+//! ragchat: turn a pile of documents into a knowledge base to search and chat with.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod embed;
+pub mod error;
+pub mod eval;
+pub mod http;
+pub mod index;
+pub mod ingest;
+pub mod retrieve;
+pub mod telemetry;
+
+pub use error::{Error, Result};

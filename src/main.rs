@@ -1,0 +1,350 @@
+//! The `ragchat` command line: serve, ingest, query, eval, reindex, check.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use ragchat::app::App;
+use ragchat::config::Settings;
+use ragchat::db::repo;
+use ragchat::eval::run::{self as eval_run, EvalOptions};
+use ragchat::ingest::{load, pipeline};
+use ragchat::retrieve::{self, Mode, SearchRequest, Weights};
+use ragchat::{http, telemetry, Error};
+
+#[derive(Parser)]
+#[command(name = "ragchat", version, about = "A knowledge base you can search and chat with")]
+struct Cli {
+    /// Settings file (default: ./ragchat.toml if present; env RAGCHAT_CONFIG).
+    #[arg(long, global = true, env = "RAGCHAT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on (overrides server.bind).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Ingest a file or directory (.txt, .md, .html, BEIR .jsonl) into a collection.
+    Ingest {
+        path: PathBuf,
+        #[arg(long, short)]
+        collection: String,
+    },
+    /// Search from the terminal.
+    Query {
+        query: String,
+        /// Collections to search (repeatable; default all).
+        #[arg(long = "collection", short)]
+        collections: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        top_k: i64,
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Print the JSON the HTTP API would return.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate retrieval on a BEIR-layout dataset.
+    Eval {
+        dir: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// One or more of hybrid, dense, lexical (comma-separated).
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Write a TREC run file (mode appended to the name when several modes run).
+        #[arg(long)]
+        run_out: Option<PathBuf>,
+        /// Collection to ingest into (default eval-<dataset dir name>).
+        #[arg(long)]
+        collection: Option<String>,
+        /// Chunks each signal returns per query.
+        #[arg(long, default_value_t = 400)]
+        candidates: usize,
+        #[arg(long)]
+        dense_weight: Option<f32>,
+        #[arg(long)]
+        lexical_weight: Option<f32>,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Rebuild the vector and full-text indexes from the database.
+    Reindex,
+    /// Verify that the database and both indexes agree.
+    Check,
+    /// Delete a collection from the database and both indexes.
+    DeleteCollection { name: String },
+    /// List collections.
+    Collections,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (file, explicit) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("ragchat.toml"), false),
+    };
+    let mut settings = match Settings::load(Some(&file), explicit, std::env::vars()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Serve { bind: Some(b) } = &cli.command {
+        settings.server.bind = b.clone();
+        if let Err(e) = settings.validate() {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    telemetry::init(&settings.log);
+    match run(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> Result<(), Error> {
+    let app = App::open(settings).await?;
+    let result = dispatch(command, &app).await;
+    // Indexes are flushed on every exit path, error or not.
+    let flushed = app.flush().await;
+    result.and(flushed)
+}
+
+async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
+    match command {
+        Command::Serve { .. } => http::serve(app.clone()).await,
+        Command::Ingest { path, collection } => ingest(app, &path, &collection).await,
+        Command::Query {
+            query,
+            collections,
+            top_k,
+            mode,
+            json,
+        } => {
+            let req = SearchRequest {
+                query,
+                collections: (!collections.is_empty()).then_some(collections),
+                top_k: Some(top_k),
+                mode: Some(mode),
+                dense_weight: None,
+                lexical_weight: None,
+            };
+            let resp = retrieve::search(app, req).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&resp).map_err(|e| Error::Internal(e.to_string()))?
+                );
+                return Ok(());
+            }
+            for r in &resp.results {
+                let sig = |s: Option<retrieve::Signal>| {
+                    s.map(|s| format!("#{} ({:.3})", s.rank, s.score))
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "{:>2}. {:.4}  {}  [{}]  dense {}  lexical {}",
+                    r.rank,
+                    r.score,
+                    r.title,
+                    r.collection,
+                    sig(r.dense),
+                    sig(r.lexical)
+                );
+                println!("    {}", r.snippet.text.replace('\n', " "));
+                println!("    document {} chunk {}", r.document_id, r.chunk_id);
+            }
+            println!("{} results in {:.1} ms", resp.results.len(), resp.took_ms);
+            Ok(())
+        }
+        Command::Eval {
+            dir,
+            split,
+            mode,
+            run_out,
+            collection,
+            candidates,
+            dense_weight,
+            lexical_weight,
+            concurrency,
+        } => {
+            let modes = mode
+                .split(',')
+                .map(|m| m.parse::<Mode>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let r = &app.settings.retrieval;
+            let opts = EvalOptions {
+                dir,
+                split,
+                modes,
+                collection,
+                run_out,
+                candidates,
+                weights: Weights {
+                    dense: dense_weight.unwrap_or(r.dense_weight),
+                    lexical: lexical_weight.unwrap_or(r.lexical_weight),
+                },
+                concurrency,
+            };
+            eval(app, opts).await
+        }
+        Command::Reindex => {
+            let total = repo::count_chunks(&app.db, None).await?;
+            let pb = bar(total as u64, "reindex");
+            let started = std::time::Instant::now();
+            let n = pipeline::reindex(app, &|n| pb.set_position(n as u64)).await?;
+            pb.finish_and_clear();
+            println!(
+                "reindexed {n} chunks in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Check => {
+            let r = pipeline::check(app).await?;
+            println!(
+                "database {} chunks, vector index {} points, lexical index {} documents",
+                r.db_chunks, r.vector_points, r.lexical_docs
+            );
+            let show = |what: &str, ids: &[String]| {
+                if !ids.is_empty() {
+                    let head: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+                    println!("  {what}: {} (e.g. {})", ids.len(), head.join(", "));
+                }
+            };
+            show("missing in vector index", &r.missing_in_vector);
+            show("missing in lexical index", &r.missing_in_lexical);
+            show("orphans in vector index", &r.orphans_in_vector);
+            show("orphans in lexical index", &r.orphans_in_lexical);
+            if r.is_consistent() {
+                println!("consistent");
+                Ok(())
+            } else {
+                Err(Error::Unavailable(
+                    "indexes differ from the database; run `ragchat reindex` to repair".into(),
+                ))
+            }
+        }
+        Command::DeleteCollection { name } => {
+            let c = repo::collection_by_name(&app.db, &name)
+                .await?
+                .ok_or_else(|| Error::not_found("unknown_collection", format!("unknown collection `{name}`")))?;
+            pipeline::delete_collection(app, &c).await?;
+            println!("deleted collection {name}");
+            Ok(())
+        }
+        Command::Collections => {
+            for c in repo::list_collections(&app.db).await? {
+                let docs = repo::count_documents(&app.db, Some(&c.id)).await?;
+                let chunks = repo::count_chunks(&app.db, Some(&c.id)).await?;
+                println!("{}\t{docs} documents\t{chunks} chunks", c.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn ingest(app: &Arc<App>, path: &std::path::Path, collection: &str) -> Result<(), Error> {
+    if collection.trim().is_empty() {
+        return Err(Error::invalid("unknown_collection", "collection name must not be empty"));
+    }
+    let p = path.to_path_buf();
+    let docs = tokio::task::spawn_blocking(move || load::load_path(&p))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let c = repo::ensure_collection(&app.db, collection).await?;
+    let pb = bar(docs.len() as u64, "ingest");
+    let report = pipeline::ingest(app, &c, docs, &|n| pb.set_position(n as u64)).await?;
+    pb.finish_and_clear();
+    println!(
+        "ingested {} documents into `{collection}` ({} new, {} updated, {} unchanged, {} empty): \
+         {} chunks embedded, {} kept, {} deleted in {:.1} s ({:.1} chunks/s)",
+        report.documents,
+        report.added,
+        report.updated,
+        report.unchanged,
+        report.skipped_empty,
+        report.chunks_embedded,
+        report.chunks_kept,
+        report.chunks_deleted,
+        report.seconds,
+        report.chunks_per_second()
+    );
+    Ok(())
+}
+
+async fn eval(app: &Arc<App>, opts: EvalOptions) -> Result<(), Error> {
+    let pb = bar(0, "ingest corpus");
+    let prepared = eval_run::prepare(app, &opts, &|n, total| {
+        pb.set_length(total as u64);
+        pb.set_position(n as u64);
+    })
+    .await?;
+    pb.finish_and_clear();
+    if let Some(r) = &prepared.ingest {
+        println!(
+            "ingested {} documents: {} chunks in {:.1} s ({:.1} chunks/s)",
+            r.documents,
+            r.chunks_embedded,
+            r.seconds,
+            r.chunks_per_second()
+        );
+    }
+    let chunks = repo::count_chunks(&app.db, Some(&prepared.collection_id.to_string())).await?;
+    println!(
+        "dataset {} split {}: {} documents, {} chunks, {} judged queries; candidates {} per signal, weights dense {} lexical {}, rrf k {}",
+        opts.dir.display(),
+        opts.split,
+        prepared.doc_names.len(),
+        chunks,
+        prepared.dataset.queries.len(),
+        opts.candidates,
+        opts.weights.dense,
+        opts.weights.lexical,
+        app.settings.retrieval.rrf_k
+    );
+    println!("{:<8} {:>8} {:>11} {:>8} {:>9}", "mode", "nDCG@10", "recall@100", "MRR@10", "queries/s");
+    for &mode in &opts.modes {
+        let (result, run) = eval_run::run_mode(app, &prepared, &opts, mode).await?;
+        let s = result.scores;
+        println!(
+            "{:<8} {:>8.4} {:>11.4} {:>8.4} {:>9.1}",
+            eval_run::mode_name(mode),
+            s.ndcg_at_10,
+            s.recall_at_100,
+            s.mrr_at_10,
+            s.queries as f64 / result.seconds.max(1e-9)
+        );
+        if let Some(path) = &opts.run_out {
+            let written = eval_run::write_run_file(path, mode, opts.modes.len() > 1, &run)?;
+            println!("         run file: {}", written.display());
+        }
+    }
+    Ok(())
+}

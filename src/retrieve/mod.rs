@@ -1,0 +1,397 @@
+//! Hybrid retrieval: dense and lexical search run concurrently over the same
+//! collections, then weighted reciprocal rank fusion. Each result keeps every
+//! signal's rank and score so a caller can see why it ranked where it did.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::db::models::Collection;
+use crate::db::repo;
+use crate::error::{Error, Result};
+use crate::index::lexical::{self, Highlight};
+use crate::index::Hit;
+
+pub const MAX_QUERY_CHARS: usize = 2000;
+const SNIPPET_CHARS: usize = 240;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Hybrid,
+    Dense,
+    Lexical,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "hybrid" => Ok(Mode::Hybrid),
+            "dense" => Ok(Mode::Dense),
+            "lexical" => Ok(Mode::Lexical),
+            other => Err(Error::invalid(
+                "unknown_mode",
+                format!("unknown mode `{other}`: expected hybrid, dense or lexical"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Weights {
+    pub dense: f32,
+    pub lexical: f32,
+}
+
+/// One signal's view of a result. `rank` starts at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Signal {
+    pub rank: usize,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fused {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub collection_id: Uuid,
+    pub score: f32,
+    pub dense: Option<Signal>,
+    pub lexical: Option<Signal>,
+}
+
+/// Weighted reciprocal rank fusion: `score = Σ weight / (k + rank)` over the
+/// signals that returned the chunk. Ties go to the better single rank, then
+/// to the chunk id, so results are deterministic.
+pub fn rrf(dense: &[Hit], lexical: &[Hit], k: f32, weights: Weights) -> Vec<Fused> {
+    let mut by_id: HashMap<Uuid, Fused> = HashMap::new();
+    let mut add = |hits: &[Hit], weight: f32, is_dense: bool| {
+        for (i, h) in hits.iter().enumerate() {
+            let rank = i + 1;
+            let e = by_id.entry(h.chunk_id).or_insert_with(|| Fused {
+                chunk_id: h.chunk_id,
+                document_id: h.document_id,
+                collection_id: h.collection_id,
+                score: 0.0,
+                dense: None,
+                lexical: None,
+            });
+            let slot = if is_dense { &mut e.dense } else { &mut e.lexical };
+            if slot.is_none() {
+                *slot = Some(Signal { rank, score: h.score });
+                e.score += weight / (k + rank as f32);
+            }
+        }
+    };
+    add(dense, weights.dense, true);
+    add(lexical, weights.lexical, false);
+    let mut out: Vec<Fused> = by_id.into_values().collect();
+    let best_rank = |f: &Fused| {
+        f.dense
+            .map(|s| s.rank)
+            .into_iter()
+            .chain(f.lexical.map(|s| s.rank))
+            .min()
+            .unwrap_or(usize::MAX)
+    };
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| best_rank(a).cmp(&best_rank(b)))
+            .then_with(|| a.chunk_id.cmp(&b.chunk_id))
+    });
+    out
+}
+
+/// Map collection names to collections; `None` means all collections.
+pub async fn resolve_collections(app: &App, names: Option<&[String]>) -> Result<Vec<Collection>> {
+    let all = repo::list_collections(&app.db).await?;
+    let Some(names) = names else { return Ok(all) };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match all.iter().find(|c| &c.name == name) {
+            Some(c) => {
+                if !out.iter().any(|o: &Collection| o.id == c.id) {
+                    out.push(c.clone());
+                }
+            }
+            None => {
+                return Err(Error::invalid(
+                    "unknown_collection",
+                    format!("unknown collection `{name}`"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Ranked chunks for `query` without touching the DB (the hot path of `eval`).
+pub async fn rank(
+    app: &App,
+    query: &str,
+    collections: &[Uuid],
+    mode: Mode,
+    candidates: usize,
+    weights: Weights,
+) -> Result<Vec<Fused>> {
+    let dense = async {
+        if mode == Mode::Lexical {
+            return Ok::<_, Error>(Vec::new());
+        }
+        let v = app.embedder.embed_query(query).await?;
+        Ok(app
+            .vectors
+            .search(v.as_ref().clone(), collections.to_vec(), candidates)
+            .await?)
+    };
+    let lexical = async {
+        if mode == Mode::Dense {
+            return Ok::<_, Error>(Vec::new());
+        }
+        let q = query.to_string();
+        let cols = collections.to_vec();
+        Ok(lexical::blocking(&app.lexical, move |l| l.search(&q, &cols, candidates)).await?)
+    };
+    let (dense, lexical) = tokio::try_join!(dense, lexical)?;
+    Ok(rrf(&dense, &lexical, app.settings.retrieval.rrf_k, weights))
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub collections: Option<Vec<String>>,
+    pub top_k: Option<i64>,
+    pub mode: Option<String>,
+    pub dense_weight: Option<f32>,
+    pub lexical_weight: Option<f32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    pub rank: usize,
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub collection: String,
+    pub title: String,
+    pub source: String,
+    pub position: i32,
+    pub char_start: i32,
+    pub char_end: i32,
+    pub snippet: Highlight,
+    pub score: f32,
+    pub dense: Option<Signal>,
+    pub lexical: Option<Signal>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResponse {
+    pub query: String,
+    pub mode: Mode,
+    pub top_k: usize,
+    pub weights: Weights,
+    pub collections: Vec<String>,
+    pub results: Vec<SearchResult>,
+    pub took_ms: f64,
+}
+
+/// Validate a request; every problem is a 400 naming the field.
+pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)> {
+    let r = &app.settings.retrieval;
+    let q = req.query.trim();
+    if q.is_empty() {
+        return Err(Error::invalid("empty_query", "`query` must not be empty"));
+    }
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::invalid(
+            "query_too_long",
+            format!("`query` must be at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    let top_k = match req.top_k {
+        None => r.default_top_k,
+        Some(k) if k >= 1 && k as u64 <= r.max_top_k as u64 => k as usize,
+        Some(k) => {
+            return Err(Error::invalid(
+                "invalid_top_k",
+                format!("`top_k` must be between 1 and {}, got {k}", r.max_top_k),
+            ))
+        }
+    };
+    let mode = match &req.mode {
+        None => Mode::Hybrid,
+        Some(m) => m.parse()?,
+    };
+    let weights = Weights {
+        dense: req.dense_weight.unwrap_or(r.dense_weight),
+        lexical: req.lexical_weight.unwrap_or(r.lexical_weight),
+    };
+    for (name, w) in [("dense", weights.dense), ("lexical", weights.lexical)] {
+        if !(w.is_finite() && (0.0..=100.0).contains(&w)) {
+            return Err(Error::invalid(
+                "invalid_weights",
+                format!("`weights.{name}` must be a number between 0 and 100"),
+            ));
+        }
+    }
+    if mode == Mode::Hybrid && weights.dense == 0.0 && weights.lexical == 0.0 {
+        return Err(Error::invalid(
+            "invalid_weights",
+            "at least one weight must be positive",
+        ));
+    }
+    if let Some(c) = &req.collections {
+        if c.iter().any(|n| n.trim().is_empty()) {
+            return Err(Error::invalid(
+                "unknown_collection",
+                "collection names must not be empty",
+            ));
+        }
+    }
+    Ok((mode, top_k, weights))
+}
+
+/// The `/query` operation: validate, retrieve, join with the DB, highlight.
+pub async fn search(app: &Arc<App>, req: SearchRequest) -> Result<SearchResponse> {
+    let started = Instant::now();
+    let (mode, top_k, weights) = validate(app, &req)?;
+    let collections = resolve_collections(app, req.collections.as_deref()).await?;
+    let ids: Vec<Uuid> = collections
+        .iter()
+        .filter_map(|c| Uuid::parse_str(&c.id).ok())
+        .collect();
+    let query = req.query.trim().to_string();
+    let candidates = app.settings.retrieval.candidates.max(top_k);
+    let fused = rank(app, &query, &ids, mode, candidates, weights).await?;
+
+    // The DB is the source of truth: a hit whose chunk is gone (deleted while
+    // an index lagged) is dropped, so over-fetch a little to still fill top_k.
+    let wanted: Vec<Fused> = fused.into_iter().take(top_k + top_k / 2 + 2).collect();
+    let chunk_ids: Vec<String> = wanted.iter().map(|f| f.chunk_id.to_string()).collect();
+    let rows: HashMap<String, _> = repo::chunks_by_ids(&app.db, &chunk_ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.chunk.id.clone(), c))
+        .collect();
+    let kept: Vec<(Fused, crate::db::models::ChunkWithTitle)> = wanted
+        .into_iter()
+        .filter_map(|f| rows.get(&f.chunk_id.to_string()).cloned().map(|c| (f, c)))
+        .take(top_k)
+        .collect();
+    let texts: Vec<String> = kept.iter().map(|(_, c)| c.chunk.text.clone()).collect();
+    let q = query.clone();
+    let snippets = lexical::blocking(&app.lexical, move |l| {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        l.highlight(&q, &refs, SNIPPET_CHARS)
+    })
+    .await?;
+    let names: HashMap<&str, &str> = collections
+        .iter()
+        .map(|c| (c.id.as_str(), c.name.as_str()))
+        .collect();
+    let results = kept
+        .into_iter()
+        .zip(snippets)
+        .enumerate()
+        .map(|(i, ((f, c), snippet))| SearchResult {
+            rank: i + 1,
+            chunk_id: f.chunk_id,
+            document_id: f.document_id,
+            collection: names
+                .get(c.chunk.collection_id.as_str())
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            title: if c.title.is_empty() { c.source.clone() } else { c.title },
+            source: c.source,
+            position: c.chunk.position,
+            char_start: c.chunk.char_start,
+            char_end: c.chunk.char_end,
+            snippet,
+            score: f.score,
+            dense: f.dense,
+            lexical: f.lexical,
+        })
+        .collect();
+    Ok(SearchResponse {
+        query,
+        mode,
+        top_k,
+        weights,
+        collections: collections.into_iter().map(|c| c.name).collect(),
+        results,
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(n: u128, score: f32) -> Hit {
+        Hit {
+            chunk_id: Uuid::from_u128(n),
+            document_id: Uuid::from_u128(1000 + n),
+            collection_id: Uuid::from_u128(7),
+            score,
+        }
+    }
+
+    #[test]
+    fn rrf_arithmetic() {
+        // dense: A(1) B(2) C(3); lexical: B(1) D(2) A(3); k = 60, equal weights.
+        let dense = [hit(1, 0.9), hit(2, 0.8), hit(3, 0.7)];
+        let lexical = [hit(2, 12.0), hit(4, 9.0), hit(1, 3.0)];
+        let w = Weights { dense: 1.0, lexical: 1.0 };
+        let f = rrf(&dense, &lexical, 60.0, w);
+        let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
+        // B = 1/62 + 1/61 = 0.032522; A = 1/61 + 1/63 = 0.032266;
+        // D = 1/62 = 0.016129; C = 1/63 = 0.015873.
+        assert_eq!(ids, vec![2, 1, 4, 3]);
+        assert!((f[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-7);
+        assert!((f[1].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-7);
+        assert!((f[2].score - 1.0 / 62.0).abs() < 1e-7);
+        assert_eq!(f[0].dense, Some(Signal { rank: 2, score: 0.8 }));
+        assert_eq!(f[0].lexical, Some(Signal { rank: 1, score: 12.0 }));
+        assert_eq!(f[2].dense, None);
+
+        // Weighting dense twice as much: A = 2/61 + 1/63 beats B = 2/62 + 1/61,
+        // and C = 2/63 beats D = 1/62.
+        let f = rrf(&dense, &lexical, 60.0, Weights { dense: 2.0, lexical: 1.0 });
+        let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4]);
+
+        // A zero weight keeps the signal's ranks visible but adds nothing.
+        let f = rrf(&dense, &lexical, 60.0, Weights { dense: 1.0, lexical: 0.0 });
+        let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4]);
+        assert_eq!(f[3].score, 0.0);
+    }
+
+    #[test]
+    fn rrf_single_signal_and_ties() {
+        let f = rrf(&[], &[hit(5, 1.0), hit(6, 0.5)], 60.0, Weights { dense: 1.0, lexical: 1.0 });
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].chunk_id.as_u128(), 5);
+        // Same rank in different signals: equal scores, tie broken by rank then id.
+        let f = rrf(&[hit(9, 1.0)], &[hit(8, 1.0)], 60.0, Weights { dense: 1.0, lexical: 1.0 });
+        assert_eq!(f[0].score, f[1].score);
+        assert_eq!(f[0].chunk_id.as_u128(), 8);
+        // A duplicate within one signal counts once, at its best rank.
+        let f = rrf(&[hit(1, 1.0), hit(1, 0.5)], &[], 60.0, Weights { dense: 1.0, lexical: 1.0 });
+        assert_eq!(f.len(), 1);
+        assert!((f[0].score - 1.0 / 61.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn mode_parsing() {
+        assert_eq!("Hybrid".parse::<Mode>().unwrap(), Mode::Hybrid);
+        assert_eq!("dense".parse::<Mode>().unwrap(), Mode::Dense);
+        let e = "fuzzy".parse::<Mode>().unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { code: "unknown_mode", .. }));
+    }
+}

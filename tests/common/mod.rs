@@ -1,0 +1,147 @@
+//! Black-box helpers: run the real `ragchat` binary against a throwaway data
+//! directory, and start the real server on a random port.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var("RAGCHAT_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("models"));
+    assert!(
+        dir.join("minilm/model.onnx").is_file(),
+        "models missing in {}: run scripts/setup-models.sh before the tests",
+        dir.display()
+    );
+    dir
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+/// A `ragchat` command with a clean environment: only the given data dir and
+/// the installed models, so settings on the developer's machine cannot leak in.
+pub fn cmd(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ragchat"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RAGCHAT_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RAGCHAT_DATA_DIR", data_dir)
+        .env("RAGCHAT_MODELS_DIR", models_dir())
+        .env("RAGCHAT_LOG_LEVEL", "warn")
+        .env("RAGCHAT_EMBEDDING_POOL_SIZE", "1")
+        .current_dir(data_dir.parent().unwrap_or(data_dir));
+    c
+}
+
+pub fn run(data_dir: &Path, args: &[&str]) -> Output {
+    let out = cmd(data_dir)
+        .args(args)
+        .output()
+        .expect("cannot run the ragchat binary");
+    out
+}
+
+/// Run and require success; returns stdout.
+pub fn run_ok(data_dir: &Path, args: &[&str]) -> String {
+    let out = run(data_dir, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ragchat {args:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Start `ragchat serve` on a random port and wait for it to report its address.
+    pub fn start(data_dir: &Path) -> Self {
+        let mut child = cmd(data_dir)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start ragchat serve");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("ragchat listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("server did not report its address");
+        let server = Self { child, base };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = reqwest::blocking::Client::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(format!("{}/ready", self.base)).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("server at {} never became ready", self.base);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM and wait: the server flushes its indexes on the way out.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("wait for killed server");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
