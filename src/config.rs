@@ -88,7 +88,7 @@ pub struct RetrievalSettings {
     pub lexical_weight: f32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct VectorSettings {
     /// Empty means the embedded qdrant-edge shard under `<data_dir>/qdrant`.
@@ -204,10 +204,11 @@ impl Settings {
         explicit_file: bool,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut tree = toml::Table::try_from(Settings::default()).map_err(|e| ConfigError::File {
-            path: "<defaults>".into(),
-            message: e.to_string(),
-        })?;
+        let mut tree =
+            toml::Table::try_from(Settings::default()).map_err(|e| ConfigError::File {
+                path: "<defaults>".into(),
+                message: e.to_string(),
+            })?;
         if let Some(path) = file {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
@@ -271,16 +272,25 @@ impl Settings {
         }
         let e = &self.embedding;
         if e.batch_size == 0 || e.batch_size > 1024 {
-            return Err(invalid("embedding.batch_size", "must be between 1 and 1024"));
+            return Err(invalid(
+                "embedding.batch_size",
+                "must be between 1 and 1024",
+            ));
         }
         if e.pool_size == 0 || e.pool_size > 64 {
             return Err(invalid("embedding.pool_size", "must be between 1 and 64"));
         }
         if e.threads_per_session == 0 {
-            return Err(invalid("embedding.threads_per_session", "must be at least 1"));
+            return Err(invalid(
+                "embedding.threads_per_session",
+                "must be at least 1",
+            ));
         }
         if !(16..=512).contains(&e.max_length) {
-            return Err(invalid("embedding.max_length", "must be between 16 and 512"));
+            return Err(invalid(
+                "embedding.max_length",
+                "must be between 16 and 512",
+            ));
         }
         let c = &self.chunking;
         // Two tokens of the model's window go to [CLS] and [SEP].
@@ -313,7 +323,10 @@ impl Settings {
             ));
         }
         if r.candidates == 0 || r.candidates > 10_000 {
-            return Err(invalid("retrieval.candidates", "must be between 1 and 10000"));
+            return Err(invalid(
+                "retrieval.candidates",
+                "must be between 1 and 10000",
+            ));
         }
         for (key, w) in [
             ("retrieval.dense_weight", r.dense_weight),
@@ -476,14 +489,29 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let cases: Vec<(Vec<(String, String)>, &str)> = vec![
-            (env(&[("RAGCHAT_RETRIEVAL_CANDIDATES", "many")]), "retrieval.candidates"),
+            (
+                env(&[("RAGCHAT_RETRIEVAL_CANDIDATES", "many")]),
+                "retrieval.candidates",
+            ),
             (env(&[("RAGCHAT_BIND", "nowhere")]), "server.bind"),
-            (env(&[("RAGCHAT_CHUNKING_OVERLAP_TOKENS", "500")]), "chunking"),
-            (env(&[("RAGCHAT_DATABASE_URL", "mysql://x")]), "database.url"),
+            (
+                env(&[("RAGCHAT_CHUNKING_OVERLAP_TOKENS", "500")]),
+                "chunking",
+            ),
+            (
+                env(&[("RAGCHAT_DATABASE_URL", "mysql://x")]),
+                "database.url",
+            ),
             (env(&[("RAGCHAT_LOG_FORMAT", "xml")]), "log.format"),
             (env(&[("RAGCHAT_RETRIEVAL_RRF_K", "-1")]), "retrieval.rrf_k"),
-            (env(&[("RAGCHAT_EMBEDDING_BATCH_SIZE", "0")]), "embedding.batch_size"),
-            (env(&[("RAGCHAT_RETRIEVAL_NOPE", "1")]), "RAGCHAT_RETRIEVAL_NOPE"),
+            (
+                env(&[("RAGCHAT_EMBEDDING_BATCH_SIZE", "0")]),
+                "embedding.batch_size",
+            ),
+            (
+                env(&[("RAGCHAT_RETRIEVAL_NOPE", "1")]),
+                "RAGCHAT_RETRIEVAL_NOPE",
+            ),
         ];
         for (vars, key) in cases {
             let err = Settings::load(None, false, vars.clone()).unwrap_err();

@@ -16,7 +16,11 @@ use ragchat::retrieve::{self, Mode, SearchRequest, Weights};
 use ragchat::{http, telemetry, Error};
 
 #[derive(Parser)]
-#[command(name = "ragchat", version, about = "A knowledge base you can search and chat with")]
+#[command(
+    name = "ragchat",
+    version,
+    about = "A knowledge base you can search and chat with"
+)]
 struct Cli {
     /// Settings file (default: ./ragchat.toml if present; env RAGCHAT_CONFIG).
     #[arg(long, global = true, env = "RAGCHAT_CONFIG")]
@@ -159,7 +163,8 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&resp).map_err(|e| Error::Internal(e.to_string()))?
+                    serde_json::to_string_pretty(&resp)
+                        .map_err(|e| Error::Internal(e.to_string()))?
                 );
                 return Ok(());
             }
@@ -254,7 +259,9 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
         Command::DeleteCollection { name } => {
             let c = repo::collection_by_name(&app.db, &name)
                 .await?
-                .ok_or_else(|| Error::not_found("unknown_collection", format!("unknown collection `{name}`")))?;
+                .ok_or_else(|| {
+                    Error::not_found("unknown_collection", format!("unknown collection `{name}`"))
+                })?;
             pipeline::delete_collection(app, &c).await?;
             println!("deleted collection {name}");
             Ok(())
@@ -272,7 +279,10 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
 
 async fn ingest(app: &Arc<App>, path: &std::path::Path, collection: &str) -> Result<(), Error> {
     if collection.trim().is_empty() {
-        return Err(Error::invalid("unknown_collection", "collection name must not be empty"));
+        return Err(Error::invalid(
+            "unknown_collection",
+            "collection name must not be empty",
+        ));
     }
     let p = path.to_path_buf();
     let docs = tokio::task::spawn_blocking(move || load::load_path(&p))
@@ -329,7 +339,10 @@ async fn eval(app: &Arc<App>, opts: EvalOptions) -> Result<(), Error> {
         opts.weights.lexical,
         app.settings.retrieval.rrf_k
     );
-    println!("{:<8} {:>8} {:>11} {:>8} {:>9}", "mode", "nDCG@10", "recall@100", "MRR@10", "queries/s");
+    println!(
+        "{:<8} {:>8} {:>11} {:>8} {:>9}",
+        "mode", "nDCG@10", "recall@100", "MRR@10", "queries/s"
+    );
     for &mode in &opts.modes {
         let (result, run) = eval_run::run_mode(app, &prepared, &opts, mode).await?;
         let s = result.scores;

@@ -66,23 +66,46 @@ fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
     let kb_s = kb.to_str().unwrap();
 
     let first = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
-    assert!(first.contains("3 documents") && first.contains("3 new"), "{first}");
+    assert!(
+        first.contains("3 documents") && first.contains("3 new"),
+        "{first}"
+    );
     check_consistent(&data);
 
     // Unchanged: nothing is embedded again.
     let second = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
-    assert!(second.contains("3 unchanged") && second.contains(" 0 chunks embedded"), "{second}");
+    assert!(
+        second.contains("3 unchanged") && second.contains(" 0 chunks embedded"),
+        "{second}"
+    );
 
     // HTML chrome is not indexed; content is.
     let q = |text: &str| -> Value {
         serde_json::from_str(&run_ok(
             &data,
-            &["query", text, "--collection", "aero", "--mode", "lexical", "--json"],
+            &[
+                "query",
+                text,
+                "--collection",
+                "aero",
+                "--mode",
+                "lexical",
+                "--json",
+            ],
         ))
         .unwrap()
     };
-    assert_eq!(q("zebrafish giraffe walrus")["results"].as_array().unwrap().len(), 0);
-    assert_eq!(q("ablative heat shields")["results"][0]["title"], "Heat transfer at hypersonic speeds");
+    assert_eq!(
+        q("zebrafish giraffe walrus")["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        q("ablative heat shields")["results"][0]["title"],
+        "Heat transfer at hypersonic speeds"
+    );
 
     // Change one document: the old text disappears from the lexical index and
     // the new one is found; the DB and both indexes still agree.
@@ -93,15 +116,24 @@ fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
     )
     .unwrap();
     let third = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
-    assert!(third.contains("1 updated") && third.contains("2 unchanged"), "{third}");
+    assert!(
+        third.contains("1 updated") && third.contains("2 unchanged"),
+        "{third}"
+    );
     assert!(q("oblique")["results"].as_array().unwrap().is_empty());
-    assert_eq!(q("bow shock blunt body")["results"][0]["source"], "shock-waves.txt");
+    assert_eq!(
+        q("bow shock blunt body")["results"][0]["source"],
+        "shock-waves.txt"
+    );
     check_consistent(&data);
 
     // Deleting the collection removes it from the DB and both indexes.
     run_ok(&data, &["delete-collection", "aero"]);
     let out = check_consistent(&data);
-    assert!(out.contains("database 0 chunks, vector index 0 points, lexical index 0 documents"), "{out}");
+    assert!(
+        out.contains("database 0 chunks, vector index 0 points, lexical index 0 documents"),
+        "{out}"
+    );
 
     // And reindex rebuilds from the DB.
     run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
@@ -123,7 +155,9 @@ fn assert_error(status: u16, body: &Value, code: &str) {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
 }
@@ -134,18 +168,38 @@ fn query_api_happy_path_and_errors() {
     let data = dir.path().join("data");
     run_ok(
         &data,
-        &["ingest", fixtures().join("kb").to_str().unwrap(), "--collection", "aero"],
+        &[
+            "ingest",
+            fixtures().join("kb").to_str().unwrap(),
+            "--collection",
+            "aero",
+        ],
     );
     run_ok(
         &data,
-        &["ingest", common::repo_root().join("corpus").to_str().unwrap(), "--collection", "docs"],
+        &[
+            "ingest",
+            common::repo_root().join("corpus").to_str().unwrap(),
+            "--collection",
+            "docs",
+        ],
     );
     let server = Server::start(&data);
     let client = reqwest::blocking::Client::new();
 
-    let health: Value = client.get(server.url("/health")).send().unwrap().json().unwrap();
+    let health: Value = client
+        .get(server.url("/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(health["status"], "ok");
-    let ready: Value = client.get(server.url("/ready")).send().unwrap().json().unwrap();
+    let ready: Value = client
+        .get(server.url("/ready"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
 
     // Hybrid, restricted to one collection.
@@ -160,10 +214,20 @@ fn query_api_happy_path_and_errors() {
     assert_eq!(results[0]["source"], "shock-waves.txt", "{body}");
     assert!(results.iter().all(|r| r["collection"] == "aero"));
     let top = &results[0];
-    for field in ["document_id", "chunk_id", "title", "score", "char_start", "char_end"] {
+    for field in [
+        "document_id",
+        "chunk_id",
+        "title",
+        "score",
+        "char_start",
+        "char_end",
+    ] {
         assert!(!top[field].is_null(), "missing {field}: {top}");
     }
-    assert!(top["snippet"]["html"].as_str().unwrap().contains("<mark>"), "{top}");
+    assert!(
+        top["snippet"]["html"].as_str().unwrap().contains("<mark>"),
+        "{top}"
+    );
     assert_eq!(top["lexical"]["rank"], 1, "{top}");
     assert!(top["dense"]["rank"].as_u64().is_some(), "{top}");
     // The fused score is the RRF sum of the ranks shown.
@@ -172,16 +236,33 @@ fn query_api_happy_path_and_errors() {
         .filter_map(|s| top[*s]["rank"].as_f64())
         .map(|r| 1.0 / (60.0 + r))
         .sum();
-    assert!((top["score"].as_f64().unwrap() - expect).abs() < 1e-5, "{top}");
+    assert!(
+        (top["score"].as_f64().unwrap() - expect).abs() < 1e-5,
+        "{top}"
+    );
     assert!(body["took_ms"].as_f64().is_some());
 
     // Dense and lexical modes, weights, and searching every collection.
-    let (_, dense) = post(&client, &server, json!({"query": "re-entry vehicle heating", "mode": "dense", "top_k": 3}));
-    assert!(dense["results"].as_array().unwrap().iter().all(|r| r["lexical"].is_null()));
-    let (_, lex) = post(&client, &server, json!({"query": "reciprocal rank fusion", "mode": "lexical", "collections": ["docs"]}));
+    let (_, dense) = post(
+        &client,
+        &server,
+        json!({"query": "re-entry vehicle heating", "mode": "dense", "top_k": 3}),
+    );
+    assert!(dense["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["lexical"].is_null()));
+    let (_, lex) = post(
+        &client,
+        &server,
+        json!({"query": "reciprocal rank fusion", "mode": "lexical", "collections": ["docs"]}),
+    );
     let lex_results = lex["results"].as_array().unwrap();
     assert!(!lex_results.is_empty());
-    assert!(lex_results.iter().all(|r| r["dense"].is_null() && r["collection"] == "docs"));
+    assert!(lex_results
+        .iter()
+        .all(|r| r["dense"].is_null() && r["collection"] == "docs"));
     let (status, w) = post(
         &client,
         &server,
@@ -207,9 +288,15 @@ fn query_api_happy_path_and_errors() {
         (json!({"query": "x", "top_k": 0}), "invalid_top_k"),
         (json!({"query": "x", "top_k": 101}), "invalid_top_k"),
         (json!({"query": "x", "top_k": -1}), "invalid_top_k"),
-        (json!({"query": "x", "collections": ["nope"]}), "unknown_collection"),
+        (
+            json!({"query": "x", "collections": ["nope"]}),
+            "unknown_collection",
+        ),
         (json!({"query": "x", "mode": "fuzzy"}), "unknown_mode"),
-        (json!({"query": "x", "weights": {"dense": -1}}), "invalid_weights"),
+        (
+            json!({"query": "x", "weights": {"dense": -1}}),
+            "invalid_weights",
+        ),
         (json!({"query": "x", "topk": 3}), "invalid_body"),
         (json!({"query": 5}), "invalid_body"),
     ];
@@ -232,7 +319,10 @@ fn query_api_happy_path_and_errors() {
         ("q=x&collections=missing", "unknown_collection"),
         ("q=x&bogus=1", "invalid_query_string"),
     ] {
-        let r = client.get(server.url(&format!("/api/v1/query?{qs}"))).send().unwrap();
+        let r = client
+            .get(server.url(&format!("/api/v1/query?{qs}")))
+            .send()
+            .unwrap();
         let status = r.status().as_u16();
         assert_error(status, &r.json().unwrap(), code);
     }

@@ -3,7 +3,6 @@
 
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::models::{Chunk, ChunkWithTitle, Collection, Document, DocumentState};
@@ -71,8 +70,7 @@ pub async fn delete_collection(db: &Db, id: &str) -> DbResult<Vec<String>> {
     let id = id.to_string();
     db_run!(db, conn => {
         Ok(conn
-            .transaction::<_, DbError, _>(|conn| {
-                async move {
+            .transaction::<_, DbError, _>(async move |conn| {
                     let ids: Vec<String> = chunks::table
                         .filter(chunks::collection_id.eq(&id))
                         .select(chunks::id)
@@ -88,8 +86,6 @@ pub async fn delete_collection(db: &Db, id: &str) -> DbResult<Vec<String>> {
                         .execute(conn)
                         .await?;
                     Ok(ids)
-                }
-                .scope_boxed()
             })
             .await?)
     })
@@ -140,11 +136,12 @@ pub async fn chunk_ids_of_documents(
 /// them indexed once both indexes hold their chunks.
 pub async fn replace_documents(db: &Db, docs: Vec<Document>, rows: Vec<Chunk>) -> DbResult<()> {
     db_run!(db, conn => {
-        conn.transaction::<_, DbError, _>(|conn| {
-            async move {
-                for batch in docs.chunks(BATCH / 4) {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+                // Row by row: SQLite through diesel-async has no multi-row
+                // INSERT (no DEFAULT keyword); inside one transaction this is fast.
+                for doc in &docs {
                     diesel::insert_into(documents::table)
-                        .values(batch)
+                        .values(doc)
                         .on_conflict(documents::id)
                         .do_update()
                         .set((
@@ -165,15 +162,13 @@ pub async fn replace_documents(db: &Db, docs: Vec<Document>, rows: Vec<Chunk>) -
                         .execute(conn)
                         .await?;
                 }
-                for batch in rows.chunks(BATCH) {
+                for row in &rows {
                     diesel::insert_into(chunks::table)
-                        .values(batch)
+                        .values(row)
                         .execute(conn)
                         .await?;
                 }
                 Ok(())
-            }
-            .scope_boxed()
         })
         .await
     })
@@ -198,8 +193,7 @@ pub async fn delete_document(db: &Db, id: &str) -> DbResult<Option<Vec<String>>>
     let id = id.to_string();
     db_run!(db, conn => {
         Ok(conn
-            .transaction::<_, DbError, _>(|conn| {
-                async move {
+            .transaction::<_, DbError, _>(async move |conn| {
                     let ids: Vec<String> = chunks::table
                         .filter(chunks::document_id.eq(&id))
                         .select(chunks::id)
@@ -212,8 +206,6 @@ pub async fn delete_document(db: &Db, id: &str) -> DbResult<Option<Vec<String>>>
                         .execute(conn)
                         .await?;
                     Ok(if n == 0 { None } else { Some(ids) })
-                }
-                .scope_boxed()
             })
             .await?)
     })

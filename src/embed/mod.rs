@@ -208,11 +208,9 @@ impl Embedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let batches: Vec<Vec<String>> = texts
-            .chunks(self.batch_size)
-            .map(|c| c.to_vec())
-            .collect();
-        let results = futures::future::join_all(batches.into_iter().map(|b| self.embed_batch(b))).await;
+        let batches: Vec<Vec<String>> = texts.chunks(self.batch_size).map(|c| c.to_vec()).collect();
+        let results =
+            futures::future::join_all(batches.into_iter().map(|b| self.embed_batch(b))).await;
         let mut out = Vec::with_capacity(texts.len());
         for r in results {
             out.extend(r?);

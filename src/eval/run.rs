@@ -111,7 +111,8 @@ pub async fn prepare(
         .collect();
     Ok(Prepared {
         dataset,
-        collection_id: Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?,
+        collection_id: Uuid::parse_str(&collection.id)
+            .map_err(|e| Error::Internal(e.to_string()))?,
         collection: name,
         ingest,
         doc_names,
@@ -173,8 +174,14 @@ pub fn write_run_file(
     run: &[(String, Vec<(String, f32)>)],
 ) -> Result<PathBuf> {
     let path = if several {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = path
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
         path.with_file_name(format!("{stem}.{}{ext}", mode_name(mode)))
     } else {
         path.to_path_buf()

@@ -37,9 +37,8 @@ pub fn json_config() -> web::JsonConfig {
 }
 
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err, _req| {
-        Error::invalid("invalid_query_string", err.to_string()).into()
-    })
+    web::QueryConfig::default()
+        .error_handler(|err, _req| Error::invalid("invalid_query_string", err.to_string()).into())
 }
 
 pub async fn post_query(
@@ -92,7 +91,10 @@ pub async fn get_query(
         .get("top_k")
         .map(|v| {
             v.parse::<i64>().map_err(|_| {
-                Error::invalid("invalid_top_k", format!("`top_k` must be an integer, got `{v}`"))
+                Error::invalid(
+                    "invalid_top_k",
+                    format!("`top_k` must be an integer, got `{v}`"),
+                )
             })
         })
         .transpose()?;

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, Query, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
@@ -53,10 +55,10 @@ struct Fields {
 }
 
 pub struct LexicalIndex {
-    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
+    analyzer: TextAnalyzer,
 }
 
 fn err(e: impl std::fmt::Display) -> IndexError {
@@ -95,7 +97,8 @@ impl LexicalIndex {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
         let index = Index::open_or_create(directory, schema()).map_err(err)?;
-        index.tokenizers().register(ANALYZER, analyzer()?);
+        let analyzer = analyzer()?;
+        index.tokenizers().register(ANALYZER, analyzer.clone());
         let s = index.schema();
         let field = |name: &str| s.get_field(name).map_err(err);
         let fields = Fields {
@@ -114,10 +117,10 @@ impl LexicalIndex {
             .try_into()
             .map_err(err)?;
         Ok(Self {
-            index,
             reader,
             writer: Mutex::new(writer),
             fields,
+            analyzer,
         })
     }
 
@@ -196,13 +199,30 @@ impl LexicalIndex {
         Ok(out)
     }
 
+    /// A bag-of-words BM25 query: user text is analysed like the documents
+    /// and never read as query syntax, so `AND`, quotes or colons in a
+    /// question are just words (or nothing).
     fn parse(&self, query: &str) -> Box<dyn Query> {
-        let mut parser =
-            QueryParser::for_index(&self.index, vec![self.fields.title, self.fields.text]);
-        parser.set_field_boost(self.fields.title, TITLE_BOOST);
-        // Lenient: user text is not query syntax; stray quotes or colons must
-        // not turn into errors.
-        parser.parse_query_lenient(query).0
+        let mut analyzer = self.analyzer.clone();
+        let mut stream = analyzer.token_stream(query);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        while stream.advance() {
+            let word = &stream.token().text;
+            for (field, boost) in [(self.fields.title, TITLE_BOOST), (self.fields.text, 1.0)] {
+                let term = TermQuery::new(
+                    Term::from_field_text(field, word),
+                    IndexRecordOption::WithFreqs,
+                );
+                clauses.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(term), boost)),
+                ));
+            }
+        }
+        if clauses.is_empty() {
+            return Box::new(EmptyQuery);
+        }
+        Box::new(BooleanQuery::new(clauses))
     }
 
     /// BM25 top `limit` chunks for `query` among `collections`.
@@ -226,7 +246,10 @@ impl LexicalIndex {
             (Occur::Must, self.parse(query)),
             (
                 Occur::Must,
-                Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(filter)), 0.0)),
+                Box::new(ConstScoreQuery::new(
+                    Box::new(BooleanQuery::new(filter)),
+                    0.0,
+                )),
             ),
         ]);
         let searcher = self.reader.searcher();
@@ -263,11 +286,15 @@ impl LexicalIndex {
 
     /// Highlighted fragments of `texts` for `query`, at most `max_chars` long
     /// each. Works for hits from either signal, since it reads the given text.
-    pub fn highlight(&self, query: &str, texts: &[&str], max_chars: usize) -> IndexResult<Vec<Highlight>> {
+    pub fn highlight(
+        &self,
+        query: &str,
+        texts: &[&str],
+        max_chars: usize,
+    ) -> IndexResult<Vec<Highlight>> {
         let searcher = self.reader.searcher();
         let q = self.parse(query);
-        let mut gen =
-            SnippetGenerator::create(&searcher, &*q, self.fields.text).map_err(err)?;
+        let mut gen = SnippetGenerator::create(&searcher, &*q, self.fields.text).map_err(err)?;
         gen.set_max_num_chars(max_chars);
         Ok(texts
             .iter()
@@ -284,7 +311,10 @@ impl LexicalIndex {
                 }
                 Highlight {
                     text: s.fragment().to_string(),
-                    html: s.to_html().replace("<b>", "<mark>").replace("</b>", "</mark>"),
+                    html: s
+                        .to_html()
+                        .replace("<b>", "<mark>")
+                        .replace("</b>", "</mark>"),
                     ranges: s.highlighted().iter().map(|r| (r.start, r.end)).collect(),
                 }
             })
@@ -338,7 +368,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let idx = LexicalIndex::open(dir.path()).unwrap();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let d1 = doc(a, "Boundary layers", "The boundary layer thickens downstream of the plate.");
+        let d1 = doc(
+            a,
+            "Boundary layers",
+            "The boundary layer thickens downstream of the plate.",
+        );
         let d2 = doc(a, "Shocks", "Oblique shock waves at supersonic speeds.");
         let d3 = doc(b, "Boundary layer notes", "Boundary layer separation.");
         idx.upsert(&[d1.clone(), d2.clone(), d3.clone()]).unwrap();
@@ -353,8 +387,12 @@ mod tests {
         assert!(idx.search("layers", &[], 10).unwrap().is_empty());
         assert_eq!(idx.search("layer", &[a, b], 10).unwrap().len(), 2);
 
-        // Query syntax in user text is harmless.
-        assert!(idx.search("shock: \"waves", &[a], 10).unwrap().len() == 1);
+        // Query syntax in user text is harmless: operators and quotes are words or nothing.
+        assert_eq!(
+            idx.search("shock: \"waves AND (", &[a], 10).unwrap().len(),
+            1
+        );
+        assert!(idx.search("the of and", &[a], 10).unwrap().is_empty());
 
         // Upsert replaces, delete removes.
         let mut d2b = d2.clone();
@@ -363,7 +401,11 @@ mod tests {
         idx.delete(&[d1.chunk_id]).unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.count().unwrap(), 2);
-        assert!(idx.search("shock waves", &[a], 10).unwrap().iter().all(|h| h.chunk_id == d2.chunk_id));
+        assert!(idx
+            .search("shock waves", &[a], 10)
+            .unwrap()
+            .iter()
+            .all(|h| h.chunk_id == d2.chunk_id));
         assert!(idx.search("boundary", &[a], 10).unwrap().is_empty());
         let mut ids = idx.chunk_ids().unwrap();
         ids.sort();
@@ -388,8 +430,16 @@ mod tests {
     fn highlights_matches_and_falls_back_to_the_start() {
         let dir = tempfile::tempdir().unwrap();
         let idx = LexicalIndex::open(dir.path()).unwrap();
+        // Snippets weigh terms by document frequency, so the term must be indexed.
+        idx.upsert(&[doc(Uuid::new_v4(), "Shocks", "Oblique shock waves.")])
+            .unwrap();
+        idx.commit().unwrap();
         let h = idx
-            .highlight("shock", &["Before. Oblique <shock> waves.", "Nothing here at all."], 200)
+            .highlight(
+                "shock",
+                &["Before. Oblique <shock> waves.", "Nothing here at all."],
+                200,
+            )
             .unwrap();
         assert!(h[0].html.contains("<mark>shock</mark>"), "{:?}", h[0]);
         assert!(h[0].html.contains("&lt;"), "{:?}", h[0]);

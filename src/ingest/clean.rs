@@ -7,14 +7,22 @@ use unicode_normalization::UnicodeNormalization;
 /// lines trimmed, and at most one blank line between paragraphs. Line breaks
 /// survive because the markdown splitter and paragraph boundaries need them.
 pub fn clean_text(raw: &str) -> String {
-    let nfc: String = raw.replace("\r\n", "\n").replace('\r', "\n").nfc().collect();
+    let nfc: String = raw
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .nfc()
+        .collect();
     let mut out = String::with_capacity(nfc.len());
     let mut blank_run = 0usize;
     for line in nfc.split('\n') {
         let mut cleaned = String::with_capacity(line.len());
         let mut last_space = true;
         for ch in line.chars() {
-            let ch = if ch == '\t' || ch == '\u{a0}' { ' ' } else { ch };
+            let ch = if ch == '\t' || ch == '\u{a0}' {
+                ' '
+            } else {
+                ch
+            };
             if ch.is_control() || matches!(ch, '\u{200b}' | '\u{feff}') {
                 continue;
             }

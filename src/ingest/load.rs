@@ -13,7 +13,9 @@ pub enum LoadError {
     Io { path: String, message: String },
     #[error("{0}")]
     Beir(#[from] beir::BeirError),
-    #[error("{path}: unsupported file type (expected .txt, .md, .markdown, .html, .htm or .jsonl)")]
+    #[error(
+        "{path}: unsupported file type (expected .txt, .md, .markdown, .html, .htm or .jsonl)"
+    )]
     Unsupported { path: String },
 }
 
@@ -180,8 +182,29 @@ const SKIP: &[&str] = &[
     "template", "button", "head",
 ];
 const BLOCK: &[&str] = &[
-    "p", "div", "section", "article", "main", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5",
-    "h6", "pre", "blockquote", "table", "tr", "br", "hr", "dd", "dt", "figcaption",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "blockquote",
+    "table",
+    "tr",
+    "br",
+    "hr",
+    "dd",
+    "dt",
+    "figcaption",
 ];
 
 /// Title and readable text of an HTML page: `<main>` or `<article>` when the

@@ -95,11 +95,7 @@ struct Prepared {
     pieces: Vec<(Uuid, Piece, String)>,
 }
 
-fn prepare(
-    chunker: &Chunker,
-    collection_id: &str,
-    raw: RawDocument,
-) -> Option<Prepared> {
+fn prepare(chunker: &Chunker, collection_id: &str, raw: RawDocument) -> Option<Prepared> {
     let text = clean_text(&raw.text);
     if text.is_empty() {
         return None;
@@ -205,11 +201,12 @@ async fn ingest_group(
     report.skipped_empty += n - prepared.len();
 
     let sources: Vec<String> = prepared.iter().map(|p| p.doc.source.clone()).collect();
-    let states: HashMap<String, (String, bool)> = repo::document_states(&app.db, &collection.id, &sources)
-        .await?
-        .into_iter()
-        .map(|s| (s.source, (s.content_hash, s.indexed)))
-        .collect();
+    let states: HashMap<String, (String, bool)> =
+        repo::document_states(&app.db, &collection.id, &sources)
+            .await?
+            .into_iter()
+            .map(|s| (s.source, (s.content_hash, s.indexed)))
+            .collect();
 
     let mut changed: Vec<Prepared> = Vec::new();
     let mut fully_indexed: HashSet<String> = HashSet::new();
@@ -462,10 +459,26 @@ pub async fn check(app: &App) -> Result<CheckReport, Error> {
         db_chunks: db.len(),
         vector_points: vec_ids.len(),
         lexical_docs: lex_ids.len(),
-        missing_in_vector: db.iter().filter(|i| !vec_set.contains(i)).cloned().collect(),
-        missing_in_lexical: db.iter().filter(|i| !lex_set.contains(i)).cloned().collect(),
-        orphans_in_vector: vec_ids.iter().filter(|i| !db.contains(*i)).cloned().collect(),
-        orphans_in_lexical: lex_ids.iter().filter(|i| !db.contains(*i)).cloned().collect(),
+        missing_in_vector: db
+            .iter()
+            .filter(|i| !vec_set.contains(i))
+            .cloned()
+            .collect(),
+        missing_in_lexical: db
+            .iter()
+            .filter(|i| !lex_set.contains(i))
+            .cloned()
+            .collect(),
+        orphans_in_vector: vec_ids
+            .iter()
+            .filter(|i| !db.contains(*i))
+            .cloned()
+            .collect(),
+        orphans_in_lexical: lex_ids
+            .iter()
+            .filter(|i| !db.contains(*i))
+            .cloned()
+            .collect(),
     };
     r.missing_in_vector.sort();
     r.missing_in_lexical.sort();

@@ -81,9 +81,16 @@ pub fn rrf(dense: &[Hit], lexical: &[Hit], k: f32, weights: Weights) -> Vec<Fuse
                 dense: None,
                 lexical: None,
             });
-            let slot = if is_dense { &mut e.dense } else { &mut e.lexical };
+            let slot = if is_dense {
+                &mut e.dense
+            } else {
+                &mut e.lexical
+            };
             if slot.is_none() {
-                *slot = Some(Signal { rank, score: h.score });
+                *slot = Some(Signal {
+                    rank,
+                    score: h.score,
+                });
                 e.score += weight / (k + rank as f32);
             }
         }
@@ -306,7 +313,11 @@ pub async fn search(app: &Arc<App>, req: SearchRequest) -> Result<SearchResponse
                 .get(c.chunk.collection_id.as_str())
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
-            title: if c.title.is_empty() { c.source.clone() } else { c.title },
+            title: if c.title.is_empty() {
+                c.source.clone()
+            } else {
+                c.title
+            },
             source: c.source,
             position: c.chunk.position,
             char_start: c.chunk.char_start,
@@ -346,7 +357,10 @@ mod tests {
         // dense: A(1) B(2) C(3); lexical: B(1) D(2) A(3); k = 60, equal weights.
         let dense = [hit(1, 0.9), hit(2, 0.8), hit(3, 0.7)];
         let lexical = [hit(2, 12.0), hit(4, 9.0), hit(1, 3.0)];
-        let w = Weights { dense: 1.0, lexical: 1.0 };
+        let w = Weights {
+            dense: 1.0,
+            lexical: 1.0,
+        };
         let f = rrf(&dense, &lexical, 60.0, w);
         let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
         // B = 1/62 + 1/61 = 0.032522; A = 1/61 + 1/63 = 0.032266;
@@ -355,18 +369,46 @@ mod tests {
         assert!((f[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-7);
         assert!((f[1].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-7);
         assert!((f[2].score - 1.0 / 62.0).abs() < 1e-7);
-        assert_eq!(f[0].dense, Some(Signal { rank: 2, score: 0.8 }));
-        assert_eq!(f[0].lexical, Some(Signal { rank: 1, score: 12.0 }));
+        assert_eq!(
+            f[0].dense,
+            Some(Signal {
+                rank: 2,
+                score: 0.8
+            })
+        );
+        assert_eq!(
+            f[0].lexical,
+            Some(Signal {
+                rank: 1,
+                score: 12.0
+            })
+        );
         assert_eq!(f[2].dense, None);
 
         // Weighting dense twice as much: A = 2/61 + 1/63 beats B = 2/62 + 1/61,
         // and C = 2/63 beats D = 1/62.
-        let f = rrf(&dense, &lexical, 60.0, Weights { dense: 2.0, lexical: 1.0 });
+        let f = rrf(
+            &dense,
+            &lexical,
+            60.0,
+            Weights {
+                dense: 2.0,
+                lexical: 1.0,
+            },
+        );
         let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
         assert_eq!(ids, vec![1, 2, 3, 4]);
 
         // A zero weight keeps the signal's ranks visible but adds nothing.
-        let f = rrf(&dense, &lexical, 60.0, Weights { dense: 1.0, lexical: 0.0 });
+        let f = rrf(
+            &dense,
+            &lexical,
+            60.0,
+            Weights {
+                dense: 1.0,
+                lexical: 0.0,
+            },
+        );
         let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
         assert_eq!(ids, vec![1, 2, 3, 4]);
         assert_eq!(f[3].score, 0.0);
@@ -374,15 +416,39 @@ mod tests {
 
     #[test]
     fn rrf_single_signal_and_ties() {
-        let f = rrf(&[], &[hit(5, 1.0), hit(6, 0.5)], 60.0, Weights { dense: 1.0, lexical: 1.0 });
+        let f = rrf(
+            &[],
+            &[hit(5, 1.0), hit(6, 0.5)],
+            60.0,
+            Weights {
+                dense: 1.0,
+                lexical: 1.0,
+            },
+        );
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].chunk_id.as_u128(), 5);
         // Same rank in different signals: equal scores, tie broken by rank then id.
-        let f = rrf(&[hit(9, 1.0)], &[hit(8, 1.0)], 60.0, Weights { dense: 1.0, lexical: 1.0 });
+        let f = rrf(
+            &[hit(9, 1.0)],
+            &[hit(8, 1.0)],
+            60.0,
+            Weights {
+                dense: 1.0,
+                lexical: 1.0,
+            },
+        );
         assert_eq!(f[0].score, f[1].score);
         assert_eq!(f[0].chunk_id.as_u128(), 8);
         // A duplicate within one signal counts once, at its best rank.
-        let f = rrf(&[hit(1, 1.0), hit(1, 0.5)], &[], 60.0, Weights { dense: 1.0, lexical: 1.0 });
+        let f = rrf(
+            &[hit(1, 1.0), hit(1, 0.5)],
+            &[],
+            60.0,
+            Weights {
+                dense: 1.0,
+                lexical: 1.0,
+            },
+        );
         assert_eq!(f.len(), 1);
         assert!((f[0].score - 1.0 / 61.0).abs() < 1e-7);
     }
@@ -392,6 +458,12 @@ mod tests {
         assert_eq!("Hybrid".parse::<Mode>().unwrap(), Mode::Hybrid);
         assert_eq!("dense".parse::<Mode>().unwrap(), Mode::Dense);
         let e = "fuzzy".parse::<Mode>().unwrap_err();
-        assert!(matches!(e, Error::InvalidInput { code: "unknown_mode", .. }));
+        assert!(matches!(
+            e,
+            Error::InvalidInput {
+                code: "unknown_mode",
+                ..
+            }
+        ));
     }
 }

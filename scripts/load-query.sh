@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Load test of /api/v1/query with wrk at concurrency 16 over the SciFact corpus.
+#
+#   scripts/load-query.sh [DURATION (default 30s)] [CORPUS_DIR (default ../shared/eval/scifact-train)]
+#
+# Ingests the corpus into a scratch data directory (reused across runs), starts
+# the release server on a free port with the query-vector cache disabled (so
+# every request embeds its query), replays the dataset's queries in a loop, and
+# prints wrk's latency distribution and requests/s. Traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+duration="${1:-30s}"
+corpus_dir="${2:-../shared/eval/scifact-train}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ragchat-target}"
+export RAGCHAT_MODELS_DIR="${RAGCHAT_MODELS_DIR:-$PWD/models}"
+export RAGCHAT_DATA_DIR="${LOAD_DATA_DIR:-/tmp/ragchat-load}"
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release --locked --bin ragchat
+bin="$CARGO_TARGET_DIR/release/ragchat"
+"$bin" ingest "$corpus_dir/corpus.jsonl" --collection scifact
+
+lua=$(mktemp --suffix .lua)
+log=$(mktemp)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$lua" "$log"' EXIT
+python3 - "$corpus_dir/queries.jsonl" > "$lua" <<'PY'
+import json, sys, urllib.parse
+paths = []
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line:
+        q = json.loads(line)["text"]
+        paths.append("/api/v1/query?collections=scifact&top_k=10&q=" + urllib.parse.quote(q))
+print("local paths = {")
+for p in paths:
+    print("  %s," % json.dumps(p))
+print("}")
+print("local i = 0")
+print("request = function()\n  i = i + 1\n  return wrk.format('GET', paths[(i % #paths) + 1])\nend")
+print("done = function(summary, latency, requests)\n  io.write(string.format('non-2xx or errors: %d\\n', summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend")
+PY
+RAGCHAT_EMBEDDING_QUERY_CACHE_SIZE=0 RAGCHAT_LOG_LEVEL=warn "$bin" serve --bind 127.0.0.1:0 > "$log" &
+pid=$!
+for _ in $(seq 1 600); do
+  addr=$(sed -n 's/^ragchat listening on //p' "$log")
+  [ -n "$addr" ] && curl -sf "$addr/ready" >/dev/null && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
+echo "server $addr; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, cache off"
+wrk -t2 -c16 -d"$duration" --latency -s "$lua" "$addr"
