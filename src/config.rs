@@ -179,7 +179,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             format: "text".into(),
-            level: "info".into(),
+            level: "info,qdrant_edge=error".into(),
         }
     }
 }

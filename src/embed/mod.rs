@@ -208,12 +208,29 @@ impl Embedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let batches: Vec<Vec<String>> = texts.chunks(self.batch_size).map(|c| c.to_vec()).collect();
+        // A batch is padded to its longest text, so batching texts of similar
+        // length wastes far less compute than batching them in input order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let sorted: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
+        let batches: Vec<Vec<String>> =
+            sorted.chunks(self.batch_size).map(|c| c.to_vec()).collect();
         let results =
             futures::future::join_all(batches.into_iter().map(|b| self.embed_batch(b))).await;
-        let mut out = Vec::with_capacity(texts.len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut slots = order.into_iter();
         for r in results {
-            out.extend(r?);
+            for v in r? {
+                let slot = slots
+                    .next()
+                    .ok_or_else(|| EmbedError::Inference("model returned extra vectors".into()))?;
+                out[slot] = v;
+            }
+        }
+        if slots.next().is_some() {
+            return Err(EmbedError::Inference(
+                "model returned too few vectors".into(),
+            ));
         }
         Ok(out)
     }
