@@ -51,13 +51,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let docs: Vec<RawDocument> = beir::load_corpus(&corpus)?
         .into_iter()
         .take(max_docs)
-        .map(|d| RawDocument {
-            source: d.id,
-            title: d.title,
-            text: d.text,
-            markdown: false,
-            metadata: serde_json::json!({}),
-        })
+        .map(|d| RawDocument::from_beir(d, None))
         .collect();
     println!(
         "corpus {} ({} documents); embedding pool {} x {} thread(s), batch {}",

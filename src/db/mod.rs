@@ -14,6 +14,7 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
 };
+use diesel::migration::MigrationSource;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::time::Duration;
 
@@ -130,39 +131,16 @@ impl Db {
     /// Apply pending embedded migrations. The harness is synchronous, so it
     /// runs on the blocking pool with a dedicated connection.
     pub async fn migrate(&self) -> DbResult<()> {
-        let joined = match self {
+        match self {
             Db::Sqlite(pool) => {
-                let conn = pool
-                    .dedicated_connection()
-                    .await
-                    .map_err(|e| DbError::Connection(e.to_string()))?;
-                tokio::task::spawn_blocking(move || {
-                    let mut harness = AsyncMigrationHarness::new(conn);
-                    harness
-                        .run_pending_migrations(SQLITE_MIGRATIONS)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-                .await
+                let conn = pool.dedicated_connection().await.map_err(connection_err)?;
+                run_migrations(conn, SQLITE_MIGRATIONS).await
             }
             Db::Postgres(pool) => {
-                let conn = pool
-                    .dedicated_connection()
-                    .await
-                    .map_err(|e| DbError::Connection(e.to_string()))?;
-                tokio::task::spawn_blocking(move || {
-                    let mut harness = AsyncMigrationHarness::new(conn);
-                    harness
-                        .run_pending_migrations(POSTGRES_MIGRATIONS)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-                .await
+                let conn = pool.dedicated_connection().await.map_err(connection_err)?;
+                run_migrations(conn, POSTGRES_MIGRATIONS).await
             }
-        };
-        joined
-            .map_err(|e| DbError::Migration(e.to_string()))?
-            .map_err(DbError::Migration)
+        }
     }
 
     /// A trivial round trip, for readiness checks.
@@ -172,4 +150,27 @@ impl Db {
             Ok(())
         })
     }
+}
+
+/// Apply pending migrations on a dedicated connection. The harness is
+/// synchronous (it blocks on the async connection), so it runs on the
+/// blocking pool.
+async fn run_migrations<C>(conn: C, migrations: EmbeddedMigrations) -> DbResult<()>
+where
+    C: AsyncConnection + Send + 'static,
+    AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+    EmbeddedMigrations: MigrationSource<C::Backend>,
+{
+    tokio::task::spawn_blocking(move || {
+        AsyncMigrationHarness::new(conn)
+            .run_pending_migrations(migrations)
+            .map(|_| ())
+            .map_err(|e| DbError::Migration(e.to_string()))
+    })
+    .await
+    .map_err(|e| DbError::Migration(e.to_string()))?
+}
+
+fn connection_err(e: impl std::fmt::Display) -> DbError {
+    DbError::Connection(e.to_string())
 }

@@ -157,7 +157,10 @@ impl Embedder {
             permits: Arc::new(Semaphore::new(sessions.len())),
             idle: Arc::new(Mutex::new(sessions)),
             batch_size: settings.batch_size,
-            cache: moka::sync::Cache::new(settings.query_cache_size),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(settings.query_cache_size)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .build(),
             texts_embedded: AtomicU64::new(0),
         })
     }

@@ -91,13 +91,7 @@ pub async fn prepare(
         let docs: Vec<RawDocument> = beir::load_corpus(&dataset.corpus_path)
             .map_err(|e| Error::invalid("bad_dataset", e.to_string()))?
             .into_iter()
-            .map(|d| RawDocument {
-                source: d.id.clone(),
-                title: d.title,
-                text: d.text,
-                markdown: false,
-                metadata: serde_json::json!({ "beir_id": d.id }),
-            })
+            .map(|d| RawDocument::from_beir(d, None))
             .collect();
         let total = docs.len();
         let report = pipeline::ingest(app, &collection, docs, &|n| progress(n, total)).await?;

@@ -50,6 +50,23 @@ pub struct RawDocument {
     pub metadata: serde_json::Value,
 }
 
+impl RawDocument {
+    /// A BEIR corpus line: its `_id` is the source name.
+    pub fn from_beir(doc: beir::BeirDoc, file: Option<&str>) -> Self {
+        let metadata = match file {
+            Some(f) => serde_json::json!({ "file": f, "id": doc.id }),
+            None => serde_json::json!({ "id": doc.id }),
+        };
+        RawDocument {
+            source: doc.id,
+            title: doc.title,
+            text: doc.text,
+            markdown: false,
+            metadata,
+        }
+    }
+}
+
 /// Files to ingest under `path` (itself if a file), sorted for a stable order.
 /// Files of unknown type inside a directory are skipped; a single file of
 /// unknown type is an error.
@@ -98,13 +115,7 @@ pub fn load_file(path: &Path, source: &str) -> Result<Vec<RawDocument>, LoadErro
     if format == Format::Jsonl {
         return Ok(beir::load_corpus(path)?
             .into_iter()
-            .map(|d| RawDocument {
-                source: d.id.clone(),
-                title: d.title,
-                text: d.text,
-                markdown: false,
-                metadata: serde_json::json!({ "file": source, "id": d.id }),
-            })
+            .map(|d| RawDocument::from_beir(d, Some(source)))
             .collect());
     }
     let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
