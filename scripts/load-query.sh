@@ -14,23 +14,26 @@ corpus_dir="${2:-../shared/eval/scifact-train}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ragchat-target}"
 export RAGCHAT_MODELS_DIR="${RAGCHAT_MODELS_DIR:-$PWD/models}"
 export RAGCHAT_DATA_DIR="${LOAD_DATA_DIR:-/tmp/ragchat-load}"
+# An existing collection holding the same corpus (e.g. one `ragchat eval` made)
+# is reused: unchanged documents are not embedded again.
+collection="${LOAD_COLLECTION:-scifact}"
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --locked --bin ragchat
 bin="$CARGO_TARGET_DIR/release/ragchat"
-"$bin" ingest "$corpus_dir/corpus.jsonl" --collection scifact
+"$bin" ingest "$corpus_dir/corpus.jsonl" --collection "$collection"
 
 lua=$(mktemp --suffix .lua)
 log=$(mktemp)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$lua" "$log"' EXIT
-python3 - "$corpus_dir/queries.jsonl" > "$lua" <<'PY'
+python3 - "$corpus_dir/queries.jsonl" "$collection" > "$lua" <<'PY'
 import json, sys, urllib.parse
 paths = []
 for line in open(sys.argv[1]):
     line = line.strip()
     if line:
         q = json.loads(line)["text"]
-        paths.append("/api/v1/query?collections=scifact&top_k=10&q=" + urllib.parse.quote(q))
+        paths.append("/api/v1/query?collections=%s&top_k=10&q=%s" % (urllib.parse.quote(sys.argv[2]), urllib.parse.quote(q)))
 print("local paths = {")
 for p in paths:
     print("  %s," % json.dumps(p))
