@@ -259,9 +259,8 @@ impl Settings {
             .parse::<SocketAddr>()
             .map_err(|e| invalid("server.bind", format!("`{}`: {e}", self.server.bind)))?;
         let url = &self.database.url;
-        if !(url.is_empty() || url.starts_with("sqlite://") || url.starts_with("postgres://"))
-            && !url.starts_with("postgresql://")
-        {
+        let known = ["sqlite://", "postgres://", "postgresql://"];
+        if !(url.is_empty() || known.iter().any(|p| url.starts_with(p))) {
             return Err(invalid(
                 "database.url",
                 "must start with sqlite:// or postgres:// (or be empty for the embedded SQLite file)",

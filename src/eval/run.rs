@@ -22,6 +22,9 @@ use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
 use crate::retrieve::{rank, Mode, Weights};
 
+/// One query's ranking: documents with scores, best first.
+pub type QueryRun = (String, Vec<(String, f32)>);
+
 /// Documents per ranking: recall@100 needs 100 distinct documents.
 pub const DOCS_PER_QUERY: usize = 100;
 
@@ -120,31 +123,30 @@ pub async fn run_mode(
     prepared: &Prepared,
     opts: &EvalOptions,
     mode: Mode,
-) -> Result<(EvalResult, Vec<(String, Vec<(String, f32)>)>)> {
+) -> Result<(EvalResult, Vec<QueryRun>)> {
     let started = Instant::now();
     let cols = [prepared.collection_id];
-    let results: Vec<Result<(String, Vec<(String, f32)>)>> =
-        stream::iter(prepared.dataset.queries.iter())
-            .map(|q| async {
-                let fused = rank(app, &q.text, &cols, mode, opts.candidates, opts.weights).await?;
-                let mut seen = std::collections::HashSet::new();
-                let docs: Vec<(String, f32)> = fused
-                    .into_iter()
-                    .filter(|f| seen.insert(f.document_id))
-                    .filter_map(|f| {
-                        prepared
-                            .doc_names
-                            .get(&f.document_id)
-                            .map(|name| (name.clone(), f.score))
-                    })
-                    .take(DOCS_PER_QUERY)
-                    .collect();
-                Ok((q.id.clone(), docs))
-            })
-            .buffered(opts.concurrency.max(1))
-            .collect()
-            .await;
-    let run: Vec<(String, Vec<(String, f32)>)> = results.into_iter().collect::<Result<_>>()?;
+    let results: Vec<Result<QueryRun>> = stream::iter(prepared.dataset.queries.iter())
+        .map(|q| async {
+            let fused = rank(app, &q.text, &cols, mode, opts.candidates, opts.weights).await?;
+            let mut seen = std::collections::HashSet::new();
+            let docs: Vec<(String, f32)> = fused
+                .into_iter()
+                .filter(|f| seen.insert(f.document_id))
+                .filter_map(|f| {
+                    prepared
+                        .doc_names
+                        .get(&f.document_id)
+                        .map(|name| (name.clone(), f.score))
+                })
+                .take(DOCS_PER_QUERY)
+                .collect();
+            Ok((q.id.clone(), docs))
+        })
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let run: Vec<QueryRun> = results.into_iter().collect::<Result<_>>()?;
     let ranked: HashMap<String, Vec<String>> = run
         .iter()
         .map(|(q, docs)| (q.clone(), docs.iter().map(|(d, _)| d.clone()).collect()))
@@ -161,12 +163,7 @@ pub async fn run_mode(
 }
 
 /// Write a TREC run file; with several modes the mode is added to the name.
-pub fn write_run_file(
-    path: &Path,
-    mode: Mode,
-    several: bool,
-    run: &[(String, Vec<(String, f32)>)],
-) -> Result<PathBuf> {
+pub fn write_run_file(path: &Path, mode: Mode, several: bool, run: &[QueryRun]) -> Result<PathBuf> {
     let path = if several {
         let stem = path
             .file_stem()

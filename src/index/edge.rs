@@ -121,7 +121,7 @@ impl EdgeVectorIndex {
         F: FnOnce(&EdgeShard) -> IndexResult<T> + Send + 'static,
     {
         let shard = Arc::clone(&self.shard);
-        tokio::task::spawn_blocking(move || f(&*shard))
+        tokio::task::spawn_blocking(move || f(&shard))
             .await
             .map_err(|e| IndexError::Join(e.to_string()))?
     }
@@ -138,7 +138,7 @@ impl EdgeVectorIndex {
             // The mutex guards no data, so a poisoned lock (a panic inside a
             // previous call) leaves nothing inconsistent behind it.
             let _guard = write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&*shard)
+            f(&shard)
         })
         .await
         .map_err(|e| IndexError::Join(e.to_string()))?
