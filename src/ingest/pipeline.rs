@@ -92,9 +92,12 @@ pub fn embedding_text(title: &str, text: &str) -> String {
 
 struct Prepared {
     doc: Document,
+    markdown: bool,
     pieces: Vec<(Uuid, Piece, String)>,
 }
 
+/// Clean and hash a document; chunking waits until we know it changed, so
+/// re-ingesting an unchanged corpus costs a hash per document, not a tokenizer pass.
 fn prepare(chunker: &Chunker, collection_id: &str, raw: RawDocument) -> Option<Prepared> {
     let text = clean_text(&raw.text);
     if text.is_empty() {
@@ -104,19 +107,6 @@ fn prepare(chunker: &Chunker, collection_id: &str, raw: RawDocument) -> Option<P
     let doc_id = document_id(collection_id, &raw.source).to_string();
     // The chunking settings are part of the hash: changing them re-chunks.
     let content_hash = sha256_hex(&[&title, &text, &chunker.signature()]);
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let pieces = chunker
-        .chunk(&text, raw.markdown)
-        .into_iter()
-        .map(|p| {
-            let hash = sha256_hex(&[&p.text]);
-            // Repeated identical chunks in one document still get distinct ids.
-            let n = seen.entry(hash.clone()).or_insert(0);
-            let id = stable_id(&["chunk", &doc_id, &hash, &n.to_string()]);
-            *n += 1;
-            (id, p, hash)
-        })
-        .collect::<Vec<_>>();
     let now = repo::now();
     Some(Prepared {
         doc: Document {
@@ -127,13 +117,31 @@ fn prepare(chunker: &Chunker, collection_id: &str, raw: RawDocument) -> Option<P
             content: text,
             content_hash,
             metadata: raw.metadata.to_string(),
-            chunk_count: pieces.len() as i32,
+            chunk_count: 0,
             indexed: false,
             created_at: now,
             updated_at: now,
         },
-        pieces,
+        markdown: raw.markdown,
+        pieces: Vec::new(),
     })
+}
+
+fn chunk_document(chunker: &Chunker, p: &mut Prepared) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    p.pieces = chunker
+        .chunk(&p.doc.content, p.markdown)
+        .into_iter()
+        .map(|piece| {
+            let hash = sha256_hex(&[&piece.text]);
+            // Repeated identical chunks in one document still get distinct ids.
+            let n = seen.entry(hash.clone()).or_insert(0);
+            let id = stable_id(&["chunk", &p.doc.id, &hash, &n.to_string()]);
+            *n += 1;
+            (id, piece, hash)
+        })
+        .collect();
+    p.doc.chunk_count = p.pieces.len() as i32;
 }
 
 /// Ingest documents into `collection`. `progress` is called with the number of
@@ -189,7 +197,7 @@ async fn ingest_group(
     let chunker = app.chunker.clone();
     let cid = collection.id.clone();
     let n = group.len();
-    // Tokenising is CPU work: keep it off the async executor.
+    // Cleaning, hashing and tokenising are CPU work: keep them off the async executor.
     let prepared: Vec<Prepared> = tokio::task::spawn_blocking(move || {
         group
             .into_iter()
@@ -229,6 +237,16 @@ async fn ingest_group(
     if changed.is_empty() {
         return Ok(());
     }
+    let chunker = app.chunker.clone();
+    let changed: Vec<Prepared> = tokio::task::spawn_blocking(move || {
+        let mut changed = changed;
+        for p in changed.iter_mut() {
+            chunk_document(&chunker, p);
+        }
+        changed
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
 
     let doc_ids: Vec<String> = changed.iter().map(|p| p.doc.id.clone()).collect();
     let old: Vec<(String, String)> = repo::chunk_ids_of_documents(&app.db, &doc_ids).await?;
