@@ -211,33 +211,6 @@ pub async fn delete_document(db: &Db, id: &str) -> DbResult<Option<Vec<String>>>
     })
 }
 
-pub async fn document_by_source(
-    db: &Db,
-    collection_id: &str,
-    source: &str,
-) -> DbResult<Option<Document>> {
-    db_run!(db, conn => {
-        Ok(documents::table
-            .filter(documents::collection_id.eq(collection_id))
-            .filter(documents::source.eq(source))
-            .select(Document::as_select())
-            .first(conn)
-            .await
-            .optional()?)
-    })
-}
-
-pub async fn chunks_of_document(db: &Db, document_id: &str) -> DbResult<Vec<Chunk>> {
-    db_run!(db, conn => {
-        Ok(chunks::table
-            .filter(chunks::document_id.eq(document_id))
-            .order(chunks::position.asc())
-            .select(Chunk::as_select())
-            .load(conn)
-            .await?)
-    })
-}
-
 fn with_titles(rows: Vec<(Chunk, String, String)>) -> Vec<ChunkWithTitle> {
     rows.into_iter()
         .map(|(chunk, title, source)| ChunkWithTitle {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::TopDocs;
 use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, Query, TermQuery,
 };
@@ -276,12 +276,6 @@ impl LexicalIndex {
             }
         }
         Ok(hits)
-    }
-
-    /// Number of chunks matching `query` (any collection); for tests and checks.
-    pub fn count_matches(&self, query: &str) -> IndexResult<usize> {
-        let searcher = self.reader.searcher();
-        searcher.search(&*self.parse(query), &Count).map_err(err)
     }
 
     /// Highlighted fragments of `texts` for `query`, at most `max_chars` long

@@ -10,7 +10,6 @@
 //! to find it by.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -504,8 +503,6 @@ pub async fn check(app: &App) -> Result<CheckReport, Error> {
     r.orphans_in_lexical.sort();
     Ok(r)
 }
-
-pub type SharedChunker = Arc<Chunker>;
 
 #[cfg(test)]
 mod tests {
