@@ -3,10 +3,16 @@
 #
 #   scripts/load-query.sh [DURATION (default 30s)] [CORPUS_DIR (default ../shared/eval/scifact-train)]
 #
-# Ingests the corpus into a scratch data directory (reused across runs), starts
-# the release server on a free port with the query-vector cache disabled (so
-# every request embeds its query), replays the dataset's queries in a loop, and
-# prints wrk's latency distribution and requests/s. Traffic stays on 127.0.0.1.
+# Ingests the corpus into a scratch data directory (reused across runs) as a
+# public collection, creates a normal user, starts the release server on a free
+# port with the query-vector cache disabled (so every request embeds its query)
+# and rate limits off, replays the dataset's queries in a loop, and prints wrk's
+# latency distribution and requests/s. Traffic stays on 127.0.0.1.
+#
+#   LOAD_AUTH=jwt (default) | key     credential sent with every request
+#   LOAD_TARGET=query (default) | me | health
+#       `me` (GET /api/v1/users/me) costs authentication and nothing else;
+#       `health` costs neither: their difference is the price of auth.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 duration="${1:-30s}"
@@ -19,17 +25,29 @@ export RAGCHAT_DATA_DIR="${LOAD_DATA_DIR:-/tmp/ragchat-load}"
 collection="${LOAD_COLLECTION:-scifact}"
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 
+auth="${LOAD_AUTH:-jwt}"
+target="${LOAD_TARGET:-query}"
+export RAGCHAT_AUTH_JWT_SECRET="${RAGCHAT_AUTH_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}"
+export RAGCHAT_RATE_LIMIT_ENABLED=false
+
 cargo build --release --locked --bin ragchat
 bin="$CARGO_TARGET_DIR/release/ragchat"
-"$bin" ingest "$corpus_dir/corpus.jsonl" --collection "$collection"
+"$bin" ingest "$corpus_dir/corpus.jsonl" --collection "$collection" --public
+password=load-test-password
+"$bin" user create loaduser --password "$password" >/dev/null 2>&1 || true
 
 lua=$(mktemp --suffix .lua)
 log=$(mktemp)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$lua" "$log"' EXIT
-python3 - "$corpus_dir/queries.jsonl" "$collection" > "$lua" <<'PY'
+python3 - "$corpus_dir/queries.jsonl" "$collection" "$target" > "$lua" <<'PY'
 import json, sys, urllib.parse
 paths = []
-for line in open(sys.argv[1]):
+if sys.argv[3] == "me":
+    paths.append("/api/v1/users/me")
+elif sys.argv[3] == "health":
+    paths.append("/health")
+else:
+  for line in open(sys.argv[1]):
     line = line.strip()
     if line:
         q = json.loads(line)["text"]
@@ -50,5 +68,13 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
-echo "server $addr; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, cache off"
-wrk -t2 -c16 -d"$duration" --latency -s "$lua" "$addr"
+login=$(curl -sf -X POST "$addr/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"username\": \"loaduser\", \"password\": \"$password\"}")
+token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["access_token"])' "$login")
+if [ "$auth" = key ]; then
+  created=$(curl -sf -X POST "$addr/api/v1/api-keys" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d '{"name": "load", "scopes": ["query"]}')
+  token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["key"])' "$created")
+fi
+echo "server $addr; target $target; auth $auth; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, cache off"
+wrk -t2 -c16 -d"$duration" --latency -H "authorization: Bearer $token" -s "$lua" "$addr"

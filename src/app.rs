@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::embed::{load_tokenizer, Embedder, ModelPaths};
@@ -10,6 +11,7 @@ use crate::index::edge::EdgeVectorIndex;
 use crate::index::lexical::{self, LexicalIndex};
 use crate::index::VectorIndex;
 use crate::ingest::chunk::Chunker;
+use crate::ratelimit::{self, RateLimiter};
 
 pub struct App {
     pub settings: Settings,
@@ -18,6 +20,8 @@ pub struct App {
     pub chunker: Arc<Chunker>,
     pub vectors: Arc<dyn VectorIndex>,
     pub lexical: Arc<LexicalIndex>,
+    pub auth: Auth,
+    pub limiter: Arc<dyn RateLimiter>,
 }
 
 impl App {
@@ -55,7 +59,14 @@ impl App {
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(|e| in_use_hint(e.into(), &settings))?;
+        // `serve` has already refused a missing secret unless in dev mode; the
+        // other commands never issue tokens, so a random one is harmless there.
+        let secret = settings.jwt_secret(true)?;
+        let auth = Auth::new(&secret, settings.auth.clone());
+        let limiter = ratelimit::from_settings(&settings.rate_limit);
         Ok(Arc::new(Self {
+            auth,
+            limiter,
             settings,
             db,
             embedder: Arc::new(embedder),

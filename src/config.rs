@@ -37,6 +37,8 @@ pub struct Settings {
     pub chunking: ChunkingSettings,
     pub retrieval: RetrievalSettings,
     pub vector: VectorSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
 }
 
@@ -97,6 +99,34 @@ pub struct VectorSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// HS256 signing secret for access tokens, at least 32 bytes. Empty is
+    /// refused at start unless `serve --dev` (which then uses a random one).
+    pub jwt_secret: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    /// `open`: anyone may register; `admin_only`: only admins create users.
+    pub registration: String,
+    pub min_password_length: usize,
+}
+
+/// Token buckets per client IP and per user, one pair per kind of request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub login_per_minute: u32,
+    pub login_burst: u32,
+    pub query_per_minute: u32,
+    pub query_burst: u32,
+    pub chat_per_minute: u32,
+    pub chat_burst: u32,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     /// `text` or `json`.
     pub format: String,
@@ -115,6 +145,8 @@ impl Default for Settings {
             chunking: ChunkingSettings::default(),
             retrieval: RetrievalSettings::default(),
             vector: VectorSettings::default(),
+            auth: AuthSettings::default(),
+            rate_limit: RateLimitSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -174,6 +206,36 @@ impl Default for RetrievalSettings {
         }
     }
 }
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: String::new(),
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            registration: "admin_only".into(),
+            min_password_length: 10,
+        }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login_per_minute: 10,
+            login_burst: 5,
+            query_per_minute: 600,
+            query_burst: 60,
+            chat_per_minute: 60,
+            chat_burst: 10,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Secrets that appear in examples and must never sign real tokens.
+pub const KNOWN_SECRETS: &[&str] = &["secret", "changeme", "change-me", "dev-secret-change-me"];
 
 impl Default for LogSettings {
     fn default() -> Self {
@@ -341,10 +403,74 @@ impl Settings {
                 "a remote Qdrant server is not supported by this build yet; leave it empty for the embedded index",
             ));
         }
+        let a = &self.auth;
+        if !a.jwt_secret.is_empty() && a.jwt_secret.len() < 32 {
+            return Err(invalid("auth.jwt_secret", "must be at least 32 bytes"));
+        }
+        if a.access_ttl_secs == 0 || a.access_ttl_secs > 24 * 3600 {
+            return Err(invalid(
+                "auth.access_ttl_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if a.refresh_ttl_secs < a.access_ttl_secs {
+            return Err(invalid(
+                "auth.refresh_ttl_secs",
+                "must be at least auth.access_ttl_secs",
+            ));
+        }
+        if !matches!(a.registration.as_str(), "open" | "admin_only") {
+            return Err(invalid(
+                "auth.registration",
+                "must be `open` or `admin_only`",
+            ));
+        }
+        if !(8..=128).contains(&a.min_password_length) {
+            return Err(invalid(
+                "auth.min_password_length",
+                "must be between 8 and 128",
+            ));
+        }
+        let rl = &self.rate_limit;
+        for (key, v) in [
+            ("rate_limit.login_per_minute", rl.login_per_minute),
+            ("rate_limit.login_burst", rl.login_burst),
+            ("rate_limit.query_per_minute", rl.query_per_minute),
+            ("rate_limit.query_burst", rl.query_burst),
+            ("rate_limit.chat_per_minute", rl.chat_per_minute),
+            ("rate_limit.chat_burst", rl.chat_burst),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be `text` or `json`"));
         }
         Ok(())
+    }
+
+    /// The signing secret to use, or why the service must not start.
+    /// `dev` allows a missing secret (replaced by a random one per process).
+    pub fn jwt_secret(&self, dev: bool) -> Result<Vec<u8>, ConfigError> {
+        let s = &self.auth.jwt_secret;
+        if KNOWN_SECRETS.contains(&s.as_str()) && !s.is_empty() {
+            return Err(invalid(
+                "auth.jwt_secret",
+                "is a published example value; generate one with `openssl rand -hex 32`",
+            ));
+        }
+        if s.is_empty() {
+            if !dev {
+                return Err(invalid(
+                    "auth.jwt_secret",
+                    "is not set: set RAGCHAT_AUTH_JWT_SECRET (at least 32 bytes, e.g. `openssl rand -hex 32`) or run `ragchat serve --dev`",
+                ));
+            }
+            let bytes: [u8; 32] = rand::random();
+            return Ok(bytes.to_vec());
+        }
+        Ok(s.as_bytes().to_vec())
     }
 
     pub fn sqlite_path(&self) -> Option<PathBuf> {

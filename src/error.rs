@@ -15,6 +15,21 @@ pub enum Error {
     InvalidInput { code: &'static str, message: String },
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// No or bad credentials.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// Known caller, not allowed.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// A well-formed body whose `field` fails validation.
+    #[error("`{field}`: {message}")]
+    InvalidField { field: String, message: String },
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -44,6 +59,34 @@ impl Error {
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Error::NotFound {
             code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Unauthorized {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Error::InvalidField {
+            field: field.to_string(),
             message: message.into(),
         }
     }

@@ -1,6 +1,7 @@
 //! ragchat: turn a pile of documents into a knowledge base to search and chat with.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod embed;
@@ -9,6 +10,7 @@ pub mod eval;
 pub mod http;
 pub mod index;
 pub mod ingest;
+pub mod ratelimit;
 pub mod retrieve;
 pub mod telemetry;
 

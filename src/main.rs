@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use ragchat::app::App;
 use ragchat::config::Settings;
-use ragchat::db::repo;
+use ragchat::auth;
+use ragchat::db::{repo, Db};
 use ragchat::eval::run::{self as eval_run, EvalOptions};
 use ragchat::ingest::{load, pipeline};
 use ragchat::retrieve::{self, Mode, SearchRequest, Weights};
@@ -36,12 +37,26 @@ enum Command {
         /// Address to listen on (overrides server.bind).
         #[arg(long)]
         bind: Option<String>,
+        /// Development mode: without `auth.jwt_secret`, sign tokens with a
+        /// random per-process secret (tokens end with the process).
+        #[arg(long)]
+        dev: bool,
     },
     /// Ingest a file or directory (.txt, .md, .html, BEIR .jsonl) into a collection.
     Ingest {
         path: PathBuf,
         #[arg(long, short)]
         collection: String,
+        /// Make the collection readable by every signed-in user.
+        #[arg(long)]
+        public: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Search from the terminal.
     Query {
@@ -91,6 +106,53 @@ enum Command {
     Collections,
 }
 
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (prints it as JSON).
+    Create {
+        username: String,
+        /// Make the user an admin (bootstraps the first admin).
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+        /// The password (visible to other local users in the process list;
+        /// prefer --password-stdin).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Set a user's password (recovery when an admin is locked out); ends
+    /// all of the user's sessions.
+    SetPassword {
+        username: String,
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+/// The password from the flag or the first line of stdin.
+fn read_password(password: Option<String>, stdin: bool) -> Result<String, Error> {
+    match (password, stdin) {
+        (Some(p), _) => Ok(p),
+        (None, true) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Error::Internal(format!("reading stdin: {e}")))?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+        (None, false) => Err(Error::invalid(
+            "password_required",
+            "give --password-stdin (or --password)",
+        )),
+    }
+}
+
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     let style = ProgressStyle::with_template(&format!(
@@ -115,11 +177,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Serve { bind: Some(b) } = &cli.command {
-        settings.server.bind = b.clone();
+    if let Command::Serve { bind, dev } = &cli.command {
+        if let Some(b) = bind {
+            settings.server.bind = b.clone();
+        }
         if let Err(e) = settings.validate() {
             eprintln!("error: {e}");
             return ExitCode::from(2);
+        }
+        match settings.jwt_secret(*dev) {
+            // In dev mode the random secret is fixed here so the whole process
+            // signs and verifies with the same one.
+            Ok(secret) if settings.auth.jwt_secret.is_empty() => {
+                eprintln!("warning: --dev: signing tokens with a random secret; they end with this process");
+                settings.auth.jwt_secret = hex::encode(secret);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
     telemetry::init(&settings.log);
@@ -133,6 +210,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command, settings: Settings) -> Result<(), Error> {
+    // Database-only commands must not need models or the index locks, so they
+    // work next to a running server.
+    match command {
+        Command::Migrate => {
+            let db = Db::connect(&settings).await?;
+            println!("database schema is up to date ({})", db.backend());
+            return Ok(());
+        }
+        Command::User { command } => return user_command(command, &settings).await,
+        _ => {}
+    }
     let app = App::open(settings).await?;
     let result = dispatch(command, &app).await;
     // Indexes are flushed on every exit path, error or not.
@@ -143,7 +231,12 @@ async fn run(command: Command, settings: Settings) -> Result<(), Error> {
 async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
     match command {
         Command::Serve { .. } => http::serve(app.clone()).await,
-        Command::Ingest { path, collection } => ingest(app, &path, &collection).await,
+        Command::Ingest {
+            path,
+            collection,
+            public,
+        } => ingest(app, &path, &collection, public).await,
+        Command::Migrate | Command::User { .. } => Ok(()),
         Command::Query {
             query,
             collections,
@@ -159,7 +252,8 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
                 dense_weight: None,
                 lexical_weight: None,
             };
-            let resp = retrieve::search(app, req).await?;
+            // The terminal is the operator's: every collection is readable.
+            let resp = retrieve::search(app, req, &auth::Access::All).await?;
             if json {
                 println!(
                     "{}",
@@ -260,7 +354,7 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             let c = repo::collection_by_name(&app.db, &name)
                 .await?
                 .ok_or_else(|| {
-                    Error::not_found("unknown_collection", format!("unknown collection `{name}`"))
+                    Error::not_found("collection_not_found", format!("no collection named `{name}`"))
                 })?;
             pipeline::delete_collection(app, &c).await?;
             println!("deleted collection {name}");
@@ -277,7 +371,55 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
     }
 }
 
-async fn ingest(app: &Arc<App>, path: &std::path::Path, collection: &str) -> Result<(), Error> {
+async fn user_command(command: UserCommand, settings: &Settings) -> Result<(), Error> {
+    match command {
+        UserCommand::Create {
+            username,
+            admin,
+            email,
+            password_stdin,
+            password,
+        } => {
+            let password = read_password(password, password_stdin)?;
+            let db = Db::connect(settings).await?;
+            let role = if admin { auth::ROLE_ADMIN } else { auth::ROLE_USER };
+            let user = auth::create_user(
+                &db,
+                &username,
+                &password,
+                email.as_deref(),
+                role,
+                settings.auth.min_password_length,
+            )
+            .await?;
+            println!("{}", http::accounts::user_json(&user));
+            Ok(())
+        }
+        UserCommand::SetPassword {
+            username,
+            password_stdin,
+            password,
+        } => {
+            let password = read_password(password, password_stdin)?;
+            auth::check_password("password", &password, settings.auth.min_password_length)?;
+            let db = Db::connect(settings).await?;
+            let user = ragchat::db::accounts::user_by_username(&db, &username.to_lowercase())
+                .await?
+                .ok_or_else(|| Error::not_found("user_not_found", format!("no user `{username}`")))?;
+            let hash = auth::password::hash(&password).await?;
+            ragchat::db::accounts::set_password(&db, &user.id, &hash).await?;
+            println!("password of `{}` changed; its sessions are ended", user.username);
+            Ok(())
+        }
+    }
+}
+
+async fn ingest(
+    app: &Arc<App>,
+    path: &std::path::Path,
+    collection: &str,
+    public: bool,
+) -> Result<(), Error> {
     if collection.trim().is_empty() {
         return Err(Error::invalid(
             "unknown_collection",
@@ -289,6 +431,17 @@ async fn ingest(app: &Arc<App>, path: &std::path::Path, collection: &str) -> Res
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
     let c = repo::ensure_collection(&app.db, collection).await?;
+    if public && !c.public {
+        ragchat::db::access::update_collection(
+            &app.db,
+            &c.id,
+            ragchat::db::access::CollectionChanges {
+                public: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
     let pb = bar(docs.len() as u64, "ingest");
     let report = pipeline::ingest(app, &c, docs, &|n| pb.set_position(n as u64)).await?;
     pb.finish_and_clear();

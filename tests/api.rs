@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::client::{assert_unauthorized, create_user_cli, login, Api, PASSWORD};
 use common::{fixtures, run, run_ok, Server};
 use serde_json::{json, Value};
 
@@ -22,7 +23,7 @@ fn check_consistent(data: &std::path::Path) -> String {
 
 #[test]
 fn bad_config_exits_with_the_key_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::TestDir::new();
     let data = dir.path().join("data");
     let out = common::cmd(&data)
         .env("RAGCHAT_RETRIEVAL_RRF_K", "zero")
@@ -43,7 +44,7 @@ fn bad_config_exits_with_the_key_named() {
 
 #[test]
 fn missing_models_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::TestDir::new();
     let data = dir.path().join("data");
     let out = common::cmd(&data)
         .env("RAGCHAT_MODELS_DIR", dir.path().join("nomodels"))
@@ -59,7 +60,7 @@ fn missing_models_is_a_clear_error() {
 
 #[test]
 fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::TestDir::new();
     let data = dir.path().join("data");
     let kb = dir.path().join("kb");
     copy_dir(&fixtures().join("kb"), &kb);
@@ -141,9 +142,15 @@ fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
     check_consistent(&data);
 }
 
-fn post(client: &reqwest::blocking::Client, server: &Server, body: Value) -> (u16, Value) {
+fn post(
+    client: &reqwest::blocking::Client,
+    server: &Server,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
     let r = client
         .post(server.url("/api/v1/query"))
+        .bearer_auth(token)
         .json(&body)
         .send()
         .expect("request");
@@ -151,8 +158,10 @@ fn post(client: &reqwest::blocking::Client, server: &Server, body: Value) -> (u1
     (status, r.json().expect("json body"))
 }
 
+/// `400 code`, or `404 collection_not_found` for that code.
 fn assert_error(status: u16, body: &Value, code: &str) {
-    assert_eq!(status, 400, "{body}");
+    let expected = if code == "collection_not_found" { 404 } else { 400 };
+    assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(
         body["error"]["message"]
@@ -164,7 +173,7 @@ fn assert_error(status: u16, body: &Value, code: &str) {
 
 #[test]
 fn query_api_happy_path_and_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::TestDir::new();
     let data = dir.path().join("data");
     run_ok(
         &data,
@@ -184,8 +193,23 @@ fn query_api_happy_path_and_errors() {
             "docs",
         ],
     );
+    create_user_cli(&data, "admin", PASSWORD, true);
     let server = Server::start(&data);
     let client = reqwest::blocking::Client::new();
+    let api = Api::new(&server);
+    let (token, _) = login(&api, "admin", PASSWORD);
+    let token = token.as_str();
+
+    // Searching needs a token; /health and /ready do not.
+    assert_unauthorized(
+        &api.post(
+            "/api/v1/query",
+            None,
+            Some(json!({"query": "normal shock", "collections": ["aero"]})),
+        ),
+        "unauthorized",
+    );
+    assert_unauthorized(&api.get("/api/v1/query?q=shock", None), "unauthorized");
 
     let health: Value = client
         .get(server.url("/health"))
@@ -206,6 +230,7 @@ fn query_api_happy_path_and_errors() {
     let (status, body) = post(
         &client,
         &server,
+        token,
         json!({"query": "what happens across a normal shock", "collections": ["aero"], "top_k": 2}),
     );
     assert_eq!(status, 200, "{body}");
@@ -246,6 +271,7 @@ fn query_api_happy_path_and_errors() {
     let (_, dense) = post(
         &client,
         &server,
+        token,
         json!({"query": "re-entry vehicle heating", "mode": "dense", "top_k": 3}),
     );
     assert!(dense["results"]
@@ -256,6 +282,7 @@ fn query_api_happy_path_and_errors() {
     let (_, lex) = post(
         &client,
         &server,
+        token,
         json!({"query": "reciprocal rank fusion", "mode": "lexical", "collections": ["docs"]}),
     );
     let lex_results = lex["results"].as_array().unwrap();
@@ -266,6 +293,7 @@ fn query_api_happy_path_and_errors() {
     let (status, w) = post(
         &client,
         &server,
+        token,
         json!({"query": "boundary layer", "weights": {"dense": 2.0, "lexical": 0.5}}),
     );
     assert_eq!(status, 200, "{w}");
@@ -274,6 +302,7 @@ fn query_api_happy_path_and_errors() {
     // GET shorthand.
     let get: Value = client
         .get(server.url("/api/v1/query?q=boundary%20layer%20transition&top_k=1&collections=aero"))
+        .bearer_auth(token)
         .send()
         .unwrap()
         .json()
@@ -290,7 +319,7 @@ fn query_api_happy_path_and_errors() {
         (json!({"query": "x", "top_k": -1}), "invalid_top_k"),
         (
             json!({"query": "x", "collections": ["nope"]}),
-            "unknown_collection",
+            "collection_not_found",
         ),
         (json!({"query": "x", "mode": "fuzzy"}), "unknown_mode"),
         (
@@ -301,11 +330,12 @@ fn query_api_happy_path_and_errors() {
         (json!({"query": 5}), "invalid_body"),
     ];
     for (body, code) in cases {
-        let (status, resp) = post(&client, &server, body.clone());
+        let (status, resp) = post(&client, &server, token, body.clone());
         assert_error(status, &resp, code);
     }
     let r = client
         .post(server.url("/api/v1/query"))
+        .bearer_auth(token)
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -316,17 +346,22 @@ fn query_api_happy_path_and_errors() {
         ("q=", "empty_query"),
         ("q=x&top_k=abc", "invalid_top_k"),
         ("q=x&mode=nope", "unknown_mode"),
-        ("q=x&collections=missing", "unknown_collection"),
+        ("q=x&collections=missing", "collection_not_found"),
         ("q=x&bogus=1", "invalid_query_string"),
     ] {
         let r = client
             .get(server.url(&format!("/api/v1/query?{qs}")))
+            .bearer_auth(token)
             .send()
             .unwrap();
         let status = r.status().as_u16();
         assert_error(status, &r.json().unwrap(), code);
     }
-    let r = client.get(server.url("/api/v1/nothing")).send().unwrap();
+    let r = client
+        .get(server.url("/api/v1/nothing"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 
     // Graceful shutdown exits cleanly and leaves consistent indexes.

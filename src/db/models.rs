@@ -2,7 +2,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::schema::{chunks, collections, documents};
+use super::schema::{
+    api_keys, chunks, collections, conversations, documents, messages, refresh_tokens, sessions,
+    users,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, PartialEq)]
 #[diesel(table_name = collections)]
@@ -11,6 +14,7 @@ pub struct Collection {
     pub name: String,
     pub description: String,
     pub created_at: NaiveDateTime,
+    pub public: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, PartialEq)]
@@ -59,4 +63,74 @@ pub struct ChunkWithTitle {
     pub chunk: Chunk,
     pub title: String,
     pub source: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub role: String,
+    pub disabled: bool,
+    pub token_version: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub session_id: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKey {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    /// Comma-separated scope names.
+    pub scopes: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = conversations)]
+pub struct Conversation {
+    pub id: String,
+    pub user_id: String,
+    pub title: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = messages)]
+pub struct Message {
+    pub id: String,
+    pub conversation_id: String,
+    pub role: String,
+    pub content: String,
+    pub metadata: String,
+    pub created_at: NaiveDateTime,
 }

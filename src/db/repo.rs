@@ -13,8 +13,11 @@ use crate::db_run;
 /// Rows per statement: well under SQLite's bound-variable limit for our widest row.
 const BATCH: usize = 500;
 
+/// Now, to the microsecond: PostgreSQL keeps microseconds, so values read back
+/// compare equal on both backends (pagination cursors depend on it).
 pub fn now() -> chrono::NaiveDateTime {
-    chrono::Utc::now().naive_utc()
+    use chrono::{SubsecRound, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
 }
 
 pub async fn collection_by_name(db: &Db, name: &str) -> DbResult<Option<Collection>> {
@@ -49,6 +52,7 @@ pub async fn ensure_collection(db: &Db, name: &str) -> DbResult<Collection> {
         name: name.to_string(),
         description: String::new(),
         created_at: now(),
+        public: false,
     };
     db_run!(db, conn => {
         diesel::insert_into(collections::table)

@@ -7,6 +7,7 @@ diesel::table! {
         name -> Text,
         description -> Text,
         created_at -> Timestamp,
+        public -> Bool,
     }
 }
 
@@ -40,6 +41,101 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        email -> Nullable<Text>,
+        password_hash -> Text,
+        role -> Text,
+        disabled -> Bool,
+        token_version -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        scopes -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    collection_grants (collection_id, user_id) {
+        collection_id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        user_id -> Text,
+        title -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        conversation_id -> Text,
+        role -> Text,
+        content -> Text,
+        metadata -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(documents -> collections (collection_id));
 diesel::joinable!(chunks -> documents (document_id));
-diesel::allow_tables_to_appear_in_same_query!(collections, documents, chunks);
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(collection_grants -> users (user_id));
+diesel::joinable!(collection_grants -> collections (collection_id));
+diesel::joinable!(conversations -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    collections,
+    documents,
+    chunks,
+    users,
+    sessions,
+    refresh_tokens,
+    api_keys,
+    collection_grants,
+    conversations,
+    messages,
+);

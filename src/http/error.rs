@@ -11,7 +11,14 @@ use crate::error::Error;
 impl Error {
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidInput { code, .. } | Error::NotFound { code, .. } => code,
+            Error::InvalidInput { code, .. }
+            | Error::NotFound { code, .. }
+            | Error::Unauthorized { code, .. }
+            | Error::Forbidden { code, .. }
+            | Error::Conflict { code, .. } => code,
+            Error::InvalidField { .. } => "invalid_field",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::PayloadTooLarge(_) => "payload_too_large",
             Error::Embed(EmbedError::Missing { .. }) => "models_missing",
             Error::Unavailable(_) => "unavailable",
             _ => "internal",
@@ -24,6 +31,12 @@ impl ResponseError for Error {
         match self {
             Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unavailable(_) | Error::Embed(EmbedError::Missing { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -40,8 +53,20 @@ impl ResponseError for Error {
         } else {
             self.to_string()
         };
-        HttpResponse::build(status).json(json!({
-            "error": { "code": self.code(), "message": message }
-        }))
+        let mut body = json!({ "code": self.code(), "message": message });
+        if let Error::InvalidField { field, .. } = self {
+            body["field"] = json!(field);
+        }
+        let mut response = HttpResponse::build(status);
+        match self {
+            Error::Unauthorized { .. } => {
+                response.insert_header(("WWW-Authenticate", "Bearer realm=\"ragchat\""));
+            }
+            Error::RateLimited { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            _ => {}
+        }
+        response.json(json!({ "error": body }))
     }
 }

@@ -1,7 +1,13 @@
 //! The HTTP API (actix-web): routing, request spans, graceful shutdown.
 
+pub mod accounts;
+pub mod admin;
+pub mod collections;
+pub mod conversations;
 pub mod error;
+pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod query;
 
 use std::net::TcpListener;
@@ -20,7 +26,54 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .route("/query", web::post().to(query::post_query))
                 .route("/query", web::get().to(query::get_query))
-                .route("/collections", web::get().to(query::list_collections)),
+                .route("/auth/register", web::post().to(accounts::register))
+                .route("/auth/login", web::post().to(accounts::login))
+                .route("/auth/refresh", web::post().to(accounts::refresh))
+                .route("/auth/logout", web::post().to(accounts::logout))
+                .route("/users/me", web::get().to(accounts::me))
+                .route(
+                    "/users/me/password",
+                    web::post().to(accounts::change_password),
+                )
+                .route("/api-keys", web::post().to(keys::create))
+                .route("/api-keys", web::get().to(keys::list))
+                .route("/api-keys/{id}", web::delete().to(keys::revoke))
+                .route("/admin/users", web::get().to(admin::list_users))
+                .route("/admin/users", web::post().to(admin::create_user))
+                .route("/admin/users/{id}", web::get().to(admin::get_user))
+                .route("/admin/users/{id}", web::patch().to(admin::update_user))
+                .route("/collections", web::get().to(collections::list))
+                .route("/collections", web::post().to(collections::create))
+                .route("/collections/{id}", web::get().to(collections::get))
+                .route("/collections/{id}", web::patch().to(collections::update))
+                .route("/collections/{id}", web::delete().to(collections::delete))
+                .route(
+                    "/collections/{id}/grants",
+                    web::get().to(collections::list_grants),
+                )
+                .route(
+                    "/collections/{id}/grants/{user_id}",
+                    web::put().to(collections::put_grant),
+                )
+                .route(
+                    "/collections/{id}/grants/{user_id}",
+                    web::delete().to(collections::delete_grant),
+                )
+                .route("/conversations", web::post().to(conversations::create))
+                .route("/conversations", web::get().to(conversations::list))
+                .route("/conversations/{id}", web::get().to(conversations::get))
+                .route(
+                    "/conversations/{id}",
+                    web::patch().to(conversations::rename),
+                )
+                .route(
+                    "/conversations/{id}",
+                    web::delete().to(conversations::delete),
+                )
+                .route(
+                    "/conversations/{id}/messages",
+                    web::get().to(conversations::messages),
+                ),
         );
 }
 
@@ -47,8 +100,8 @@ pub async fn serve(app: Arc<App>) -> Result<(), Error> {
         actix_web::App::new()
             .wrap(TracingLogger::default())
             .app_data(data.clone())
-            .app_data(query::json_config())
-            .app_data(query::query_config())
+            .app_data(extract::json_config())
+            .app_data(extract::query_config())
             .configure(routes)
             .default_service(web::to(not_found))
     })

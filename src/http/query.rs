@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::extract::{client_ip, rate_limit};
 use crate::app::App;
-use crate::db::repo;
+use crate::auth::{Access, Caller, Scope};
 use crate::error::Error;
+use crate::ratelimit::Bucket;
 use crate::retrieve::{self, SearchRequest};
 
 #[derive(Debug, Deserialize)]
@@ -27,21 +29,22 @@ pub struct WeightsBody {
     lexical: Option<f32>,
 }
 
-/// Malformed JSON is a 400 with our error body, like every other bad input.
-pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(64 * 1024)
-        .error_handler(|err, _req| {
-            Error::invalid("invalid_body", format!("request body: {err}")).into()
-        })
-}
-
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|err, _req| Error::invalid("invalid_query_string", err.to_string()).into())
+/// Authorise and rate-limit a search, then run it over what the caller may read.
+async fn run(
+    caller: &Caller,
+    req: &HttpRequest,
+    app: web::Data<App>,
+    search: SearchRequest,
+) -> Result<HttpResponse, Error> {
+    caller.require_scope(Scope::Query)?;
+    rate_limit(&app, Bucket::Query, &client_ip(req, &app), Some(&caller.user.id)).await?;
+    let access = Access::of(&app.db, caller).await?;
+    Ok(HttpResponse::Ok().json(retrieve::search(&app.into_inner(), search, &access).await?))
 }
 
 pub async fn post_query(
+    caller: Caller,
+    req: HttpRequest,
     app: web::Data<App>,
     body: web::Json<QueryBody>,
 ) -> Result<HttpResponse, Error> {
@@ -50,7 +53,7 @@ pub async fn post_query(
         dense: None,
         lexical: None,
     });
-    let req = SearchRequest {
+    let search = SearchRequest {
         query: body.query.unwrap_or_default(),
         collections: body.collections,
         top_k: body.top_k,
@@ -58,11 +61,13 @@ pub async fn post_query(
         dense_weight: weights.dense,
         lexical_weight: weights.lexical,
     };
-    Ok(HttpResponse::Ok().json(retrieve::search(&app.into_inner(), req).await?))
+    run(&caller, &req, app, search).await
 }
 
 /// `GET /api/v1/query?q=…&top_k=…&mode=…&collections=a,b`
 pub async fn get_query(
+    caller: Caller,
+    req: HttpRequest,
     app: web::Data<App>,
     params: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, Error> {
@@ -98,7 +103,7 @@ pub async fn get_query(
             })
         })
         .transpose()?;
-    let req = SearchRequest {
+    let search = SearchRequest {
         query: p.get("q").cloned().unwrap_or_default(),
         collections: p
             .get("collections")
@@ -108,22 +113,5 @@ pub async fn get_query(
         dense_weight: num("dense_weight")?,
         lexical_weight: num("lexical_weight")?,
     };
-    Ok(HttpResponse::Ok().json(retrieve::search(&app.into_inner(), req).await?))
-}
-
-/// `GET /api/v1/collections`: names with document and chunk counts.
-pub async fn list_collections(app: web::Data<App>) -> Result<HttpResponse, Error> {
-    let mut items = Vec::new();
-    for c in repo::list_collections(&app.db).await? {
-        let documents = repo::count_documents(&app.db, Some(&c.id)).await?;
-        let chunks = repo::count_chunks(&app.db, Some(&c.id)).await?;
-        items.push(serde_json::json!({
-            "id": c.id,
-            "name": c.name,
-            "documents": documents,
-            "chunks": chunks,
-            "created_at": chrono::DateTime::<chrono::Utc>::from_naive_utc_and_offset(c.created_at, chrono::Utc).to_rfc3339(),
-        }));
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": null })))
+    run(&caller, &req, app, search).await
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::auth::Access;
 use crate::db::models::Collection;
 use crate::db::repo;
 use crate::error::{Error, Result};
@@ -115,9 +116,19 @@ pub fn rrf(dense: &[Hit], lexical: &[Hit], k: f32, weights: Weights) -> Vec<Fuse
     out
 }
 
-/// Map collection names to collections; `None` means all collections.
-pub async fn resolve_collections(app: &App, names: Option<&[String]>) -> Result<Vec<Collection>> {
-    let all = repo::list_collections(&app.db).await?;
+/// Map collection names to the collections `access` allows; `None` means all
+/// of those. A name the caller may not read is reported exactly like one that
+/// does not exist.
+pub async fn resolve_collections(
+    app: &App,
+    names: Option<&[String]>,
+    access: &Access,
+) -> Result<Vec<Collection>> {
+    let all: Vec<Collection> = repo::list_collections(&app.db)
+        .await?
+        .into_iter()
+        .filter(|c| access.can_read(&c.id))
+        .collect();
     let Some(names) = names else { return Ok(all) };
     let mut out = Vec::with_capacity(names.len());
     for name in names {
@@ -128,9 +139,9 @@ pub async fn resolve_collections(app: &App, names: Option<&[String]>) -> Result<
                 }
             }
             None => {
-                return Err(Error::invalid(
-                    "unknown_collection",
-                    format!("unknown collection `{name}`"),
+                return Err(Error::not_found(
+                    "collection_not_found",
+                    format!("no collection named `{name}`"),
                 ))
             }
         }
@@ -255,7 +266,7 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
     if let Some(c) = &req.collections {
         if c.iter().any(|n| n.trim().is_empty()) {
             return Err(Error::invalid(
-                "unknown_collection",
+                "invalid_collection",
                 "collection names must not be empty",
             ));
         }
@@ -264,10 +275,12 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
 }
 
 /// The `/query` operation: validate, retrieve, join with the DB, highlight.
-pub async fn search(app: &Arc<App>, req: SearchRequest) -> Result<SearchResponse> {
+/// The readable collections become the filter inside both indexes, so other
+/// collections never reach fusion (no post-filtering, no leaked ranks).
+pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Result<SearchResponse> {
     let started = Instant::now();
     let (mode, top_k, weights) = validate(app, &req)?;
-    let collections = resolve_collections(app, req.collections.as_deref()).await?;
+    let collections = resolve_collections(app, req.collections.as_deref(), access).await?;
     let ids: Vec<Uuid> = collections
         .iter()
         .filter_map(|c| Uuid::parse_str(&c.id).ok())

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -24,6 +26,36 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// Signing secret for test servers (tests that check the refusal of a missing
+/// secret remove it).
+pub const TEST_JWT_SECRET: &str = "0123456789abcdef0123456789abcdef-test-only";
+
+/// A throwaway data directory. When `RAGCHAT_TEST_POSTGRES` names a PostgreSQL
+/// server (an admin URL such as `postgres://postgres@127.0.0.1:5432/postgres`),
+/// it also owns a fresh database on it, created here and dropped on drop, and
+/// every `ragchat` command for this directory uses that database.
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // PostgreSQL database creation is filled in by the PG harness (pg.rs).
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The database URL `ragchat` commands for `data_dir` should use, if not the
+/// embedded SQLite file.
+pub fn database_url(_data_dir: &Path) -> Option<String> {
+    None
+}
+
 pub fn fixtures() -> PathBuf {
     repo_root().join("tests/fixtures")
 }
@@ -41,7 +73,13 @@ pub fn cmd(data_dir: &Path) -> Command {
         .env("RAGCHAT_MODELS_DIR", models_dir())
         .env("RAGCHAT_LOG_LEVEL", "warn")
         .env("RAGCHAT_EMBEDDING_POOL_SIZE", "1")
+        .env("RAGCHAT_AUTH_JWT_SECRET", TEST_JWT_SECRET)
+        // Rate limits are off unless a test turns them on.
+        .env("RAGCHAT_RATE_LIMIT_ENABLED", "false")
         .current_dir(data_dir.parent().unwrap_or(data_dir));
+    if let Some(url) = database_url(data_dir) {
+        c.env("RAGCHAT_DATABASE_URL", url);
+    }
     c
 }
 
@@ -74,7 +112,16 @@ pub struct Server {
 impl Server {
     /// Start `ragchat serve` on a random port and wait for it to report its address.
     pub fn start(data_dir: &Path) -> Self {
-        let mut child = cmd(data_dir)
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Start with extra environment (later values override the test defaults).
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = cmd(data_dir);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .args(["serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,415 @@
+//! Who is calling: access JWTs and API keys turned into a [`Caller`], roles and
+//! scopes, and the token issuing used by login and refresh.
+
+pub mod password;
+pub mod tokens;
+
+use std::str::FromStr;
+
+use chrono::Duration;
+use serde::Serialize;
+
+use crate::config::AuthSettings;
+use crate::db::accounts::{self, RefreshOutcome};
+use crate::db::models::{ApiKey, User};
+use crate::db::repo::now;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use tokens::{Claims, JwtKeys, TokenError, API_KEY_PREFIX, ISSUER, REFRESH_PREFIX};
+
+pub const ROLE_ADMIN: &str = "admin";
+pub const ROLE_USER: &str = "user";
+
+/// What an API key may be used for. A session (JWT) may do everything its
+/// role allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Query,
+    Chat,
+    Ingest,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Query, Scope::Chat, Scope::Ingest, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Query => "query",
+            Scope::Chat => "chat",
+            Scope::Ingest => "ingest",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s).ok_or(())
+    }
+}
+
+pub fn parse_scopes(stored: &str) -> Vec<Scope> {
+    stored.split(',').filter_map(|s| s.parse().ok()).collect()
+}
+
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Session { session_id: String },
+    ApiKey { id: String, scopes: Vec<Scope> },
+}
+
+/// An authenticated caller, re-checked against the DB on every request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub credential: Credential,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == ROLE_ADMIN
+    }
+
+    /// API keys must carry `scope`; sessions always may.
+    pub fn require_scope(&self, scope: Scope) -> Result<()> {
+        match &self.credential {
+            Credential::Session { .. } => Ok(()),
+            Credential::ApiKey { scopes, .. } if scopes.contains(&scope) => Ok(()),
+            Credential::ApiKey { .. } => Err(Error::forbidden(
+                "insufficient_scope",
+                format!("this API key lacks the `{}` scope", scope.as_str()),
+            )),
+        }
+    }
+
+    /// Admin role, and for API keys the `admin` scope too.
+    pub fn require_admin(&self) -> Result<()> {
+        if !self.is_admin() {
+            return Err(Error::forbidden("forbidden", "this needs the admin role"));
+        }
+        self.require_scope(Scope::Admin)
+    }
+
+    /// Account management (password, keys) needs a signed-in session, so a
+    /// leaked key cannot mint more keys or lock its owner out.
+    /// Any one of `scopes` (sessions always pass).
+    pub fn require_any_scope(&self, scopes: &[Scope]) -> Result<()> {
+        match scopes.iter().find(|s| self.require_scope(**s).is_ok()) {
+            Some(_) => Ok(()),
+            None => Err(Error::forbidden(
+                "insufficient_scope",
+                format!(
+                    "this API key needs one of the scopes {}",
+                    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    pub fn require_session(&self) -> Result<&str> {
+        match &self.credential {
+            Credential::Session { session_id } => Ok(session_id),
+            Credential::ApiKey { .. } => Err(Error::forbidden(
+                "session_required",
+                "this needs a signed-in session, not an API key",
+            )),
+        }
+    }
+}
+
+/// The collections a caller may read. Admins read all.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Access {
+    All,
+    Only(std::collections::HashSet<String>),
+}
+
+impl Access {
+    pub async fn of(db: &Db, caller: &Caller) -> Result<Self> {
+        if caller.is_admin() {
+            return Ok(Access::All);
+        }
+        let ids = crate::db::access::readable_collection_ids(db, &caller.user.id).await?;
+        Ok(Access::Only(ids.into_iter().collect()))
+    }
+
+    pub fn can_read(&self, collection_id: &str) -> bool {
+        match self {
+            Access::All => true,
+            Access::Only(ids) => ids.contains(collection_id),
+        }
+    }
+}
+
+fn unauthorized() -> Error {
+    Error::unauthorized("unauthorized", "missing or invalid credentials")
+}
+
+/// The token pair a login or refresh returns.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+pub struct Auth {
+    keys: JwtKeys,
+    settings: AuthSettings,
+}
+
+impl Auth {
+    pub fn new(secret: &[u8], settings: AuthSettings) -> Self {
+        Self {
+            keys: JwtKeys::new(secret),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    fn access_token(&self, user: &User, session_id: &str) -> Result<String> {
+        let iat = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: user.id.clone(),
+            sid: session_id.to_string(),
+            ver: user.token_version,
+            iat,
+            exp: iat + self.settings.access_ttl_secs as i64,
+        };
+        self.keys
+            .issue(&claims)
+            .map_err(|e| Error::Internal(format!("signing token: {e}")))
+    }
+
+    fn refresh_expiry(&self) -> chrono::NaiveDateTime {
+        now() + Duration::seconds(self.settings.refresh_ttl_secs as i64)
+    }
+
+    fn pair(&self, user: &User, session_id: &str, refresh: String) -> Result<TokenPair> {
+        Ok(TokenPair {
+            access_token: self.access_token(user, session_id)?,
+            token_type: "Bearer",
+            expires_in: self.settings.access_ttl_secs,
+            refresh_token: refresh,
+            refresh_expires_in: self.settings.refresh_ttl_secs,
+        })
+    }
+
+    /// Check a username and password. Unknown user, wrong password and a
+    /// disabled account give the same error after the same amount of hashing.
+    pub async fn login(&self, db: &Db, username: &str, password: &str) -> Result<(User, TokenPair)> {
+        let user = accounts::user_by_username(db, &username.to_lowercase()).await?;
+        let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let user = match user {
+            Some(u) if ok && !u.disabled => u,
+            _ => {
+                return Err(Error::unauthorized(
+                    "invalid_credentials",
+                    "invalid username or password",
+                ))
+            }
+        };
+        let refresh = tokens::new_secret(REFRESH_PREFIX);
+        let session = accounts::create_session(
+            db,
+            &user.id,
+            &tokens::hash_secret(&refresh),
+            self.refresh_expiry(),
+        )
+        .await?;
+        let pair = self.pair(&user, &session.id, refresh)?;
+        Ok((user, pair))
+    }
+
+    pub async fn refresh(&self, db: &Db, refresh_token: &str) -> Result<(User, TokenPair)> {
+        let new_refresh = tokens::new_secret(REFRESH_PREFIX);
+        let outcome = accounts::rotate_refresh(
+            db,
+            &tokens::hash_secret(refresh_token),
+            &tokens::hash_secret(&new_refresh),
+            self.refresh_expiry(),
+        )
+        .await?;
+        match outcome {
+            RefreshOutcome::Rotated { user, session_id } => {
+                let pair = self.pair(&user, &session_id, new_refresh)?;
+                Ok((user, pair))
+            }
+            RefreshOutcome::Invalid => Err(Error::unauthorized(
+                "invalid_refresh_token",
+                "the refresh token is unknown, expired or revoked",
+            )),
+            RefreshOutcome::Reused => Err(Error::unauthorized(
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been revoked",
+            )),
+        }
+    }
+
+    /// Resolve an `Authorization` header value to a caller.
+    pub async fn authenticate(&self, db: &Db, header: Option<&str>) -> Result<Caller> {
+        let header = header.ok_or_else(unauthorized)?;
+        let (scheme, token) = header.trim().split_once(' ').ok_or_else(unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(unauthorized());
+        }
+        let token = token.trim();
+        if token.starts_with(API_KEY_PREFIX) {
+            return self.authenticate_key(db, token).await;
+        }
+        let claims = self.keys.verify(token).map_err(|e| match e {
+            TokenError::Expired => Error::unauthorized("token_expired", "the access token has expired"),
+            TokenError::Invalid => unauthorized(),
+        })?;
+        let user = accounts::session_user(db, &claims.sid)
+            .await?
+            .ok_or_else(unauthorized)?;
+        if user.id != claims.sub || user.disabled || user.token_version != claims.ver {
+            return Err(unauthorized());
+        }
+        Ok(Caller {
+            user,
+            credential: Credential::Session {
+                session_id: claims.sid,
+            },
+        })
+    }
+
+    async fn authenticate_key(&self, db: &Db, key: &str) -> Result<Caller> {
+        let (api_key, user): (ApiKey, User) =
+            accounts::api_key_with_user(db, &tokens::hash_secret(key))
+                .await?
+                .ok_or_else(unauthorized)?;
+        let t = now();
+        if user.disabled || api_key.expires_at.is_some_and(|e| e <= t) {
+            return Err(unauthorized());
+        }
+        // Recording every use would turn each read into a write; a minute's
+        // resolution is enough to tell live keys from dead ones.
+        if api_key
+            .last_used_at
+            .is_none_or(|u| t - u > Duration::seconds(60))
+        {
+            accounts::touch_api_key(db, &api_key.id).await?;
+        }
+        Ok(Caller {
+            user,
+            credential: Credential::ApiKey {
+                scopes: parse_scopes(&api_key.scopes),
+                id: api_key.id,
+            },
+        })
+    }
+}
+
+/// Usernames: 3–64 of `a-z 0-9 . _ -`, compared lower-case.
+pub fn normalize_username(raw: &str) -> Result<String> {
+    let name = raw.trim().to_lowercase();
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if !(3..=64).contains(&name.chars().count()) || !ok_chars {
+        return Err(Error::field(
+            "username",
+            "must be 3 to 64 characters of a-z, 0-9, `.`, `_` and `-`",
+        ));
+    }
+    Ok(name)
+}
+
+pub fn check_password(field: &str, password: &str, min_len: usize) -> Result<()> {
+    let n = password.chars().count();
+    if n < min_len || n > 256 {
+        return Err(Error::field(
+            field,
+            format!("must be {min_len} to 256 characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_email(email: &str) -> Result<()> {
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            })
+        && !email.chars().any(char::is_whitespace);
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::field("email", "must be an email address"))
+    }
+}
+
+/// Create a user (CLI bootstrap, registration, admin endpoint).
+pub async fn create_user(
+    db: &Db,
+    username: &str,
+    password: &str,
+    email: Option<&str>,
+    role: &str,
+    min_password_length: usize,
+) -> Result<User> {
+    let username = normalize_username(username)?;
+    check_password("password", password, min_password_length)?;
+    if let Some(e) = email {
+        check_email(e)?;
+    }
+    let t = now();
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: username.clone(),
+        email: email.map(str::to_string),
+        password_hash: password::hash(password).await?,
+        role: role.to_string(),
+        disabled: false,
+        token_version: 0,
+        created_at: t,
+        updated_at: t,
+    };
+    accounts::create_user(db, user).await?.ok_or_else(|| {
+        Error::conflict("username_taken", format!("username `{username}` is taken"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_normalized_and_checked() {
+        assert_eq!(normalize_username(" Alice.B ").unwrap(), "alice.b");
+        for bad in ["ab", "a b", "ålice", "x".repeat(65).as_str(), "a/b"] {
+            assert!(normalize_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_parse_and_ignore_unknown() {
+        assert_eq!(parse_scopes("query,chat,bogus"), vec![Scope::Query, Scope::Chat]);
+        assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
+        assert!("root".parse::<Scope>().is_err());
+    }
+
+    #[test]
+    fn emails_and_passwords() {
+        assert!(check_email("a@b.co").is_ok());
+        for bad in ["a", "@b.co", "a@b", "a @b.co", "a@.b"] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(check_password("password", "short", 10).is_err());
+        assert!(check_password("password", "long enough pw", 10).is_ok());
+        assert!(check_password("password", &"x".repeat(257), 10).is_err());
+    }
+}

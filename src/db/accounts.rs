@@ -1,0 +1,476 @@
+//! Users, sessions (login families of refresh tokens) and API keys.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::models::{ApiKey, RefreshToken, Session, User};
+use super::repo::now;
+use super::schema::{api_keys, refresh_tokens, sessions, users};
+use super::{Db, DbError, DbResult};
+use crate::db_run;
+
+/// A page position: rows strictly after (`created_at`, `id`) in the page order.
+pub type Cursor = (NaiveDateTime, String);
+
+pub fn is_unique_violation(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::Query(DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
+}
+
+/// Insert a user; `Ok(None)` when the username is taken.
+pub async fn create_user(db: &Db, user: User) -> DbResult<Option<User>> {
+    let result = db_run!(db, conn => {
+        diesel::insert_into(users::table)
+            .values(&user)
+            .execute(conn)
+            .await
+            .map_err(DbError::from)
+    });
+    match result {
+        Ok(_) => Ok(Some(user)),
+        Err(e) if is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn user_by_id(db: &Db, id: &str) -> DbResult<Option<User>> {
+    db_run!(db, conn => {
+        Ok(users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+pub async fn user_by_username(db: &Db, username: &str) -> DbResult<Option<User>> {
+    db_run!(db, conn => {
+        Ok(users::table
+            .filter(users::username.eq(username))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Users oldest first, `limit` after `after`.
+pub async fn list_users(db: &Db, after: Option<Cursor>, limit: i64) -> DbResult<Vec<User>> {
+    db_run!(db, conn => {
+        let mut q = users::table.select(User::as_select()).into_boxed();
+        if let Some((ts, id)) = &after {
+            q = q.filter(
+                users::created_at
+                    .gt(*ts)
+                    .or(users::created_at.eq(*ts).and(users::id.gt(id.clone()))),
+            );
+        }
+        Ok(q.order((users::created_at.asc(), users::id.asc()))
+            .limit(limit)
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Change role and/or the disabled flag. Disabling bumps the token version
+/// and revokes every session, so nothing the user holds keeps working.
+pub async fn update_user(
+    db: &Db,
+    id: &str,
+    role: Option<String>,
+    disabled: Option<bool>,
+) -> DbResult<Option<User>> {
+    let id = id.to_string();
+    db_run!(db, conn => {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            let t = now();
+            if let Some(role) = role {
+                diesel::update(users::table.find(&id))
+                    .set((users::role.eq(role), users::updated_at.eq(t)))
+                    .execute(conn)
+                    .await?;
+            }
+            if let Some(disabled) = disabled {
+                diesel::update(users::table.find(&id))
+                    .set((
+                        users::disabled.eq(disabled),
+                        users::token_version.eq(users::token_version + 1),
+                        users::updated_at.eq(t),
+                    ))
+                    .execute(conn)
+                    .await?;
+                if disabled {
+                    diesel::update(
+                        sessions::table
+                            .filter(sessions::user_id.eq(&id))
+                            .filter(sessions::revoked_at.is_null()),
+                    )
+                    .set(sessions::revoked_at.eq(Some(t)))
+                    .execute(conn)
+                    .await?;
+                }
+            }
+            Ok(users::table
+                .find(&id)
+                .select(User::as_select())
+                .first(conn)
+                .await
+                .optional()?)
+        })
+        .await
+    })
+}
+
+/// New password hash; every session and access token of the user ends.
+pub async fn set_password(db: &Db, id: &str, password_hash: &str) -> DbResult<()> {
+    let id = id.to_string();
+    let password_hash = password_hash.to_string();
+    db_run!(db, conn => {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            let t = now();
+            diesel::update(users::table.find(&id))
+                .set((
+                    users::password_hash.eq(&password_hash),
+                    users::token_version.eq(users::token_version + 1),
+                    users::updated_at.eq(t),
+                ))
+                .execute(conn)
+                .await?;
+            diesel::update(
+                sessions::table
+                    .filter(sessions::user_id.eq(&id))
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(Some(t)))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// Start a session with its first refresh token.
+pub async fn create_session(
+    db: &Db,
+    user_id: &str,
+    refresh_hash: &str,
+    expires_at: NaiveDateTime,
+) -> DbResult<Session> {
+    let t = now();
+    let session = Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user_id.to_string(),
+        created_at: t,
+        revoked_at: None,
+    };
+    let token = RefreshToken {
+        token_hash: refresh_hash.to_string(),
+        session_id: session.id.clone(),
+        created_at: t,
+        expires_at,
+        used_at: None,
+    };
+    let s = session.clone();
+    db_run!(db, conn => {
+        let s = s.clone();
+        let token = token.clone();
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            diesel::insert_into(sessions::table)
+                .values(&s)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(refresh_tokens::table)
+                .values(&token)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    })?;
+    Ok(session)
+}
+
+/// The user behind a live (not revoked) session.
+pub async fn session_user(db: &Db, session_id: &str) -> DbResult<Option<User>> {
+    db_run!(db, conn => {
+        Ok(sessions::table
+            .inner_join(users::table)
+            .filter(sessions::id.eq(session_id))
+            .filter(sessions::revoked_at.is_null())
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RefreshOutcome {
+    /// Rotated: the old token is spent, the new one stored.
+    Rotated { user: User, session_id: String },
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// Already spent: the session has now been revoked.
+    Reused,
+}
+
+/// Spend `old_hash` and store `new_hash` in its place, in one transaction.
+/// The spend is the transaction's first statement and a conditional update:
+/// of two concurrent uses exactly one wins (the other waits for the row or
+/// SQLite's write lock, then sees it spent and counts as reuse), and SQLite
+/// never has to upgrade a read snapshot to a write.
+pub async fn rotate_refresh(
+    db: &Db,
+    old_hash: &str,
+    new_hash: &str,
+    new_expires_at: NaiveDateTime,
+) -> DbResult<RefreshOutcome> {
+    let old_hash = old_hash.to_string();
+    let new_hash = new_hash.to_string();
+    db_run!(db, conn => {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            let t = now();
+            let spent = diesel::update(
+                refresh_tokens::table
+                    .filter(refresh_tokens::token_hash.eq(&old_hash))
+                    .filter(refresh_tokens::used_at.is_null())
+                    .filter(refresh_tokens::expires_at.gt(t)),
+            )
+            .set(refresh_tokens::used_at.eq(Some(t)))
+            .execute(conn)
+            .await?;
+            let found: Option<(RefreshToken, Session)> = refresh_tokens::table
+                .inner_join(sessions::table)
+                .filter(refresh_tokens::token_hash.eq(&old_hash))
+                .select((RefreshToken::as_select(), Session::as_select()))
+                .first(conn)
+                .await
+                .optional()?;
+            let Some((token, session)) = found else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            if session.revoked_at.is_some() {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            if spent == 0 {
+                if token.used_at.is_none() {
+                    // Not spent, so it was expired.
+                    return Ok(RefreshOutcome::Invalid);
+                }
+                diesel::update(sessions::table.find(&session.id))
+                    .set(sessions::revoked_at.eq(Some(t)))
+                    .execute(conn)
+                    .await?;
+                return Ok(RefreshOutcome::Reused);
+            }
+            let user: User = users::table
+                .find(&session.user_id)
+                .select(User::as_select())
+                .first(conn)
+                .await?;
+            if user.disabled {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            diesel::insert_into(refresh_tokens::table)
+                .values(&RefreshToken {
+                    token_hash: new_hash.clone(),
+                    session_id: session.id.clone(),
+                    created_at: t,
+                    expires_at: new_expires_at,
+                    used_at: None,
+                })
+                .execute(conn)
+                .await?;
+            Ok(RefreshOutcome::Rotated {
+                user,
+                session_id: session.id,
+            })
+        })
+        .await
+    })
+}
+
+/// Revoke the session a refresh token belongs to (logout). Unknown tokens are
+/// ignored.
+pub async fn revoke_session_of_refresh(db: &Db, refresh_hash: &str) -> DbResult<()> {
+    db_run!(db, conn => {
+        let session_id: Option<String> = refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(refresh_hash))
+            .select(refresh_tokens::session_id)
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(id) = session_id {
+            diesel::update(
+                sessions::table
+                    .find(&id)
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(Some(now())))
+            .execute(conn)
+            .await?;
+        }
+        Ok(())
+    })
+}
+
+pub async fn create_api_key(db: &Db, key: ApiKey) -> DbResult<ApiKey> {
+    db_run!(db, conn => {
+        diesel::insert_into(api_keys::table)
+            .values(&key)
+            .execute(conn)
+            .await?;
+        Ok::<(), DbError>(())
+    })?;
+    Ok(key)
+}
+
+/// A user's keys that are not revoked, newest first.
+pub async fn list_api_keys(db: &Db, user_id: &str) -> DbResult<Vec<ApiKey>> {
+    db_run!(db, conn => {
+        Ok(api_keys::table
+            .filter(api_keys::user_id.eq(user_id))
+            .filter(api_keys::revoked_at.is_null())
+            .order((api_keys::created_at.desc(), api_keys::id.desc()))
+            .select(ApiKey::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Revoke one of the user's keys; false when the user has no such live key.
+pub async fn revoke_api_key(db: &Db, user_id: &str, id: &str) -> DbResult<bool> {
+    db_run!(db, conn => {
+        let n = diesel::update(
+            api_keys::table
+                .filter(api_keys::id.eq(id))
+                .filter(api_keys::user_id.eq(user_id))
+                .filter(api_keys::revoked_at.is_null()),
+        )
+        .set(api_keys::revoked_at.eq(Some(now())))
+        .execute(conn)
+        .await?;
+        Ok(n > 0)
+    })
+}
+
+/// A live key by its hash, with its owner.
+pub async fn api_key_with_user(db: &Db, key_hash: &str) -> DbResult<Option<(ApiKey, User)>> {
+    db_run!(db, conn => {
+        Ok(api_keys::table
+            .inner_join(users::table)
+            .filter(api_keys::key_hash.eq(key_hash))
+            .filter(api_keys::revoked_at.is_null())
+            .select((ApiKey::as_select(), User::as_select()))
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+pub async fn touch_api_key(db: &Db, id: &str) -> DbResult<()> {
+    db_run!(db, conn => {
+        diesel::update(api_keys::table.find(id))
+            .set(api_keys::last_used_at.eq(Some(now())))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    async fn test_db(dir: &std::path::Path) -> Db {
+        let settings = Settings {
+            data_dir: dir.to_path_buf(),
+            ..Settings::default()
+        };
+        Db::connect(&settings).await.unwrap()
+    }
+
+    fn user(name: &str) -> User {
+        let t = now();
+        User {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: name.into(),
+            email: None,
+            password_hash: "x".into(),
+            role: "user".into(),
+            disabled: false,
+            token_version: 0,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[tokio::test]
+    async fn refresh_rotation_reuse_and_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = test_db(dir.path()).await;
+        let u = create_user(&db, user("ann")).await.unwrap().unwrap();
+        assert!(create_user(&db, user("ann")).await.unwrap().is_none());
+        let later = now() + chrono::Duration::hours(1);
+        let s = create_session(&db, &u.id, "h1", later).await.unwrap();
+
+        let r = rotate_refresh(&db, "h1", "h2", later).await.unwrap();
+        assert!(matches!(r, RefreshOutcome::Rotated { ref session_id, .. } if *session_id == s.id));
+        // Reusing h1 revokes the session, so h2 dies with it.
+        assert_eq!(rotate_refresh(&db, "h1", "h3", later).await.unwrap(), RefreshOutcome::Reused);
+        assert_eq!(rotate_refresh(&db, "h2", "h4", later).await.unwrap(), RefreshOutcome::Invalid);
+        assert!(session_user(&db, &s.id).await.unwrap().is_none());
+        assert_eq!(rotate_refresh(&db, "nope", "h5", later).await.unwrap(), RefreshOutcome::Invalid);
+
+        // Two concurrent uses of one token: exactly one rotation wins.
+        create_session(&db, &u.id, "c1", later).await.unwrap();
+        let (a, b) = tokio::join!(
+            rotate_refresh(&db, "c1", "c2", later),
+            rotate_refresh(&db, "c1", "c3", later)
+        );
+        let rotated = [a.unwrap(), b.unwrap()]
+            .into_iter()
+            .filter(|o| matches!(o, RefreshOutcome::Rotated { .. }))
+            .count();
+        assert_eq!(rotated, 1);
+
+        // Expired tokens do not rotate and do not count as reuse.
+        let past = now() - chrono::Duration::seconds(1);
+        let s2 = create_session(&db, &u.id, "e1", past).await.unwrap();
+        assert_eq!(rotate_refresh(&db, "e1", "e2", later).await.unwrap(), RefreshOutcome::Invalid);
+        assert!(session_user(&db, &s2.id).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn disabling_and_password_change_end_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = test_db(dir.path()).await;
+        let u = create_user(&db, user("bob")).await.unwrap().unwrap();
+        let later = now() + chrono::Duration::hours(1);
+        let s = create_session(&db, &u.id, "b1", later).await.unwrap();
+        set_password(&db, &u.id, "new-hash").await.unwrap();
+        assert!(session_user(&db, &s.id).await.unwrap().is_none());
+        let after = user_by_id(&db, &u.id).await.unwrap().unwrap();
+        assert_eq!(after.token_version, 1);
+        assert_eq!(after.password_hash, "new-hash");
+
+        let s = create_session(&db, &u.id, "b2", later).await.unwrap();
+        let disabled = update_user(&db, &u.id, None, Some(true)).await.unwrap().unwrap();
+        assert!(disabled.disabled);
+        assert!(session_user(&db, &s.id).await.unwrap().is_none());
+        assert!(update_user(&db, "missing", Some("admin".into()), None)
+            .await
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,149 @@
+//! Registration, login, token refresh, logout and the caller's own account.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{client_ip, rate_limit, rfc3339};
+use crate::app::App;
+use crate::auth::{self, password, Caller, TokenPair, ROLE_USER};
+use crate::db::accounts;
+use crate::db::models::User;
+use crate::error::Error;
+use crate::ratelimit::Bucket;
+
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "role": u.role,
+        "disabled": u.disabled,
+        "created_at": rfc3339(u.created_at),
+    })
+}
+
+fn tokens_json(user: &User, pair: TokenPair) -> Value {
+    let mut v = json!(pair);
+    v["user"] = user_json(user);
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    username: String,
+    password: String,
+    email: Option<String>,
+}
+
+pub async fn register(
+    app: web::Data<App>,
+    body: web::Json<RegisterBody>,
+) -> Result<HttpResponse, Error> {
+    if app.settings.auth.registration != "open" {
+        return Err(Error::forbidden(
+            "registration_closed",
+            "registration is closed; ask an admin for an account",
+        ));
+    }
+    let b = body.into_inner();
+    let user = auth::create_user(
+        &app.db,
+        &b.username,
+        &b.password,
+        b.email.as_deref(),
+        ROLE_USER,
+        app.settings.auth.min_password_length,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(user_json(&user)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    req: HttpRequest,
+    app: web::Data<App>,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, Error> {
+    let b = body.into_inner();
+    // Limited per IP and per attempted name, so neither one client guessing
+    // many names nor many clients guessing one name gets far.
+    let ip = client_ip(&req, &app);
+    let name = b.username.trim().to_lowercase();
+    rate_limit(&app, Bucket::Login, &ip, Some(&name)).await?;
+    if b.password.len() > 1024 || name.len() > 256 {
+        return Err(Error::unauthorized(
+            "invalid_credentials",
+            "invalid username or password",
+        ));
+    }
+    let (user, pair) = app.auth.login(&app.db, &name, &b.password).await?;
+    Ok(HttpResponse::Ok().json(tokens_json(&user, pair)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+pub async fn refresh(
+    app: web::Data<App>,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, Error> {
+    let (user, pair) = app.auth.refresh(&app.db, &body.refresh_token).await?;
+    Ok(HttpResponse::Ok().json(tokens_json(&user, pair)))
+}
+
+pub async fn logout(
+    app: web::Data<App>,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, Error> {
+    accounts::revoke_session_of_refresh(
+        &app.db,
+        &auth::tokens::hash_secret(&body.refresh_token),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn me(caller: Caller) -> Result<HttpResponse, Error> {
+    Ok(HttpResponse::Ok().json(user_json(&caller.user)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn change_password(
+    caller: Caller,
+    app: web::Data<App>,
+    body: web::Json<PasswordBody>,
+) -> Result<HttpResponse, Error> {
+    caller.require_session()?;
+    let b = body.into_inner();
+    auth::check_password(
+        "new_password",
+        &b.new_password,
+        app.settings.auth.min_password_length,
+    )?;
+    if !password::verify(&b.current_password, Some(&caller.user.password_hash)).await? {
+        return Err(Error::unauthorized(
+            "invalid_credentials",
+            "the current password is wrong",
+        ));
+    }
+    let hash = password::hash(&b.new_password).await?;
+    accounts::set_password(&app.db, &caller.user.id, &hash).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,113 @@
+//! Admin endpoints for users.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::accounts::user_json;
+use super::extract::{next_cursor, PageParams};
+use crate::app::App;
+use crate::auth::{self, Caller, ROLE_ADMIN, ROLE_USER};
+use crate::db::accounts;
+use crate::error::Error;
+
+fn check_role(role: &str) -> Result<(), Error> {
+    if role == ROLE_ADMIN || role == ROLE_USER {
+        Ok(())
+    } else {
+        Err(Error::field("role", "must be `admin` or `user`"))
+    }
+}
+
+fn user_not_found() -> Error {
+    Error::not_found("user_not_found", "no such user")
+}
+
+pub async fn list_users(
+    caller: Caller,
+    app: web::Data<App>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, Error> {
+    caller.require_admin()?;
+    let (limit, cursor) = page.parse()?;
+    let users = accounts::list_users(&app.db, cursor, limit).await?;
+    let next = next_cursor(&users, limit, |u| (u.created_at, u.id.as_str()));
+    let items: Vec<_> = users.iter().map(user_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": next })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    username: String,
+    password: String,
+    email: Option<String>,
+    role: Option<String>,
+}
+
+pub async fn create_user(
+    caller: Caller,
+    app: web::Data<App>,
+    body: web::Json<CreateUserBody>,
+) -> Result<HttpResponse, Error> {
+    caller.require_admin()?;
+    let b = body.into_inner();
+    let role = b.role.unwrap_or_else(|| ROLE_USER.to_string());
+    check_role(&role)?;
+    let user = auth::create_user(
+        &app.db,
+        &b.username,
+        &b.password,
+        b.email.as_deref(),
+        &role,
+        app.settings.auth.min_password_length,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(user_json(&user)))
+}
+
+pub async fn get_user(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    caller.require_admin()?;
+    let user = accounts::user_by_id(&app.db, &path)
+        .await?
+        .ok_or_else(user_not_found)?;
+    Ok(HttpResponse::Ok().json(user_json(&user)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserBody {
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+pub async fn update_user(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+    body: web::Json<UpdateUserBody>,
+) -> Result<HttpResponse, Error> {
+    caller.require_admin()?;
+    let b = body.into_inner();
+    if let Some(role) = &b.role {
+        check_role(role)?;
+    }
+    let id = path.into_inner();
+    // An admin locking themselves out could leave the service with none.
+    if id == caller.user.id
+        && (b.disabled == Some(true) || b.role.as_deref().is_some_and(|r| r != ROLE_ADMIN))
+    {
+        return Err(Error::conflict(
+            "cannot_modify_self",
+            "admins cannot disable or demote themselves",
+        ));
+    }
+    let user = accounts::update_user(&app.db, &id, b.role, b.disabled)
+        .await?
+        .ok_or_else(user_not_found)?;
+    Ok(HttpResponse::Ok().json(user_json(&user)))
+}

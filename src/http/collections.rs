@@ -1,0 +1,222 @@
+//! Collections: listing what the caller may read; admin create, rename,
+//! delete and access grants.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::rfc3339;
+use crate::app::App;
+use crate::auth::{Access, Caller, Scope};
+use crate::db::access::{self, CollectionChanges};
+use crate::db::models::Collection;
+use crate::db::{accounts, repo};
+use crate::error::Error;
+use crate::ingest::pipeline;
+
+async fn collection_json(app: &App, c: &Collection) -> Result<Value, Error> {
+    let documents = repo::count_documents(&app.db, Some(&c.id)).await?;
+    let chunks = repo::count_chunks(&app.db, Some(&c.id)).await?;
+    Ok(json!({
+        "id": c.id,
+        "name": c.name,
+        "description": c.description,
+        "public": c.public,
+        "documents": documents,
+        "chunks": chunks,
+        "created_at": rfc3339(c.created_at),
+    }))
+}
+
+fn not_found() -> Error {
+    Error::not_found("collection_not_found", "no such collection")
+}
+
+/// The collection if the caller may read it; otherwise it does not exist.
+async fn visible(app: &App, caller: &Caller, id: &str) -> Result<Collection, Error> {
+    let c = access::collection_by_id(&app.db, id)
+        .await?
+        .ok_or_else(not_found)?;
+    if Access::of(&app.db, caller).await?.can_read(&c.id) {
+        Ok(c)
+    } else {
+        Err(not_found())
+    }
+}
+
+fn check_name(name: &str) -> Result<String, Error> {
+    let n = name.trim();
+    let ok = !n.is_empty()
+        && n.chars().count() <= 100
+        && n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(n.to_string())
+    } else {
+        Err(Error::field(
+            "name",
+            "must be 1 to 100 characters of A-Z, a-z, 0-9, `.`, `_` and `-`",
+        ))
+    }
+}
+
+fn check_description(d: &str) -> Result<(), Error> {
+    if d.chars().count() > 2000 {
+        return Err(Error::field("description", "must be at most 2000 characters"));
+    }
+    Ok(())
+}
+
+fn name_taken(name: &str) -> Error {
+    Error::conflict(
+        "collection_exists",
+        format!("a collection named `{name}` exists"),
+    )
+}
+
+pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, Error> {
+    caller.require_any_scope(&[Scope::Query, Scope::Chat])?;
+    let access = Access::of(&app.db, &caller).await?;
+    let mut items = Vec::new();
+    for c in repo::list_collections(&app.db).await? {
+        if access.can_read(&c.id) {
+            items.push(collection_json(&app, &c).await?);
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": null })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    name: String,
+    description: Option<String>,
+    public: Option<bool>,
+}
+
+pub async fn create(
+    caller: Caller,
+    app: web::Data<App>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, Error> {
+    caller.require_admin()?;
+    let b = body.into_inner();
+    let name = check_name(&b.name)?;
+    let description = b.description.unwrap_or_default();
+    check_description(&description)?;
+    let c = Collection {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.clone(),
+        description,
+        created_at: repo::now(),
+        public: b.public.unwrap_or(false),
+    };
+    let c = access::create_collection(&app.db, c)
+        .await?
+        .ok_or_else(|| name_taken(&name))?;
+    Ok(HttpResponse::Created().json(collection_json(&app, &c).await?))
+}
+
+pub async fn get(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    caller.require_any_scope(&[Scope::Query, Scope::Chat])?;
+    let c = visible(&app, &caller, &path).await?;
+    Ok(HttpResponse::Ok().json(collection_json(&app, &c).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    name: Option<String>,
+    description: Option<String>,
+    public: Option<bool>,
+}
+
+pub async fn update(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, Error> {
+    let c = visible(&app, &caller, &path).await?;
+    caller.require_admin()?;
+    let b = body.into_inner();
+    let name = b.name.as_deref().map(check_name).transpose()?;
+    if let Some(d) = &b.description {
+        check_description(d)?;
+    }
+    let changes = CollectionChanges {
+        name: name.clone(),
+        description: b.description,
+        public: b.public,
+    };
+    if access::update_collection(&app.db, &c.id, changes)
+        .await?
+        .is_none()
+    {
+        return Err(name_taken(name.as_deref().unwrap_or_default()));
+    }
+    let c = access::collection_by_id(&app.db, &c.id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(collection_json(&app, &c).await?))
+}
+
+pub async fn delete(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let c = visible(&app, &caller, &path).await?;
+    caller.require_admin()?;
+    pipeline::delete_collection(&app, &c).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn list_grants(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let c = visible(&app, &caller, &path).await?;
+    caller.require_admin()?;
+    let items: Vec<Value> = access::list_grants(&app.db, &c.id)
+        .await?
+        .into_iter()
+        .map(|(user_id, username, at)| {
+            json!({ "user_id": user_id, "username": username, "created_at": rfc3339(at) })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+pub async fn put_grant(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (collection_id, user_id) = path.into_inner();
+    let c = visible(&app, &caller, &collection_id).await?;
+    caller.require_admin()?;
+    accounts::user_by_id(&app.db, &user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("user_not_found", "no such user"))?;
+    access::grant(&app.db, &c.id, &user_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn delete_grant(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (collection_id, user_id) = path.into_inner();
+    let c = visible(&app, &caller, &collection_id).await?;
+    caller.require_admin()?;
+    access::revoke_grant(&app.db, &c.id, &user_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,257 @@
+//! Request rate limits: token buckets keyed by client IP and by user, one
+//! quota per kind of request. Behind a trait so a shared (Redis) limiter can
+//! replace the in-process one when several instances serve together.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::config::RateLimitSettings;
+
+/// The kinds of request with their own quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    Login,
+    Query,
+    Chat,
+}
+
+/// Refused: the caller may retry after `retry_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    pub retry_after: Duration,
+}
+
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Take one token from `bucket` for `key` (such as `ip:1.2.3.4` or
+    /// `user:<id>`), or say how long to wait.
+    async fn check(&self, bucket: Bucket, key: &str) -> Result<(), RateLimited>;
+}
+
+/// Build the configured limiter.
+pub fn from_settings(settings: &RateLimitSettings) -> Arc<dyn RateLimiter> {
+    if settings.enabled {
+        Arc::new(InProcess::new(settings))
+    } else {
+        Arc::new(Unlimited)
+    }
+}
+
+/// `rate_limit.enabled = false`.
+struct Unlimited;
+
+#[async_trait]
+impl RateLimiter for Unlimited {
+    async fn check(&self, _bucket: Bucket, _key: &str) -> Result<(), RateLimited> {
+        Ok(())
+    }
+}
+
+/// Checks between two sweeps of a bucket's keys. Keys come from the network
+/// (any IP, any username tried at login), so without sweeps the map would grow
+/// with every client ever seen; with them it holds at most this many stale
+/// keys besides the ones still inside their refill window. A sweep is linear
+/// in the map's size, so sweeping every N checks costs O(size / N) per check.
+const SWEEP_EVERY: u64 = 1024;
+
+/// One GCRA limiter per bucket, each with its own map of keys.
+struct InProcess {
+    login: Keyed,
+    query: Keyed,
+    chat: Keyed,
+}
+
+struct Keyed {
+    limiter: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
+}
+
+impl InProcess {
+    fn new(s: &RateLimitSettings) -> Self {
+        Self {
+            login: Keyed::new(s.login_per_minute, s.login_burst),
+            query: Keyed::new(s.query_per_minute, s.query_burst),
+            chat: Keyed::new(s.chat_per_minute, s.chat_burst),
+        }
+    }
+
+    fn bucket(&self, bucket: Bucket) -> &Keyed {
+        match bucket {
+            Bucket::Login => &self.login,
+            Bucket::Query => &self.query,
+            Bucket::Chat => &self.chat,
+        }
+    }
+}
+
+impl Keyed {
+    fn new(per_minute: u32, burst: u32) -> Self {
+        // Settings validation already refuses 0; clamping keeps a hand-built
+        // `RateLimitSettings` from panicking here.
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+        Self {
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    fn check(&self, key: &str) -> Result<(), RateLimited> {
+        let n = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(SWEEP_EVERY) {
+            self.sweep();
+        }
+        self.limiter.check_key(&key.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // Refusal means the next token is in the future; a zero wait could
+            // only come from clock rounding and would tell the client
+            // `Retry-After: 0`, inviting an immediate retry that fails again.
+            RateLimited {
+                retry_after: wait.max(Duration::from_millis(1)),
+            }
+        })
+    }
+
+    /// Forget keys whose bucket has refilled: their state equals a new key's.
+    fn sweep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+#[async_trait]
+impl RateLimiter for InProcess {
+    async fn check(&self, bucket: Bucket, key: &str) -> Result<(), RateLimited> {
+        self.bucket(bucket).check(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(per_minute: u32, burst: u32) -> RateLimitSettings {
+        RateLimitSettings {
+            enabled: true,
+            login_per_minute: per_minute,
+            login_burst: burst,
+            query_per_minute: per_minute,
+            query_burst: burst,
+            chat_per_minute: per_minute,
+            chat_burst: burst,
+            trust_forwarded_for: false,
+        }
+    }
+
+    async fn take_burst(limiter: &dyn RateLimiter, bucket: Bucket, key: &str, burst: u32) {
+        for i in 0..burst {
+            assert_eq!(
+                limiter.check(bucket, key).await,
+                Ok(()),
+                "token {i} of {burst} for {key}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn burst_then_refused_with_a_wait() {
+        // 10/min: one token every 6 s, so the wait is far from zero.
+        let limiter = from_settings(&settings(10, 3));
+        take_burst(&*limiter, Bucket::Login, "ip:10.0.0.1", 3).await;
+        let refused = limiter
+            .check(Bucket::Login, "ip:10.0.0.1")
+            .await
+            .expect_err("the fourth request is over the burst");
+        assert!(
+            refused.retry_after > Duration::from_secs(5)
+                && refused.retry_after <= Duration::from_secs(6),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_independent() {
+        let limiter = from_settings(&settings(10, 2));
+        take_burst(&*limiter, Bucket::Query, "user:a", 2).await;
+        assert!(limiter.check(Bucket::Query, "user:a").await.is_err());
+        take_burst(&*limiter, Bucket::Query, "user:b", 2).await;
+        take_burst(&*limiter, Bucket::Query, "ip:127.0.0.1", 2).await;
+    }
+
+    #[tokio::test]
+    async fn buckets_are_independent() {
+        let mut s = settings(10, 1);
+        s.chat_burst = 2;
+        let limiter = from_settings(&s);
+        take_burst(&*limiter, Bucket::Login, "user:a", 1).await;
+        assert!(limiter.check(Bucket::Login, "user:a").await.is_err());
+        take_burst(&*limiter, Bucket::Query, "user:a", 1).await;
+        assert!(limiter.check(Bucket::Query, "user:a").await.is_err());
+        // Each bucket has its own burst, too.
+        take_burst(&*limiter, Bucket::Chat, "user:a", 2).await;
+        assert!(limiter.check(Bucket::Chat, "user:a").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn disabled_never_refuses() {
+        let mut s = settings(1, 1);
+        s.enabled = false;
+        let limiter = from_settings(&s);
+        for bucket in [Bucket::Login, Bucket::Query, Bucket::Chat] {
+            for _ in 0..100 {
+                assert_eq!(limiter.check(bucket, "ip:10.0.0.1").await, Ok(()));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn refills_after_the_wait() {
+        // 600/min: one token every 100 ms.
+        let limiter = from_settings(&settings(600, 1));
+        take_burst(&*limiter, Bucket::Chat, "user:a", 1).await;
+        let refused = limiter
+            .check(Bucket::Chat, "user:a")
+            .await
+            .expect_err("burst of one is spent");
+        assert!(refused.retry_after > Duration::ZERO, "{refused:?}");
+        tokio::time::sleep(refused.retry_after).await;
+        assert_eq!(limiter.check(Bucket::Chat, "user:a").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn refilled_keys_are_swept() {
+        let keyed = Keyed::new(600, 1);
+        for i in 0..100 {
+            assert_eq!(keyed.check(&format!("ip:10.0.0.{i}")), Ok(()));
+        }
+        assert_eq!(keyed.len(), 100);
+        // Every bucket refills within one period (plus the burst of one).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        keyed.sweep();
+        assert_eq!(keyed.len(), 0);
+    }
+
+    #[test]
+    fn sweeps_happen_without_being_asked() {
+        let keyed = Keyed::new(600, 1);
+        for i in 0..SWEEP_EVERY - 1 {
+            let _ = keyed.check(&format!("ip:{i}"));
+        }
+        assert_eq!(keyed.len() as u64, SWEEP_EVERY - 1);
+        std::thread::sleep(Duration::from_millis(300));
+        // This check sweeps first, so only its own key is left.
+        assert_eq!(keyed.check("ip:new"), Ok(()));
+        assert_eq!(keyed.len(), 1);
+    }
+}
