@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: installs the models the tests need (idempotent), then the
-# unit and black-box suites. Extra arguments go to `cargo test`.
+# unit and black-box suites twice, once on SQLite and once on PostgreSQL.
+# Extra arguments go to `cargo test`.
+#
+# Environment:
+#   RAGCHAT_TEST_BACKENDS  which runs to do, comma- or space-separated:
+#                          `sqlite,postgres` (default), `sqlite` or `postgres`
+#   RAGCHAT_TEST_POSTGRES  admin URL of the PostgreSQL server the tests create
+#                          their databases on (default
+#                          postgres://postgres@127.0.0.1:5432/postgres); a local
+#                          Debian cluster that is down is started
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -8,5 +17,105 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ragchat-target}"
 export RAGCHAT_MODELS_DIR="${RAGCHAT_MODELS_DIR:-$PWD/models}"
 
+backends="${RAGCHAT_TEST_BACKENDS:-sqlite,postgres}"
+backends="${backends//,/ }"
+pg_url="${RAGCHAT_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+# The SQLite run must not see it: the test helpers switch on its presence.
+unset RAGCHAT_TEST_POSTGRES
+
+for backend in $backends; do
+    case "$backend" in
+        sqlite | postgres) ;;
+        *)
+            echo "RAGCHAT_TEST_BACKENDS: unknown backend \`$backend\` (use sqlite and/or postgres)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+# Host and port of a URL such as postgres://user:pw@host:port/db?opts.
+pg_host_port() {
+    local rest="${pg_url#*://}"
+    rest="${rest##*@}"
+    rest="${rest%%[/?]*}"
+    pg_host="${rest%%:*}"
+    pg_port=5432
+    if [[ "$rest" == *:* ]]; then pg_port="${rest##*:}"; fi
+    pg_host="${pg_host:-127.0.0.1}"
+}
+
+pg_ready() {
+    if command -v pg_isready >/dev/null; then
+        pg_isready -q -h "$pg_host" -p "$pg_port"
+    else
+        # No client tools: an open port is the best we can check.
+        (exec 3<>"/dev/tcp/$pg_host/$pg_port") 2>/dev/null
+    fi
+}
+
+ensure_postgres() {
+    pg_host_port
+    if pg_ready; then return 0; fi
+    local local_host=false
+    case "$pg_host" in 127.0.0.1 | localhost | ::1 | "[::1]") local_host=true ;; esac
+    local version=""
+    if [[ -d /etc/postgresql ]]; then
+        version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    fi
+    if ! $local_host || [[ -z "$version" ]] || ! command -v pg_ctlcluster >/dev/null; then
+        echo "PostgreSQL at $pg_host:$pg_port is not reachable and no local cluster can be started;" >&2
+        echo "start it, point RAGCHAT_TEST_POSTGRES at a server, or skip it with RAGCHAT_TEST_BACKENDS=sqlite" >&2
+        return 1
+    fi
+    echo "PostgreSQL at $pg_host:$pg_port is not running; starting cluster $version/main"
+    if ! pg_ctlcluster --skip-systemctl-redirect "$version" main start; then
+        echo "could not start PostgreSQL $version/main (see /var/log/postgresql/postgresql-$version-main.log);" >&2
+        echo "skip it with RAGCHAT_TEST_BACKENDS=sqlite" >&2
+        return 1
+    fi
+    local i
+    for i in $(seq 60); do
+        if pg_ready; then return 0; fi
+        sleep 0.5
+    done
+    echo "PostgreSQL $version/main started but does not accept connections on $pg_host:$pg_port after 30 s" >&2
+    return 1
+}
+
 scripts/setup-models.sh "$RAGCHAT_MODELS_DIR"
-cargo test --release --locked "$@"
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+summary=()
+notes=()
+status=0
+for backend in $backends; do
+    echo
+    echo "==================== tests on $backend ===================="
+    env_args=()
+    if [[ "$backend" == postgres ]]; then
+        if ! ensure_postgres; then
+            notes+=("$backend: not run (PostgreSQL unavailable)")
+            status=1
+            continue
+        fi
+        env_args=("RAGCHAT_TEST_POSTGRES=$pg_url")
+    fi
+    # Same flags for both runs, so the second one reuses the first one's build;
+    # the backend is chosen at run time by the environment alone.
+    rc=0
+    env "${env_args[@]}" cargo test --release --locked "$@" | tee "$log" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        status=1
+        notes+=("$backend: cargo test exited $rc")
+    fi
+    # libtest's ignored tests are reported as skipped, the word CI reads.
+    summary+=("$(awk -v b="$backend" '/^test result:/ { p += $4; f += $6; i += $8 }
+        END { printf "%s: %d passed, %d failed, %d skipped", b, p, f, i }' "$log")")
+done
+
+echo
+echo "==================== summary ===================="
+if [[ ${#notes[@]} -gt 0 ]]; then printf '%s\n' "${notes[@]}"; fi
+printf '%s\n' "${summary[@]}"
+exit "$status"

@@ -115,7 +115,9 @@ impl World {
         for (k, v) in fixed {
             out = out.replace(k, v);
         }
-        out = out.replace("{titleA}", TITLE_A).replace("{titleB}", TITLE_B);
+        out = out
+            .replace("{titleA}", TITLE_A)
+            .replace("{titleB}", TITLE_B);
         while out.contains("{uniq}") {
             out = out.replacen("{uniq}", &self.uniq().to_string(), 1);
         }
@@ -127,7 +129,12 @@ impl World {
             out = out.replace("{new_conv_B}", &self.new_conversation(&b));
         }
         if out.contains("{new_key_A}") {
-            let (id, _) = create_api_key(self.api(), &self.a, &format!("m{}", self.uniq()), &["query"]);
+            let (id, _) = create_api_key(
+                self.api(),
+                &self.a,
+                &format!("m{}", self.uniq()),
+                &["query"],
+            );
             out = out.replace("{new_key_A}", &id);
         }
         if out.contains("{new_refresh_A}") {
@@ -195,8 +202,10 @@ const fn admin_row(ok: &'static str) -> [&'static str; 8] {
     [U, FORB, FORB, ok, "403", "403", ok, SCOPE]
 }
 
+#[rustfmt::skip]
 fn rows() -> Vec<Row> {
     let all = |s: &'static str| [s; 8];
+    let session_only = |ok: &'static str| [U, ok, ok, ok, SESS, SESS, SESS, SESS];
     let me_ok = [U, "200", "200", "200", "200", "200", "200", "200"];
     let read = [U, "200", "200", "200", "200", SCOPE, SCOPE, "200"];
     let read_a = [U, "200", "404", "200", "200", SCOPE, SCOPE, "200"];
@@ -204,8 +213,15 @@ fn rows() -> Vec<Row> {
     let query_admin_only = [U, CNF, CNF, "200", CNF, "403:insufficient_scope|404:collection_not_found", SCOPE, "200"];
     let conv_a = [U, "200", "404", "404", "200", SCOPE, HIDDEN, "404"];
     let conv_b = [U, "404", "200", "404", "404", HIDDEN, HIDDEN, "404"];
-    let session_only = |ok: &'static str| [U, ok, ok, ok, SESS, SESS, SESS, SESS];
+    let missing_conv = [U, "404", "404", "404", "404", HIDDEN, HIDDEN, "404"];
+    let wrong_password = "401:invalid_credentials";
+    // Admin action on a collection readable by A / by B / by nobody but admins.
+    let admin_on_a = [U, FORB, "404", "200", "403", "403", "200", SCOPE];
+    let admin_on_b = [U, "404", FORB, "200", "403|404", "403|404", "200", SCOPE];
+    let admin_on_none = [U, "404", "404", "200", "403|404", "403|404", "200", SCOPE];
+    let no_content = |row: [&'static str; 8]| row.map(|c| if c == "200" { "204" } else { c });
     vec![
+        // columns: anon, A, B, admin, A:q+c, A:ingest, adm:admin, adm:q+c
         // Public endpoints: the token does not matter.
         ("POST", "/api/v1/auth/register", r#"{"username": "reg{uniq}", "password": "{password}"}"#, all("403:registration_closed")),
         ("POST", "/api/v1/auth/login", r#"{"username": "usera", "password": "{password}"}"#, all("200")),
@@ -215,12 +231,8 @@ fn rows() -> Vec<Row> {
         ("GET", "/ready", "", all("200")),
         // Account.
         ("GET", "/api/v1/users/me", "", me_ok),
-        (
-            "POST",
-            "/api/v1/users/me/password",
-            r#"{"current_password": "not the password", "new_password": "another long passphrase"}"#,
-            [U, "401:invalid_credentials", "401:invalid_credentials", "401:invalid_credentials", SESS, SESS, SESS, SESS],
-        ),
+        ("POST", "/api/v1/users/me/password", r#"{"current_password": "not the password", "new_password": "another long passphrase"}"#,
+            [U, wrong_password, wrong_password, wrong_password, SESS, SESS, SESS, SESS]),
         // API keys.
         ("POST", "/api/v1/api-keys", r#"{"name": "k{uniq}", "scopes": ["query"]}"#, session_only("201")),
         ("POST", "/api/v1/api-keys", r#"{"name": "k{uniq}", "scopes": ["admin"]}"#, [U, FORB, FORB, "201", SESS, SESS, SESS, SESS]),
@@ -245,20 +257,21 @@ fn rows() -> Vec<Row> {
         ("POST", "/api/v1/collections", r#"{"name": "c{uniq}"}"#, admin_row("201")),
         ("POST", "/api/v1/collections", r#"{"name": "pub"}"#, admin_row("409:collection_exists")),
         ("PATCH", "/api/v1/collections/{pub}", r#"{"description": "public fixtures"}"#, admin_row("200")),
-        ("PATCH", "/api/v1/collections/{granted}", r#"{"description": "granted to A"}"#, [U, FORB, "404", "200", "403", "403", "200", SCOPE]),
-        ("PATCH", "/api/v1/collections/{private}", r#"{"description": "nobody's"}"#, [U, "404", "404", "200", "403|404", "403|404", "200", SCOPE]),
-        ("PATCH", "/api/v1/collections/{new_coll_B}", r#"{"description": "B's"}"#, [U, "404", FORB, "200", "403|404", "403|404", "200", SCOPE]),
-        ("DELETE", "/api/v1/collections/{new_coll}", "", [U, "404", "404", "204", "403|404", "403|404", "204", SCOPE]),
-        ("DELETE", "/api/v1/collections/{new_coll_A}", "", [U, FORB, "404", "204", "403", "403", "204", SCOPE]),
+        ("PATCH", "/api/v1/collections/{granted}", r#"{"description": "granted to A"}"#, admin_on_a),
+        ("PATCH", "/api/v1/collections/{private}", r#"{"description": "nobody's"}"#, admin_on_none),
+        ("PATCH", "/api/v1/collections/{new_coll_B}", r#"{"description": "B's"}"#, admin_on_b),
+        ("PATCH", "/api/v1/collections/{unknown}", r#"{"description": "nothing"}"#, [U, "404", "404", "404", "403|404", "403|404", "404", HIDDEN]),
+        ("DELETE", "/api/v1/collections/{new_coll}", "", no_content(admin_on_none)),
+        ("DELETE", "/api/v1/collections/{new_coll_A}", "", no_content(admin_on_a)),
         ("DELETE", "/api/v1/collections/{new_coll_pub}", "", admin_row("204")),
         ("DELETE", "/api/v1/collections/{unknown}", "", [U, "404", "404", "404", "403|404", "403|404", "404", HIDDEN]),
-        ("GET", "/api/v1/collections/{granted}/grants", "", [U, FORB, "404", "200", "403", "403", "200", SCOPE]),
-        ("GET", "/api/v1/collections/{private}/grants", "", [U, "404", "404", "200", "403|404", "403|404", "200", SCOPE]),
-        ("PUT", "/api/v1/collections/{new_coll}/grants/{B}", "", [U, "404", "404", "204", "403|404", "403|404", "204", SCOPE]),
-        ("PUT", "/api/v1/collections/{granted}/grants/{A}", "", [U, FORB, "404", "204", "403", "403", "204", SCOPE]),
+        ("GET", "/api/v1/collections/{granted}/grants", "", admin_on_a),
+        ("GET", "/api/v1/collections/{private}/grants", "", admin_on_none),
+        ("PUT", "/api/v1/collections/{new_coll}/grants/{B}", "", no_content(admin_on_none)),
+        ("PUT", "/api/v1/collections/{granted}/grants/{A}", "", no_content(admin_on_a)),
         ("PUT", "/api/v1/collections/{pub}/grants/{unknown}", "", admin_row("404")),
-        ("DELETE", "/api/v1/collections/{new_coll_B}/grants/{B}", "", [U, "404", FORB, "204", "403|404", "403|404", "204", SCOPE]),
-        ("DELETE", "/api/v1/collections/{new_coll}/grants/{B}", "", [U, "404", "404", "204", "403|404", "403|404", "204", SCOPE]),
+        ("DELETE", "/api/v1/collections/{new_coll_B}/grants/{B}", "", no_content(admin_on_b)),
+        ("DELETE", "/api/v1/collections/{new_coll}/grants/{B}", "", no_content(admin_on_none)),
         // Conversations.
         ("POST", "/api/v1/conversations", r#"{"title": "t{uniq}"}"#, [U, "201", "201", "201", "201", SCOPE, SCOPE, "201"]),
         ("POST", "/api/v1/conversations", "{}", [U, "201", "201", "201", "201", SCOPE, SCOPE, "201"]),
@@ -268,12 +281,14 @@ fn rows() -> Vec<Row> {
         ("GET", "/api/v1/conversations/{convB}", "", conv_b),
         ("PATCH", "/api/v1/conversations/{convA}", r#"{"title": "{titleA}"}"#, conv_a),
         ("PATCH", "/api/v1/conversations/{convB}", r#"{"title": "{titleB}"}"#, conv_b),
-        ("DELETE", "/api/v1/conversations/{new_conv_A}", "", [U, "204", "404", "404", "204", SCOPE, HIDDEN, "404"]),
-        ("DELETE", "/api/v1/conversations/{new_conv_B}", "", [U, "404", "204", "404", "404", HIDDEN, HIDDEN, "404"]),
+        ("DELETE", "/api/v1/conversations/{new_conv_A}", "", no_content(conv_a)),
+        ("DELETE", "/api/v1/conversations/{new_conv_B}", "", no_content(conv_b)),
         ("GET", "/api/v1/conversations/{convA}/messages", "", conv_a),
         ("GET", "/api/v1/conversations/{convB}/messages", "", conv_b),
-        ("GET", "/api/v1/conversations/{unknown}", "", [U, "404", "404", "404", "404", HIDDEN, HIDDEN, "404"]),
-        ("GET", "/api/v1/conversations/{unknown}/messages", "", [U, "404", "404", "404", "404", HIDDEN, HIDDEN, "404"]),
+        ("GET", "/api/v1/conversations/{unknown}", "", missing_conv),
+        ("PATCH", "/api/v1/conversations/{unknown}", r#"{"title": "x"}"#, missing_conv),
+        ("DELETE", "/api/v1/conversations/{unknown}", "", missing_conv),
+        ("GET", "/api/v1/conversations/{unknown}/messages", "", missing_conv),
         // Query.
         ("POST", "/api/v1/query", r#"{"query": "shock wave", "collections": ["pub"]}"#, read),
         ("POST", "/api/v1/query", r#"{"query": "shock wave", "collections": ["granted"]}"#, query_a),
@@ -333,7 +348,11 @@ fn setup_world() -> World {
 
     let conv = |token: &str, title: &str| {
         let body = expect(
-            api.post("/api/v1/conversations", Some(token), Some(json!({ "title": title }))),
+            api.post(
+                "/api/v1/conversations",
+                Some(token),
+                Some(json!({ "title": title })),
+            ),
             201,
             "create conversation",
         );
@@ -405,7 +424,10 @@ fn zero_leak_checks(w: &World) {
     let list = expect(api.get("/api/v1/conversations", a), 200, "A's list");
     let text = list.to_string();
     assert!(text.contains(&w.conv_a), "{list}");
-    assert!(!text.contains(&w.conv_b) && !text.contains(TITLE_B), "{list}");
+    assert!(
+        !text.contains(&w.conv_b) && !text.contains(TITLE_B),
+        "{list}"
+    );
 
     // Collection lists: only readable collections, sorted by name.
     let all = ["granted", "private", "pub"];
@@ -416,7 +438,11 @@ fn zero_leak_checks(w: &World) {
     ] {
         let list = expect(api.get("/api/v1/collections", token), 200, "collections");
         let listed = names(&list);
-        let listed: Vec<&str> = all.iter().copied().filter(|n| listed.contains(*n)).collect();
+        let listed: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|n| listed.contains(*n))
+            .collect();
         assert_eq!(listed, visible, "{who}'s collections: {list}");
         let order: Vec<String> = list["items"]
             .as_array()
@@ -432,7 +458,10 @@ fn zero_leak_checks(w: &World) {
             let text = list.to_string();
             for (name, id) in [("private", &w.private_id), ("granted", &w.granted_id)] {
                 if !visible.contains(&name) {
-                    assert!(!text.contains(id.as_str()), "{who} sees {name}'s id: {list}");
+                    assert!(
+                        !text.contains(id.as_str()),
+                        "{who} sees {name}'s id: {list}"
+                    );
                 }
             }
         }
@@ -442,8 +471,19 @@ fn zero_leak_checks(w: &World) {
         200,
         "B reads pub",
     );
-    for field in ["id", "name", "description", "public", "documents", "chunks", "created_at"] {
-        assert!(pub_for_b.get(field).is_some(), "collection without `{field}`: {pub_for_b}");
+    for field in [
+        "id",
+        "name",
+        "description",
+        "public",
+        "documents",
+        "chunks",
+        "created_at",
+    ] {
+        assert!(
+            pub_for_b.get(field).is_some(),
+            "collection without `{field}`: {pub_for_b}"
+        );
     }
     assert_eq!(pub_for_b["documents"], 3, "{pub_for_b}");
 
@@ -484,7 +524,10 @@ fn zero_leak_checks(w: &World) {
             b,
             Some(json!({"query": "shock wave boundary layer heat", "top_k": 100})),
         ),
-        api.get("/api/v1/query?q=shock%20wave%20boundary%20layer%20heat&top_k=100", b),
+        api.get(
+            "/api/v1/query?q=shock%20wave%20boundary%20layer%20heat&top_k=100",
+            b,
+        ),
     ] {
         let body = expect(resp, 200, "B searches everything");
         let results = body["results"].as_array().unwrap();
@@ -529,9 +572,8 @@ fn authorization_matrix() {
             let ok = matches(exp, status, &resp, headers.contains_key("www-authenticate"));
             line.push_str(&format!(" {}{:>8}", if ok { ' ' } else { '!' }, status));
             if !ok {
-                let mut detail = format!(
-                    "{method} {path_r} as {caller}: expected {exp}, got {status} {resp}"
-                );
+                let mut detail =
+                    format!("{method} {path_r} as {caller}: expected {exp}, got {status} {resp}");
                 if status == 401 && !headers.contains_key("www-authenticate") {
                     detail.push_str(" (no WWW-Authenticate)");
                 }
@@ -547,7 +589,10 @@ fn authorization_matrix() {
     let header = format!(
         "{:<59}{}",
         "",
-        CALLERS.iter().map(|c| format!(" {c:>9}")).collect::<String>()
+        CALLERS
+            .iter()
+            .map(|c| format!(" {c:>9}"))
+            .collect::<String>()
     );
     eprintln!("{} rows, {cells} cells", rows.len());
     assert!(
@@ -558,7 +603,11 @@ fn authorization_matrix() {
     );
 
     // The refused self-changes changed nothing.
-    let me = expect(w.api().get("/api/v1/users/me", Some(&w.admin)), 200, "admin after the matrix");
+    let me = expect(
+        w.api().get("/api/v1/users/me", Some(&w.admin)),
+        200,
+        "admin after the matrix",
+    );
     assert_eq!(me["role"], "admin", "{me}");
     assert_eq!(me["disabled"], false, "{me}");
 }
@@ -678,7 +727,9 @@ fn collection_access_applies_in_every_search_mode() {
             let (status, body, _) = api.post(
                 "/api/v1/query",
                 Some(&uma),
-                Some(json!({"query": HEAT_QUERY, "mode": mode, "collections": ["shared", "secret"]})),
+                Some(
+                    json!({"query": HEAT_QUERY, "mode": mode, "collections": ["shared", "secret"]}),
+                ),
             );
             assert_error(status, &body, 404, "collection_not_found");
         }
@@ -707,7 +758,13 @@ fn collection_access_applies_in_every_search_mode() {
             );
         }
     };
-    let listed = |token: &str| names(&expect(api.get("/api/v1/collections", Some(token)), 200, "list"));
+    let listed = |token: &str| {
+        names(&expect(
+            api.get("/api/v1/collections", Some(token)),
+            200,
+            "list",
+        ))
+    };
 
     only_shared("no grant");
     sees_both("admin", &root, "admin");
@@ -718,8 +775,16 @@ fn collection_access_applies_in_every_search_mode() {
     assert_eq!(api.put(&grant, Some(&root), None).0, 204);
     sees_both("uma", &uma, "granted");
     assert!(listed(&uma).contains("secret"));
-    expect(api.get(&format!("/api/v1/collections/{secret}"), Some(&uma)), 200, "read granted");
-    let grants = expect(api.get(&format!("/api/v1/collections/{secret}/grants"), Some(&root)), 200, "grants");
+    expect(
+        api.get(&format!("/api/v1/collections/{secret}"), Some(&uma)),
+        200,
+        "read granted",
+    );
+    let grants = expect(
+        api.get(&format!("/api/v1/collections/{secret}/grants"), Some(&root)),
+        200,
+        "grants",
+    );
     let items = grants["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{grants}");
     assert_eq!(items[0]["user_id"], s.id("uma"), "{grants}");
@@ -727,7 +792,11 @@ fn collection_access_applies_in_every_search_mode() {
     assert!(items[0]["created_at"].is_string(), "{grants}");
     // Idempotent.
     assert_eq!(api.put(&grant, Some(&root), None).0, 204);
-    let grants = expect(api.get(&format!("/api/v1/collections/{secret}/grants"), Some(&root)), 200, "grants");
+    let grants = expect(
+        api.get(&format!("/api/v1/collections/{secret}/grants"), Some(&root)),
+        200,
+        "grants",
+    );
     assert_eq!(grants["items"].as_array().unwrap().len(), 1, "{grants}");
 
     // Revoke: gone at once, in every mode (no cached results).
@@ -735,9 +804,17 @@ fn collection_access_applies_in_every_search_mode() {
     assert_eq!(status, 204, "{body}");
     only_shared("grant revoked");
     assert!(!listed(&uma).contains("secret"));
-    assert_eq!(api.get(&format!("/api/v1/collections/{secret}"), Some(&uma)).0, 404);
+    assert_eq!(
+        api.get(&format!("/api/v1/collections/{secret}"), Some(&uma))
+            .0,
+        404
+    );
     assert_eq!(api.delete(&grant, Some(&root)).0, 204, "revoking again");
-    let grants = expect(api.get(&format!("/api/v1/collections/{secret}/grants"), Some(&root)), 200, "grants");
+    let grants = expect(
+        api.get(&format!("/api/v1/collections/{secret}/grants"), Some(&root)),
+        200,
+        "grants",
+    );
     assert_eq!(grants["items"], json!([]), "{grants}");
 
     // Public works the same way.
@@ -778,8 +855,19 @@ fn collections_crud_and_grants() {
         201,
         "create collection",
     );
-    for field in ["id", "name", "description", "public", "documents", "chunks", "created_at"] {
-        assert!(created.get(field).is_some(), "collection without `{field}`: {created}");
+    for field in [
+        "id",
+        "name",
+        "description",
+        "public",
+        "documents",
+        "chunks",
+        "created_at",
+    ] {
+        assert!(
+            created.get(field).is_some(),
+            "collection without `{field}`: {created}"
+        );
     }
     assert_eq!(created["name"], "Docs.v1");
     assert_eq!(created["description"], "manuals");
@@ -790,7 +878,11 @@ fn collections_crud_and_grants() {
     let id = created["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/collections/{id}");
     let minimal = expect(
-        api.post("/api/v1/collections", Some(&root), Some(json!({"name": "a_b-c.9"}))),
+        api.post(
+            "/api/v1/collections",
+            Some(&root),
+            Some(json!({"name": "a_b-c.9"})),
+        ),
         201,
         "create with a name only",
     );
@@ -798,13 +890,20 @@ fn collections_crud_and_grants() {
 
     assert_eq!(expect(api.get(&path, Some(&root)), 200, "get"), created);
     let renamed = expect(
-        api.patch(&path, Some(&root), Some(json!({"name": "Docs.v2", "public": true}))),
+        api.patch(
+            &path,
+            Some(&root),
+            Some(json!({"name": "Docs.v2", "public": true})),
+        ),
         200,
         "rename",
     );
     assert_eq!(renamed["name"], "Docs.v2");
     assert_eq!(renamed["public"], true);
-    assert_eq!(renamed["description"], "manuals", "unchanged fields stay: {renamed}");
+    assert_eq!(
+        renamed["description"], "manuals",
+        "unchanged fields stay: {renamed}"
+    );
     expect(api.get(&path, Some(&ulla)), 200, "public now");
     let (status, body, _) = api.patch(&path, Some(&root), Some(json!({"name": "kb"})));
     assert_eq!(status, 409, "rename onto an existing name: {body}");
@@ -812,7 +911,11 @@ fn collections_crud_and_grants() {
     assert_invalid_field(status, &body, "name");
     let (status, body, _) = api.patch(&path, Some(&root), Some(json!({"owner": "x"})));
     assert_error(status, &body, 400, "invalid_body");
-    assert_eq!(expect(api.get(&path, Some(&root)), 200, "get"), renamed, "refused patches change nothing");
+    assert_eq!(
+        expect(api.get(&path, Some(&root)), 200, "get"),
+        renamed,
+        "refused patches change nothing"
+    );
 
     let list = expect(api.get("/api/v1/collections", Some(&root)), 200, "list");
     let order: Vec<&str> = list["items"]
@@ -833,12 +936,20 @@ fn collections_crud_and_grants() {
         .unwrap()
         .clone();
     assert_eq!(kb_item["documents"], 3, "{kb_item}");
-    assert!(kb_item["chunks"].as_u64().is_some_and(|n| n >= 3), "{kb_item}");
+    assert!(
+        kb_item["chunks"].as_u64().is_some_and(|n| n >= 3),
+        "{kb_item}"
+    );
 
     // Grants on an unknown user or collection.
     let kb_id = kb_item["id"].as_str().unwrap();
     assert_eq!(
-        api.put(&format!("/api/v1/collections/{kb_id}/grants/{UNKNOWN_ID}"), Some(&root), None).0,
+        api.put(
+            &format!("/api/v1/collections/{kb_id}/grants/{UNKNOWN_ID}"),
+            Some(&root),
+            None
+        )
+        .0,
         404
     );
     assert_eq!(
@@ -854,7 +965,11 @@ fn collections_crud_and_grants() {
     // Deleting a collection with documents removes it everywhere.
     let (status, body, _) = api.delete(&format!("/api/v1/collections/{kb_id}"), Some(&root));
     assert_eq!(status, 204, "{body}");
-    assert_eq!(api.get(&format!("/api/v1/collections/{kb_id}"), Some(&root)).0, 404);
+    assert_eq!(
+        api.get(&format!("/api/v1/collections/{kb_id}"), Some(&root))
+            .0,
+        404
+    );
     let (status, body, _) = api.post(
         "/api/v1/query",
         Some(&root),
@@ -873,7 +988,11 @@ fn collections_crud_and_grants() {
         );
         assert_eq!(body["results"], json!([]), "{mode}: {body}");
     }
-    assert_eq!(api.delete(&format!("/api/v1/collections/{kb_id}"), Some(&root)).0, 404);
+    assert_eq!(
+        api.delete(&format!("/api/v1/collections/{kb_id}"), Some(&root))
+            .0,
+        404
+    );
     let Stack { server, data, .. } = s;
     assert!(server.stop().success());
     let out = common::run_ok(&data, &["check"]);
@@ -896,7 +1015,10 @@ fn conversations_crud_and_pagination() {
         "create",
     );
     for field in ["id", "title", "created_at", "updated_at"] {
-        assert!(first.get(field).is_some(), "conversation without `{field}`: {first}");
+        assert!(
+            first.get(field).is_some(),
+            "conversation without `{field}`: {first}"
+        );
     }
     assert_eq!(first["title"], "New conversation", "{first}");
     timestamp(&first["created_at"]);
@@ -904,7 +1026,11 @@ fn conversations_crud_and_pagination() {
     let mut ids = vec![first["id"].as_str().unwrap().to_string()];
     for title in ["second", "third", "fourth", "fifth"] {
         let c = expect(
-            api.post("/api/v1/conversations", Some(&pat), Some(json!({ "title": title }))),
+            api.post(
+                "/api/v1/conversations",
+                Some(&pat),
+                Some(json!({ "title": title })),
+            ),
             201,
             "create",
         );
@@ -942,8 +1068,15 @@ fn conversations_crud_and_pagination() {
     let mut sorted_ids = ids.clone();
     sorted_ids.sort();
     assert_eq!(sorted_seen, sorted_ids, "each conversation exactly once");
-    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
-    let all = expect(api.get("/api/v1/conversations", Some(&pat)), 200, "default page");
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let all = expect(
+        api.get("/api/v1/conversations", Some(&pat)),
+        200,
+        "default page",
+    );
     assert_eq!(all["items"].as_array().unwrap().len(), 5, "{all}");
     assert!(all["next_cursor"].is_null(), "{all}");
     let (status, body, _) = api.get("/api/v1/conversations?cursor=not-a-cursor!!", Some(&pat));
@@ -966,8 +1099,15 @@ fn conversations_crud_and_pagination() {
         let (status, body, _) = api.patch(&path, Some(&pat), Some(bad));
         assert_invalid_field(status, &body, "title");
     }
-    assert_eq!(expect(api.get(&path, Some(&pat)), 200, "get")["title"], "Renamed");
-    let messages = expect(api.get(&format!("{path}/messages"), Some(&pat)), 200, "messages");
+    assert_eq!(
+        expect(api.get(&path, Some(&pat)), 200, "get")["title"],
+        "Renamed"
+    );
+    let messages = expect(
+        api.get(&format!("{path}/messages"), Some(&pat)),
+        200,
+        "messages",
+    );
     assert_eq!(messages["items"], json!([]), "{messages}");
     assert!(messages["next_cursor"].is_null(), "{messages}");
 
@@ -975,8 +1115,15 @@ fn conversations_crud_and_pagination() {
     assert_eq!(status, 204, "{body}");
     assert_eq!(api.get(&path, Some(&pat)).0, 404);
     assert_eq!(api.get(&format!("{path}/messages"), Some(&pat)).0, 404);
-    assert_eq!(api.patch(&path, Some(&pat), Some(json!({"title": "x"}))).0, 404);
+    assert_eq!(
+        api.patch(&path, Some(&pat), Some(json!({"title": "x"}))).0,
+        404
+    );
     assert_eq!(api.delete(&path, Some(&pat)).0, 404);
-    let all = expect(api.get("/api/v1/conversations", Some(&pat)), 200, "after delete");
+    let all = expect(
+        api.get("/api/v1/conversations", Some(&pat)),
+        200,
+        "after delete",
+    );
     assert_eq!(all["items"].as_array().unwrap().len(), 4, "{all}");
 }

@@ -160,7 +160,11 @@ fn post(
 
 /// `400 code`, or `404 collection_not_found` for that code.
 fn assert_error(status: u16, body: &Value, code: &str) {
-    let expected = if code == "collection_not_found" { 404 } else { 400 };
+    let expected = if code == "collection_not_found" {
+        404
+    } else {
+        400
+    };
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(

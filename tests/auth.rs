@@ -32,16 +32,16 @@ fn refresh(api: &Api, token: &str) -> common::client::Resp {
 #[track_caller]
 fn assert_user_shape(user: &Value) {
     for field in ["id", "username", "email", "role", "disabled", "created_at"] {
-        assert!(
-            user.get(field).is_some(),
-            "user without `{field}`: {user}"
-        );
+        assert!(user.get(field).is_some(), "user without `{field}`: {user}");
     }
     assert!(user["id"].as_str().is_some_and(|s| !s.is_empty()), "{user}");
     assert!(user["disabled"].is_boolean(), "{user}");
     let text = user.to_string().to_lowercase();
     for secret in ["password", "hash", "token_version", "argon2"] {
-        assert!(!text.contains(secret), "user object leaks `{secret}`: {user}");
+        assert!(
+            !text.contains(secret),
+            "user object leaks `{secret}`: {user}"
+        );
     }
 }
 
@@ -137,7 +137,10 @@ fn open_registration_validation_and_case_insensitive_names() {
     assert_eq!(header["alg"], "HS256", "{header}");
     assert_eq!(claims["iss"], "ragchat", "{claims}");
     assert_eq!(claims["sub"], user["id"], "{claims}");
-    assert!(claims["sid"].as_str().is_some_and(|s| !s.is_empty()), "{claims}");
+    assert!(
+        claims["sid"].as_str().is_some_and(|s| !s.is_empty()),
+        "{claims}"
+    );
     assert!(claims["ver"].is_i64() || claims["ver"].is_u64(), "{claims}");
     assert!(claims["exp"].is_i64() || claims["exp"].is_u64(), "{claims}");
 
@@ -183,9 +186,11 @@ fn open_registration_validation_and_case_insensitive_names() {
         );
     }
 
-    let (status, body, _) = register(json!({"username": "carl", "password": PASSWORD, "admin": true}));
+    let (status, body, _) =
+        register(json!({"username": "carl", "password": PASSWORD, "admin": true}));
     assert_error(status, &body, 400, "invalid_body");
-    let (status, body, _) = register(json!({"username": "carl", "password": PASSWORD, "role": "admin"}));
+    let (status, body, _) =
+        register(json!({"username": "carl", "password": PASSWORD, "role": "admin"}));
     assert_error(status, &body, 400, "invalid_body");
 }
 
@@ -194,7 +199,8 @@ fn login_failures_do_not_tell_why() {
     let s = Stack::start(&[("carol", false)], &[], &[]);
     let api = &s.api;
     let attempt = |user: &str, pw: &str| {
-        let (status, body, _) = api.post(LOGIN, None, Some(json!({"username": user, "password": pw})));
+        let (status, body, _) =
+            api.post(LOGIN, None, Some(json!({"username": user, "password": pw})));
         (status, body)
     };
     let unknown = attempt("nobody-here", PASSWORD);
@@ -233,7 +239,10 @@ fn access_token_expires_and_refresh_token_still_works() {
     assert_unauthorized(&api.get(ME, Some(&access)), "token_expired");
 
     let (status, body, _) = refresh(api, &refresh_token);
-    assert_eq!(status, 200, "refresh after the access token expired: {body}");
+    assert_eq!(
+        status, 200,
+        "refresh after the access token expired: {body}"
+    );
     let (new_access, new_refresh) = token_pair(&body);
     assert_ne!(new_refresh, refresh_token);
     assert_ne!(new_access, access);
@@ -366,7 +375,11 @@ fn admin_disables_enables_promotes_and_demotes_users() {
         let (status, body, _) = api.patch(&self_path, Some(&root), Some(patch));
         assert_error(status, &body, 409, "cannot_modify_self");
     }
-    let me = expect(api.get(ME, Some(&root)), 200, "root after refused self-change");
+    let me = expect(
+        api.get(ME, Some(&root)),
+        200,
+        "root after refused self-change",
+    );
     assert_eq!(me["role"], "admin", "{me}");
     assert_eq!(me["disabled"], false, "{me}");
 
@@ -379,7 +392,11 @@ fn admin_disables_enables_promotes_and_demotes_users() {
         "promote dave",
     );
     assert_eq!(body["role"], "admin", "{body}");
-    expect(api.get("/api/v1/admin/users", Some(&dave)), 200, "dave as admin");
+    expect(
+        api.get("/api/v1/admin/users", Some(&dave)),
+        200,
+        "dave as admin",
+    );
     let (_, dave_admin_key) = create_api_key(api, &dave, "dave-admin", &["admin"]);
     expect(
         api.get("/api/v1/admin/users", Some(&dave_admin_key)),
@@ -405,7 +422,8 @@ fn admin_disables_enables_promotes_and_demotes_users() {
     let unknown = "/api/v1/admin/users/00000000-0000-4000-8000-000000000000";
     assert_eq!(api.get(unknown, Some(&root)).0, 404);
     assert_eq!(
-        api.patch(unknown, Some(&root), Some(json!({"disabled": true}))).0,
+        api.patch(unknown, Some(&root), Some(json!({"disabled": true})))
+            .0,
         404
     );
 }
@@ -494,7 +512,11 @@ fn admin_user_listing_and_creation() {
         pos("root").max(pos("u1")).max(pos("u2")) < pos("made").min(pos("boss")),
         "oldest first: {names:?}"
     );
-    let all = expect(api.get("/api/v1/admin/users", Some(&root)), 200, "all users");
+    let all = expect(
+        api.get("/api/v1/admin/users", Some(&root)),
+        200,
+        "all users",
+    );
     assert_eq!(all["items"].as_array().unwrap().len(), 5, "{all}");
     assert!(all["next_cursor"].is_null(), "{all}");
     let one = expect(
@@ -557,7 +579,11 @@ fn password_change() {
     let (a3, _) = login(api, "gail", new_password);
     expect(api.get(ME, Some(&a3)), 200, "new session");
     // API keys stay valid.
-    expect(api.get(ME, Some(&key)), 200, "API key after password change");
+    expect(
+        api.get(ME, Some(&key)),
+        200,
+        "API key after password change",
+    );
 }
 
 #[test]
@@ -584,12 +610,28 @@ fn api_keys() {
     let (gina, _) = s.login("gina");
 
     let created = expect(
-        api.post(KEYS, Some(&frank), Some(json!({"name": "q", "scopes": ["query"]}))),
+        api.post(
+            KEYS,
+            Some(&frank),
+            Some(json!({"name": "q", "scopes": ["query"]})),
+        ),
         201,
         "create key",
     );
-    for field in ["id", "name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "key"] {
-        assert!(created.get(field).is_some(), "key without `{field}`: {created}");
+    for field in [
+        "id",
+        "name",
+        "prefix",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "key",
+    ] {
+        assert!(
+            created.get(field).is_some(),
+            "key without `{field}`: {created}"
+        );
     }
     let q_key = created["key"].as_str().unwrap().to_string();
     let q_id = created["id"].as_str().unwrap().to_string();
@@ -615,7 +657,12 @@ fn api_keys() {
     assert!(with_expiry["expires_at"].is_string(), "{with_expiry}");
     let (chat_id, chat_key) = create_api_key(api, &frank, "c", &["chat"]);
     let (_, ingest_key) = create_api_key(api, &frank, "i", &["ingest"]);
-    let all_frank_keys = [q_key.clone(), chat_key.clone(), ingest_key.clone(), with_expiry["key"].as_str().unwrap().to_string()];
+    let all_frank_keys = [
+        q_key.clone(),
+        chat_key.clone(),
+        ingest_key.clone(),
+        with_expiry["key"].as_str().unwrap().to_string(),
+    ];
 
     // Listing: own keys only, never the secret.
     let list = expect(api.get(KEYS, Some(&frank)), 200, "list keys");
@@ -623,7 +670,10 @@ fn api_keys() {
     assert_eq!(items.len(), 4, "{list}");
     let text = list.to_string();
     for key in &all_frank_keys {
-        assert!(!text.contains(key.as_str()), "a key is shown in the list: {list}");
+        assert!(
+            !text.contains(key.as_str()),
+            "a key is shown in the list: {list}"
+        );
     }
     assert!(items.iter().all(|k| k.get("key").is_none()), "{list}");
     let created_at: Vec<_> = items
@@ -638,7 +688,12 @@ fn api_keys() {
     assert_eq!(gina_list["items"], json!([]), "{gina_list}");
     let (gina_key_id, _) = create_api_key(api, &gina, "g", &["query"]);
     let gina_list = expect(api.get(KEYS, Some(&gina)), 200, "gina's keys");
-    let ids: Vec<&Value> = gina_list["items"].as_array().unwrap().iter().map(|k| &k["id"]).collect();
+    let ids: Vec<&Value> = gina_list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["id"])
+        .collect();
     assert_eq!(ids, [&json!(gina_key_id)], "{gina_list}");
 
     // Every key authenticates /users/me as its owner.
@@ -649,39 +704,89 @@ fn api_keys() {
 
     // Scopes.
     let query = json!({"query": "shock wave", "collections": ["kb"]});
-    let body = expect(api.post("/api/v1/query", Some(&q_key), Some(query.clone())), 200, "query key on /query");
+    let body = expect(
+        api.post("/api/v1/query", Some(&q_key), Some(query.clone())),
+        200,
+        "query key on /query",
+    );
     assert!(!body["results"].as_array().unwrap().is_empty(), "{body}");
-    expect(api.get("/api/v1/query?q=shock", Some(&q_key)), 200, "query key on GET /query");
-    expect(api.get("/api/v1/collections", Some(&q_key)), 200, "query key lists collections");
-    expect(api.get("/api/v1/collections", Some(&chat_key)), 200, "chat key lists collections");
-    expect(api.get("/api/v1/conversations", Some(&chat_key)), 200, "chat key on conversations");
     expect(
-        api.post("/api/v1/conversations", Some(&chat_key), Some(json!({"title": "via key"}))),
+        api.get("/api/v1/query?q=shock", Some(&q_key)),
+        200,
+        "query key on GET /query",
+    );
+    expect(
+        api.get("/api/v1/collections", Some(&q_key)),
+        200,
+        "query key lists collections",
+    );
+    expect(
+        api.get("/api/v1/collections", Some(&chat_key)),
+        200,
+        "chat key lists collections",
+    );
+    expect(
+        api.get("/api/v1/conversations", Some(&chat_key)),
+        200,
+        "chat key on conversations",
+    );
+    expect(
+        api.post(
+            "/api/v1/conversations",
+            Some(&chat_key),
+            Some(json!({"title": "via key"})),
+        ),
         201,
         "chat key creates a conversation",
     );
     let denied: [(&str, Method, &str, Option<Value>); 7] = [
-        (&chat_key, Method::POST, "/api/v1/query", Some(query.clone())),
+        (
+            &chat_key,
+            Method::POST,
+            "/api/v1/query",
+            Some(query.clone()),
+        ),
         (&chat_key, Method::GET, "/api/v1/query?q=shock", None),
         (&q_key, Method::GET, "/api/v1/conversations", None),
-        (&q_key, Method::POST, "/api/v1/conversations", Some(json!({"title": "x"}))),
-        (&ingest_key, Method::POST, "/api/v1/query", Some(query.clone())),
+        (
+            &q_key,
+            Method::POST,
+            "/api/v1/conversations",
+            Some(json!({"title": "x"})),
+        ),
+        (
+            &ingest_key,
+            Method::POST,
+            "/api/v1/query",
+            Some(query.clone()),
+        ),
         (&ingest_key, Method::GET, "/api/v1/collections", None),
         (&ingest_key, Method::GET, "/api/v1/conversations", None),
     ];
     for (key, method, path, body) in denied {
         let (status, resp, _) = api.request(method.clone(), path, Some(key), body);
-        assert_eq!(status, 403, "{method} {path} with a key lacking the scope: {resp}");
+        assert_eq!(
+            status, 403,
+            "{method} {path} with a key lacking the scope: {resp}"
+        );
         assert_error(status, &resp, 403, "insufficient_scope");
     }
 
     // `admin` only for admins.
     for scopes in [json!(["admin"]), json!(["query", "admin"])] {
-        let (status, body, _) = api.post(KEYS, Some(&frank), Some(json!({"name": "a", "scopes": scopes})));
+        let (status, body, _) = api.post(
+            KEYS,
+            Some(&frank),
+            Some(json!({"name": "a", "scopes": scopes})),
+        );
         assert_error(status, &body, 403, "forbidden");
     }
     let (_, root_admin_key) = create_api_key(api, &root, "root-admin", &["admin"]);
-    expect(api.get("/api/v1/admin/users", Some(&root_admin_key)), 200, "admin key");
+    expect(
+        api.get("/api/v1/admin/users", Some(&root_admin_key)),
+        200,
+        "admin key",
+    );
     let (status, body, _) = api.get("/api/v1/admin/users", Some(&q_key));
     assert_eq!(status, 403, "{body}");
 
@@ -690,37 +795,64 @@ fn api_keys() {
         (json!({"name": "x", "scopes": []}), "scopes"),
         (json!({"name": "x", "scopes": ["bogus"]}), "scopes"),
         (json!({"name": "", "scopes": ["query"]}), "name"),
-        (json!({"name": "n".repeat(101), "scopes": ["query"]}), "name"),
+        (
+            json!({"name": "n".repeat(101), "scopes": ["query"]}),
+            "name",
+        ),
     ] {
         let (status, resp, _) = api.post(KEYS, Some(&frank), Some(body));
         assert_invalid_field(status, &resp, field);
     }
-    let (status, body, _) = api.post(KEYS, Some(&frank), Some(json!({"name": "x", "scopes": ["query"], "owner": "root"})));
+    let (status, body, _) = api.post(
+        KEYS,
+        Some(&frank),
+        Some(json!({"name": "x", "scopes": ["query"], "owner": "root"})),
+    );
     assert_error(status, &body, 400, "invalid_body");
     expect(
-        api.post(KEYS, Some(&frank), Some(json!({"name": "n".repeat(100), "scopes": ["query"]}))),
+        api.post(
+            KEYS,
+            Some(&frank),
+            Some(json!({"name": "n".repeat(100), "scopes": ["query"]})),
+        ),
         201,
         "100-character name",
     );
 
     // Keys cannot manage keys (or passwords).
     for (method, path, body) in [
-        (Method::POST, KEYS.to_string(), Some(json!({"name": "k2", "scopes": ["query"]}))),
+        (
+            Method::POST,
+            KEYS.to_string(),
+            Some(json!({"name": "k2", "scopes": ["query"]})),
+        ),
         (Method::GET, KEYS.to_string(), None),
         (Method::DELETE, format!("{KEYS}/{chat_id}"), None),
     ] {
         let (status, resp, _) = api.request(method.clone(), &path, Some(&q_key), body);
         assert_error(status, &resp, 403, "session_required");
     }
-    expect(api.get(ME, Some(&chat_key)), 200, "chat key survives a refused delete");
+    expect(
+        api.get(ME, Some(&chat_key)),
+        200,
+        "chat key survives a refused delete",
+    );
 
     // Someone else's key or an unknown id: 404, and nothing happens.
     assert_eq!(api.delete(&format!("{KEYS}/{q_id}"), Some(&gina)).0, 404);
     assert_eq!(
-        api.delete(&format!("{KEYS}/00000000-0000-4000-8000-000000000000"), Some(&frank)).0,
+        api.delete(
+            &format!("{KEYS}/00000000-0000-4000-8000-000000000000"),
+            Some(&frank)
+        )
+        .0,
         404
     );
-    expect(api.get(ME, Some(&q_key)), 200, "key survives another user's delete");
+    expect(
+        api.get(ME, Some(&q_key)),
+        200,
+        "key survives another user's delete",
+    );
 
     // Revoke: at once, and gone from the list.
     let (status, body, _) = api.delete(&format!("{KEYS}/{q_id}"), Some(&frank));
@@ -732,7 +864,11 @@ fn api_keys() {
     );
     let list = expect(api.get(KEYS, Some(&frank)), 200, "list after revoke");
     assert!(
-        list["items"].as_array().unwrap().iter().all(|k| k["id"] != q_id.as_str()),
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["id"] != q_id.as_str()),
         "revoked keys are not listed: {list}"
     );
     assert_unauthorized(
@@ -794,8 +930,20 @@ fn serve_refuses_to_start_without_a_jwt_secret() {
         };
         let mut stderr = String::new();
         let mut stdout = String::new();
-        child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        child.0.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        child
+            .0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
         assert_eq!(status.code(), Some(2), "unset: {unset}; stderr: {stderr}");
         assert!(stderr.contains("auth.jwt_secret"), "{stderr}");
         assert!(!stdout.contains("listening"), "{stdout}");
@@ -854,7 +1002,11 @@ fn body_limits_and_malformed_input() {
 
     // Above 64 KiB: 413, on public and authenticated endpoints alike.
     let big = "x".repeat(70 * 1024);
-    let (status, body, _) = api.post(LOGIN, None, Some(json!({"username": "judy", "password": big})));
+    let (status, body, _) = api.post(
+        LOGIN,
+        None,
+        Some(json!({"username": "judy", "password": big})),
+    );
     assert_error(status, &body, 413, "payload_too_large");
     let (status, body, _) = api.post("/api/v1/query", Some(&judy), Some(json!({"query": big})));
     assert_error(status, &body, 413, "payload_too_large");
@@ -887,7 +1039,11 @@ fn body_limits_and_malformed_input() {
         let (status, body, _) = api.post(LOGIN, None, Some(bad));
         assert_error(status, &body, 400, "invalid_body");
     }
-    let (status, body, _) = api.post(REFRESH, None, Some(json!({"refresh_token": "rcr_x", "extra": 1})));
+    let (status, body, _) = api.post(
+        REFRESH,
+        None,
+        Some(json!({"refresh_token": "rcr_x", "extra": 1})),
+    );
     assert_error(status, &body, 400, "invalid_body");
     let (status, body, _) = api.post(
         "/api/v1/conversations",
@@ -904,10 +1060,19 @@ fn body_limits_and_malformed_input() {
 
     // Validation: 422 invalid_field naming the field.
     for (body, field) in [
-        (json!({"username": "newbie", "password": "short"}), "password"),
+        (
+            json!({"username": "newbie", "password": "short"}),
+            "password",
+        ),
         (json!({"username": "no", "password": PASSWORD}), "username"),
-        (json!({"username": "bad name", "password": PASSWORD}), "username"),
-        (json!({"username": "newbie", "password": PASSWORD, "role": "owner"}), "role"),
+        (
+            json!({"username": "bad name", "password": PASSWORD}),
+            "username",
+        ),
+        (
+            json!({"username": "newbie", "password": PASSWORD, "role": "owner"}),
+            "role",
+        ),
     ] {
         let (status, resp, _) = api.post("/api/v1/admin/users", Some(&root), Some(body));
         assert_invalid_field(status, &resp, field);
@@ -921,7 +1086,11 @@ fn body_limits_and_malformed_input() {
         assert_invalid_field(status, &resp, "title");
     }
     expect(
-        api.post("/api/v1/conversations", Some(&judy), Some(json!({"title": "t".repeat(200)}))),
+        api.post(
+            "/api/v1/conversations",
+            Some(&judy),
+            Some(json!({"title": "t".repeat(200)})),
+        ),
         201,
         "200-character title",
     );
@@ -936,7 +1105,11 @@ fn body_limits_and_malformed_input() {
     // None of the refused requests created anything.
     let users = expect(api.get("/api/v1/admin/users", Some(&root)), 200, "users");
     assert_eq!(users["items"].as_array().unwrap().len(), 2, "{users}");
-    let convs = expect(api.get("/api/v1/conversations", Some(&judy)), 200, "conversations");
+    let convs = expect(
+        api.get("/api/v1/conversations", Some(&judy)),
+        200,
+        "conversations",
+    );
     assert_eq!(convs["items"].as_array().unwrap().len(), 1, "{convs}");
 }
 
@@ -1036,46 +1209,86 @@ fn bad_authorization_is_401_with_www_authenticate() {
         &header,
         &with(&|c| c["exp"] = json!(c["exp"].as_i64().unwrap() + 60)),
     );
-    let me = expect(api.get(ME, Some(&control)), 200, "hand-signed control token");
+    let me = expect(
+        api.get(ME, Some(&control)),
+        200,
+        "hand-signed control token",
+    );
     assert_eq!(me["id"], s.id("ivan"));
 
     // No or malformed header.
     let headers: Vec<(String, Option<String>)> = vec![
         ("no header".into(), None),
-        ("Basic".into(), Some("Basic aXZhbjpjb3JyZWN0IGhvcnNl".into())),
+        (
+            "Basic".into(),
+            Some("Basic aXZhbjpjb3JyZWN0IGhvcnNl".into()),
+        ),
         ("bare token".into(), Some(access.clone())),
         ("Token scheme".into(), Some(format!("Token {access}"))),
         ("Bearer only".into(), Some("Bearer".into())),
         ("Bearer empty".into(), Some("Bearer ".into())),
         ("garbage".into(), Some("Bearer not.a.jwt".into())),
         ("garbage 2".into(), Some("Bearer abc".into())),
-        ("refresh token".into(), Some(format!("Bearer {refresh_token}"))),
-        ("unknown API key".into(), Some(format!("Bearer rck_{}", "a".repeat(40)))),
+        (
+            "refresh token".into(),
+            Some(format!("Bearer {refresh_token}")),
+        ),
+        (
+            "unknown API key".into(),
+            Some(format!("Bearer rck_{}", "a".repeat(40))),
+        ),
     ];
     // Hand-made JWTs.
     let mut jwts: Vec<(&str, String)> = vec![
         (
             "other secret",
-            sign_jwt(b"another-secret-another-secret-another-secret", &header, &claims),
+            sign_jwt(
+                b"another-secret-another-secret-another-secret",
+                &header,
+                &claims,
+            ),
         ),
-        ("wrong issuer", sign_jwt(secret, &header, &with(&|c| c["iss"] = json!("someone-else")))),
+        (
+            "wrong issuer",
+            sign_jwt(
+                secret,
+                &header,
+                &with(&|c| c["iss"] = json!("someone-else")),
+            ),
+        ),
         (
             "token version bumped",
-            sign_jwt(secret, &header, &with(&|c| c["ver"] = json!(c["ver"].as_i64().unwrap() + 1))),
+            sign_jwt(
+                secret,
+                &header,
+                &with(&|c| c["ver"] = json!(c["ver"].as_i64().unwrap() + 1)),
+            ),
         ),
         (
             "unknown session",
-            sign_jwt(secret, &header, &with(&|c| c["sid"] = json!("00000000-0000-4000-8000-000000000000"))),
+            sign_jwt(
+                secret,
+                &header,
+                &with(&|c| c["sid"] = json!("00000000-0000-4000-8000-000000000000")),
+            ),
         ),
         (
             "unknown user",
-            sign_jwt(secret, &header, &with(&|c| c["sub"] = json!("00000000-0000-4000-8000-000000000000"))),
+            sign_jwt(
+                secret,
+                &header,
+                &with(&|c| c["sub"] = json!("00000000-0000-4000-8000-000000000000")),
+            ),
         ),
         (
             "no exp",
-            sign_jwt(secret, &header, &with(&|c| {
-                c.as_object_mut().unwrap().remove("exp");
-            })),
+            sign_jwt(
+                secret,
+                &header,
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+            ),
         ),
     ];
     // alg none, and a tampered payload under the original signature.
@@ -1085,7 +1298,11 @@ fn bad_authorization_is_401_with_www_authenticate() {
     };
     jwts.push((
         "alg none",
-        format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims)),
+        format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims)
+        ),
     ));
     let sig = access.rsplit('.').next().unwrap();
     jwts.push((
@@ -1098,7 +1315,10 @@ fn bad_authorization_is_401_with_www_authenticate() {
     ));
     let all: Vec<(String, Option<String>)> = headers
         .into_iter()
-        .chain(jwts.into_iter().map(|(n, t)| (n.to_string(), Some(format!("Bearer {t}")))))
+        .chain(
+            jwts.into_iter()
+                .map(|(n, t)| (n.to_string(), Some(format!("Bearer {t}")))),
+        )
         .collect();
     for (name, value) in &all {
         let mut h: Vec<(&str, &str)> = Vec::new();
@@ -1116,7 +1336,11 @@ fn bad_authorization_is_401_with_www_authenticate() {
     assert_unauthorized(&resp, "unauthorized");
 
     // Correctly signed but past its exp: token_expired.
-    let expired = sign_jwt(secret, &header, &with(&|c| c["exp"] = json!(now_secs() - 3600)));
+    let expired = sign_jwt(
+        secret,
+        &header,
+        &with(&|c| c["exp"] = json!(now_secs() - 3600)),
+    );
     assert_unauthorized(&api.get(ME, Some(&expired)), "token_expired");
 
     // The real token still works after all that.

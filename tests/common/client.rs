@@ -200,7 +200,9 @@ pub fn create_user_cli(data_dir: &Path, name: &str, password: &str, admin: bool)
         .expect("stdin is piped")
         .write_all(format!("{password}\n").as_bytes())
         .expect("write the password");
-    let out = child.wait_with_output().expect("wait for ragchat user create");
+    let out = child
+        .wait_with_output()
+        .expect("wait for ragchat user create");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -306,9 +308,7 @@ fn b64(bytes: &[u8]) -> String {
 pub fn jwt_parts(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let mut next = || -> Value {
-        let part = parts
-            .next()
-            .unwrap_or_else(|| panic!("not a JWT: {token}"));
+        let part = parts.next().unwrap_or_else(|| panic!("not a JWT: {token}"));
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(part.trim_end_matches('='))
             .unwrap_or_else(|e| panic!("JWT part is not base64url ({e}): {token}"));
@@ -375,12 +375,19 @@ pub struct Stack {
 impl Stack {
     /// `users`: (name, admin); `collections`: (name, path to ingest);
     /// `env`: extra server environment.
-    pub fn start(users: &[(&str, bool)], collections: &[(&str, &Path)], env: &[(&str, &str)]) -> Self {
+    pub fn start(
+        users: &[(&str, bool)],
+        collections: &[(&str, &Path)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = super::TestDir::new();
         let data = dir.path().join("data");
         let mut ids = std::collections::HashMap::new();
         for (name, admin) in users {
-            ids.insert(name.to_string(), create_user_cli(&data, name, PASSWORD, *admin));
+            ids.insert(
+                name.to_string(),
+                create_user_cli(&data, name, PASSWORD, *admin),
+            );
         }
         for (name, path) in collections {
             ingest(&data, path, name);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -35,14 +36,15 @@ pub const TEST_JWT_SECRET: &str = "0123456789abcdef0123456789abcdef-test-only";
 /// it also owns a fresh database on it, created here and dropped on drop, and
 /// every `ragchat` command for this directory uses that database.
 pub struct TestDir {
+    db: Option<pg::Database>,
     dir: tempfile::TempDir,
 }
 
 impl TestDir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        // PostgreSQL database creation is filled in by the PG harness (pg.rs).
-        Self { dir }
+        let db = pg::admin_url().map(|admin| pg::Database::create(&admin, dir.path()));
+        Self { db, dir }
     }
 
     pub fn path(&self) -> &Path {
@@ -52,8 +54,28 @@ impl TestDir {
 
 /// The database URL `ragchat` commands for `data_dir` should use, if not the
 /// embedded SQLite file.
-pub fn database_url(_data_dir: &Path) -> Option<String> {
-    None
+pub fn database_url(data_dir: &Path) -> Option<String> {
+    pg::admin_url()?;
+    let url = pg::url_for(data_dir);
+    // Falling back to SQLite here would let a PostgreSQL run pass without
+    // touching PostgreSQL.
+    assert!(
+        url.is_some(),
+        "{} is set but {} is not inside a live common::TestDir: create data dirs with TestDir::new()",
+        pg::ENV,
+        data_dir.display()
+    );
+    url
+}
+
+/// The SQL backend this run tests: `sqlite`, or `postgres` when
+/// `RAGCHAT_TEST_POSTGRES` is set.
+pub fn backend() -> &'static str {
+    if pg::admin_url().is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
 }
 
 pub fn fixtures() -> PathBuf {
