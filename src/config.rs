@@ -123,6 +123,8 @@ pub struct RateLimitSettings {
     pub chat_burst: u32,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Per-IP buckets are this many times the per-user ones (users behind one NAT).
+    pub ip_factor: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -230,6 +232,7 @@ impl Default for RateLimitSettings {
             chat_per_minute: 60,
             chat_burst: 10,
             trust_forwarded_for: false,
+            ip_factor: 4,
         }
     }
 }
@@ -439,6 +442,7 @@ impl Settings {
             ("rate_limit.query_burst", rl.query_burst),
             ("rate_limit.chat_per_minute", rl.chat_per_minute),
             ("rate_limit.chat_burst", rl.chat_burst),
+            ("rate_limit.ip_factor", rl.ip_factor),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));

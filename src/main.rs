@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use ragchat::app::App;
-use ragchat::config::Settings;
 use ragchat::auth;
+use ragchat::config::Settings;
 use ragchat::db::{repo, Db};
 use ragchat::eval::run::{self as eval_run, EvalOptions};
 use ragchat::ingest::{load, pipeline};
@@ -354,7 +354,10 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             let c = repo::collection_by_name(&app.db, &name)
                 .await?
                 .ok_or_else(|| {
-                    Error::not_found("collection_not_found", format!("no collection named `{name}`"))
+                    Error::not_found(
+                        "collection_not_found",
+                        format!("no collection named `{name}`"),
+                    )
                 })?;
             pipeline::delete_collection(app, &c).await?;
             println!("deleted collection {name}");
@@ -382,7 +385,11 @@ async fn user_command(command: UserCommand, settings: &Settings) -> Result<(), E
         } => {
             let password = read_password(password, password_stdin)?;
             let db = Db::connect(settings).await?;
-            let role = if admin { auth::ROLE_ADMIN } else { auth::ROLE_USER };
+            let role = if admin {
+                auth::ROLE_ADMIN
+            } else {
+                auth::ROLE_USER
+            };
             let user = auth::create_user(
                 &db,
                 &username,
@@ -405,10 +412,15 @@ async fn user_command(command: UserCommand, settings: &Settings) -> Result<(), E
             let db = Db::connect(settings).await?;
             let user = ragchat::db::accounts::user_by_username(&db, &username.to_lowercase())
                 .await?
-                .ok_or_else(|| Error::not_found("user_not_found", format!("no user `{username}`")))?;
+                .ok_or_else(|| {
+                    Error::not_found("user_not_found", format!("no user `{username}`"))
+                })?;
             let hash = auth::password::hash(&password).await?;
             ragchat::db::accounts::set_password(&db, &user.id, &hash).await?;
-            println!("password of `{}` changed; its sessions are ended", user.username);
+            println!(
+                "password of `{}` changed; its sessions are ended",
+                user.username
+            );
             Ok(())
         }
     }

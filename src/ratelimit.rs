@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RateLimitSettings;
@@ -21,6 +21,14 @@ pub enum Bucket {
     Chat,
 }
 
+/// Who a token is taken for. Per-IP buckets are `rate_limit.ip_factor` times
+/// larger than per-user ones, since several users may share one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    Ip(&'a str),
+    User(&'a str),
+}
+
 /// Refused: the caller may retry after `retry_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimited {
@@ -29,9 +37,8 @@ pub struct RateLimited {
 
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Take one token from `bucket` for `key` (such as `ip:1.2.3.4` or
-    /// `user:<id>`), or say how long to wait.
-    async fn check(&self, bucket: Bucket, key: &str) -> Result<(), RateLimited>;
+    /// Take one token from `bucket` for `subject`, or say how long to wait.
+    async fn check(&self, bucket: Bucket, subject: Subject<'_>) -> Result<(), RateLimited>;
 }
 
 /// Build the configured limiter.
@@ -48,7 +55,7 @@ struct Unlimited;
 
 #[async_trait]
 impl RateLimiter for Unlimited {
-    async fn check(&self, _bucket: Bucket, _key: &str) -> Result<(), RateLimited> {
+    async fn check(&self, _bucket: Bucket, _subject: Subject<'_>) -> Result<(), RateLimited> {
         Ok(())
     }
 }
@@ -60,11 +67,35 @@ impl RateLimiter for Unlimited {
 /// in the map's size, so sweeping every N checks costs O(size / N) per check.
 const SWEEP_EVERY: u64 = 1024;
 
-/// One GCRA limiter per bucket, each with its own map of keys.
+/// One GCRA limiter per bucket and kind of subject, each with its own map of keys.
 struct InProcess {
-    login: Keyed,
-    query: Keyed,
-    chat: Keyed,
+    login: PerSubject,
+    query: PerSubject,
+    chat: PerSubject,
+}
+
+struct PerSubject {
+    ip: Keyed,
+    user: Keyed,
+}
+
+impl PerSubject {
+    fn new(per_minute: u32, burst: u32, ip_factor: u32) -> Self {
+        Self {
+            ip: Keyed::new(
+                per_minute.saturating_mul(ip_factor),
+                burst.saturating_mul(ip_factor),
+            ),
+            user: Keyed::new(per_minute, burst),
+        }
+    }
+
+    fn check(&self, subject: Subject<'_>) -> Result<(), RateLimited> {
+        match subject {
+            Subject::Ip(ip) => self.ip.check(ip),
+            Subject::User(user) => self.user.check(user),
+        }
+    }
 }
 
 struct Keyed {
@@ -75,13 +106,13 @@ struct Keyed {
 impl InProcess {
     fn new(s: &RateLimitSettings) -> Self {
         Self {
-            login: Keyed::new(s.login_per_minute, s.login_burst),
-            query: Keyed::new(s.query_per_minute, s.query_burst),
-            chat: Keyed::new(s.chat_per_minute, s.chat_burst),
+            login: PerSubject::new(s.login_per_minute, s.login_burst, s.ip_factor),
+            query: PerSubject::new(s.query_per_minute, s.query_burst, s.ip_factor),
+            chat: PerSubject::new(s.chat_per_minute, s.chat_burst, s.ip_factor),
         }
     }
 
-    fn bucket(&self, bucket: Bucket) -> &Keyed {
+    fn bucket(&self, bucket: Bucket) -> &PerSubject {
         match bucket {
             Bucket::Login => &self.login,
             Bucket::Query => &self.query,
@@ -107,15 +138,17 @@ impl Keyed {
         if n.is_multiple_of(SWEEP_EVERY) {
             self.sweep();
         }
-        self.limiter.check_key(&key.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            // Refusal means the next token is in the future; a zero wait could
-            // only come from clock rounding and would tell the client
-            // `Retry-After: 0`, inviting an immediate retry that fails again.
-            RateLimited {
-                retry_after: wait.max(Duration::from_millis(1)),
-            }
-        })
+        self.limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.limiter.clock().now());
+                // Refusal means the next token is in the future; a zero wait could
+                // only come from clock rounding and would tell the client
+                // `Retry-After: 0`, inviting an immediate retry that fails again.
+                RateLimited {
+                    retry_after: wait.max(Duration::from_millis(1)),
+                }
+            })
     }
 
     /// Forget keys whose bucket has refilled: their state equals a new key's.
@@ -132,8 +165,8 @@ impl Keyed {
 
 #[async_trait]
 impl RateLimiter for InProcess {
-    async fn check(&self, bucket: Bucket, key: &str) -> Result<(), RateLimited> {
-        self.bucket(bucket).check(key)
+    async fn check(&self, bucket: Bucket, subject: Subject<'_>) -> Result<(), RateLimited> {
+        self.bucket(bucket).check(subject)
     }
 }
 
@@ -151,17 +184,42 @@ mod tests {
             chat_per_minute: per_minute,
             chat_burst: burst,
             trust_forwarded_for: false,
+            ip_factor: 1,
+        }
+    }
+
+    fn subject(key: &str) -> Subject<'_> {
+        match key.split_once(':') {
+            Some(("ip", ip)) => Subject::Ip(ip),
+            _ => Subject::User(key),
         }
     }
 
     async fn take_burst(limiter: &dyn RateLimiter, bucket: Bucket, key: &str, burst: u32) {
         for i in 0..burst {
             assert_eq!(
-                limiter.check(bucket, key).await,
+                limiter.check(bucket, subject(key)).await,
                 Ok(()),
                 "token {i} of {burst} for {key}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn ip_buckets_are_larger_by_the_factor() {
+        let mut s = settings(10, 2);
+        s.ip_factor = 3;
+        let limiter = from_settings(&s);
+        take_burst(&*limiter, Bucket::Query, "ip:10.0.0.9", 6).await;
+        assert!(limiter
+            .check(Bucket::Query, Subject::Ip("10.0.0.9"))
+            .await
+            .is_err());
+        take_burst(&*limiter, Bucket::Query, "user:a", 2).await;
+        assert!(limiter
+            .check(Bucket::Query, subject("user:a"))
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -170,7 +228,7 @@ mod tests {
         let limiter = from_settings(&settings(10, 3));
         take_burst(&*limiter, Bucket::Login, "ip:10.0.0.1", 3).await;
         let refused = limiter
-            .check(Bucket::Login, "ip:10.0.0.1")
+            .check(Bucket::Login, subject("ip:10.0.0.1"))
             .await
             .expect_err("the fourth request is over the burst");
         assert!(
@@ -184,7 +242,10 @@ mod tests {
     async fn keys_are_independent() {
         let limiter = from_settings(&settings(10, 2));
         take_burst(&*limiter, Bucket::Query, "user:a", 2).await;
-        assert!(limiter.check(Bucket::Query, "user:a").await.is_err());
+        assert!(limiter
+            .check(Bucket::Query, subject("user:a"))
+            .await
+            .is_err());
         take_burst(&*limiter, Bucket::Query, "user:b", 2).await;
         take_burst(&*limiter, Bucket::Query, "ip:127.0.0.1", 2).await;
     }
@@ -195,12 +256,21 @@ mod tests {
         s.chat_burst = 2;
         let limiter = from_settings(&s);
         take_burst(&*limiter, Bucket::Login, "user:a", 1).await;
-        assert!(limiter.check(Bucket::Login, "user:a").await.is_err());
+        assert!(limiter
+            .check(Bucket::Login, subject("user:a"))
+            .await
+            .is_err());
         take_burst(&*limiter, Bucket::Query, "user:a", 1).await;
-        assert!(limiter.check(Bucket::Query, "user:a").await.is_err());
+        assert!(limiter
+            .check(Bucket::Query, subject("user:a"))
+            .await
+            .is_err());
         // Each bucket has its own burst, too.
         take_burst(&*limiter, Bucket::Chat, "user:a", 2).await;
-        assert!(limiter.check(Bucket::Chat, "user:a").await.is_err());
+        assert!(limiter
+            .check(Bucket::Chat, subject("user:a"))
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -210,7 +280,7 @@ mod tests {
         let limiter = from_settings(&s);
         for bucket in [Bucket::Login, Bucket::Query, Bucket::Chat] {
             for _ in 0..100 {
-                assert_eq!(limiter.check(bucket, "ip:10.0.0.1").await, Ok(()));
+                assert_eq!(limiter.check(bucket, subject("ip:10.0.0.1")).await, Ok(()));
             }
         }
     }
@@ -221,12 +291,12 @@ mod tests {
         let limiter = from_settings(&settings(600, 1));
         take_burst(&*limiter, Bucket::Chat, "user:a", 1).await;
         let refused = limiter
-            .check(Bucket::Chat, "user:a")
+            .check(Bucket::Chat, subject("user:a"))
             .await
             .expect_err("burst of one is spent");
         assert!(refused.retry_after > Duration::ZERO, "{refused:?}");
         tokio::time::sleep(refused.retry_after).await;
-        assert_eq!(limiter.check(Bucket::Chat, "user:a").await, Ok(()));
+        assert_eq!(limiter.check(Bucket::Chat, subject("user:a")).await, Ok(()));
     }
 
     #[tokio::test]

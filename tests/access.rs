@@ -128,6 +128,18 @@ impl World {
             let b = self.tokens[2].clone().unwrap();
             out = out.replace("{new_conv_B}", &self.new_conversation(&b));
         }
+        if out.contains("{new_user}") {
+            let body = expect(
+                self.api().post(
+                    "/api/v1/admin/users",
+                    Some(&self.admin),
+                    Some(json!({"username": format!("fresh-user-{}", self.uniq()), "password": PASSWORD})),
+                ),
+                201,
+                "setup: create a user",
+            );
+            out = out.replace("{new_user}", body["id"].as_str().expect("user id"));
+        }
         if out.contains("{new_key_A}") {
             let (id, _) = create_api_key(
                 self.api(),
@@ -245,8 +257,11 @@ fn rows() -> Vec<Row> {
         ("POST", "/api/v1/admin/users", r#"{"username": "made{uniq}", "password": "{password}"}"#, admin_row("201")),
         ("GET", "/api/v1/admin/users/{A}", "", admin_row("200")),
         ("GET", "/api/v1/admin/users/{unknown}", "", admin_row("404")),
-        ("PATCH", "/api/v1/admin/users/{B}", r#"{"disabled": false}"#, admin_row("200")),
-        ("PATCH", "/api/v1/admin/users/{B}", r#"{"role": "user"}"#, admin_row("200")),
+        // (On fresh users: these requests change nothing, but need not keep the user's tokens.)
+        ("PATCH", "/api/v1/admin/users/{new_user}", r#"{"disabled": false}"#, admin_row("200")),
+        ("PATCH", "/api/v1/admin/users/{new_user}", r#"{"role": "user"}"#, admin_row("200")),
+        ("PATCH", "/api/v1/admin/users/{new_user}", r#"{"disabled": true}"#, admin_row("200")),
+        ("PATCH", "/api/v1/admin/users/{new_user}", r#"{"role": "admin"}"#, admin_row("200")),
         ("PATCH", "/api/v1/admin/users/{unknown}", r#"{"disabled": false}"#, admin_row("404")),
         // Collections.
         ("GET", "/api/v1/collections", "", read),
@@ -549,6 +564,7 @@ fn authorization_matrix() {
     let rows = rows();
     let mut table = String::new();
     let mut failures = Vec::new();
+    let mut broken_tokens = vec![false; CALLERS.len()];
     let mut cells = 0;
     for (method, path, body, expected) in &rows {
         let mut line = format!("{method:<6} {path:<52}");
@@ -559,18 +575,35 @@ fn authorization_matrix() {
                 continue;
             }
             cells += 1;
-            let path_r = w.resolve(path);
-            let body_r = (!body.is_empty()).then(|| {
-                let text = w.resolve(body);
-                serde_json::from_str::<Value>(&text)
-                    .unwrap_or_else(|e| panic!("row body {body} is not JSON ({e}): {text}"))
-            });
-            let m = Method::from_bytes(method.as_bytes()).unwrap();
-            let (status, resp, headers) =
-                w.api()
+            // A failed setup (or request) is a failed cell, not the end of the table.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let path_r = w.resolve(path);
+                let body_r = (!body.is_empty()).then(|| {
+                    let text = w.resolve(body);
+                    serde_json::from_str::<Value>(&text)
+                        .unwrap_or_else(|e| panic!("row body {body} is not JSON ({e}): {text}"))
+                });
+                let m = Method::from_bytes(method.as_bytes()).unwrap();
+                let resp = w
+                    .api()
                     .request(m, &path_r, w.tokens[i].as_deref(), body_r.clone());
+                (path_r, body_r, resp)
+            }));
+            let (path_r, body_r, (status, resp, headers)) = match outcome {
+                Ok(o) => o,
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    line.push_str(&format!(" {:>9}", "!panic"));
+                    failures.push(format!("{method} {path} as {caller}: {msg}"));
+                    continue;
+                }
+            };
             let ok = matches(exp, status, &resp, headers.contains_key("www-authenticate"));
-            line.push_str(&format!(" {}{:>8}", if ok { ' ' } else { '!' }, status));
+            line.push_str(&format!(" {status:>8}{}", if ok { ' ' } else { '!' }));
             if !ok {
                 let mut detail =
                     format!("{method} {path_r} as {caller}: expected {exp}, got {status} {resp}");
@@ -585,6 +618,19 @@ fn authorization_matrix() {
         }
         table.push_str(&line);
         table.push('\n');
+        // No cell may break the callers' own credentials.
+        for (i, token) in w.tokens.iter().enumerate() {
+            if let (Some(t), false) = (token, broken_tokens[i]) {
+                let (status, resp, _) = w.api().get("/api/v1/users/me", Some(t));
+                if status != 200 {
+                    broken_tokens[i] = true;
+                    failures.push(format!(
+                        "after the row `{method} {path}` {}'s token stopped working: {status} {resp}",
+                        CALLERS[i]
+                    ));
+                }
+            }
+        }
     }
     let header = format!(
         "{:<59}{}",

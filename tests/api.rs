@@ -142,20 +142,9 @@ fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
     check_consistent(&data);
 }
 
-fn post(
-    client: &reqwest::blocking::Client,
-    server: &Server,
-    token: &str,
-    body: Value,
-) -> (u16, Value) {
-    let r = client
-        .post(server.url("/api/v1/query"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().expect("json body"))
+fn post(api: &Api, token: &str, body: Value) -> (u16, Value) {
+    let (status, body, _) = api.post("/api/v1/query", Some(token), Some(body));
+    (status, body)
 }
 
 /// `400 code`, or `404 collection_not_found` for that code.
@@ -199,7 +188,6 @@ fn query_api_happy_path_and_errors() {
     );
     create_user_cli(&data, "admin", PASSWORD, true);
     let server = Server::start(&data);
-    let client = reqwest::blocking::Client::new();
     let api = Api::new(&server);
     let (token, _) = login(&api, "admin", PASSWORD);
     let token = token.as_str();
@@ -215,25 +203,16 @@ fn query_api_happy_path_and_errors() {
     );
     assert_unauthorized(&api.get("/api/v1/query?q=shock", None), "unauthorized");
 
-    let health: Value = client
-        .get(server.url("/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let (status, health, _) = api.get("/health", None);
+    assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "ok");
-    let ready: Value = client
-        .get(server.url("/ready"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let (status, ready, _) = api.get("/ready", None);
+    assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["status"], "ready", "{ready}");
 
     // Hybrid, restricted to one collection.
     let (status, body) = post(
-        &client,
-        &server,
+        &api,
         token,
         json!({"query": "what happens across a normal shock", "collections": ["aero"], "top_k": 2}),
     );
@@ -273,8 +252,7 @@ fn query_api_happy_path_and_errors() {
 
     // Dense and lexical modes, weights, and searching every collection.
     let (_, dense) = post(
-        &client,
-        &server,
+        &api,
         token,
         json!({"query": "re-entry vehicle heating", "mode": "dense", "top_k": 3}),
     );
@@ -284,8 +262,7 @@ fn query_api_happy_path_and_errors() {
         .iter()
         .all(|r| r["lexical"].is_null()));
     let (_, lex) = post(
-        &client,
-        &server,
+        &api,
         token,
         json!({"query": "reciprocal rank fusion", "mode": "lexical", "collections": ["docs"]}),
     );
@@ -295,8 +272,7 @@ fn query_api_happy_path_and_errors() {
         .iter()
         .all(|r| r["dense"].is_null() && r["collection"] == "docs"));
     let (status, w) = post(
-        &client,
-        &server,
+        &api,
         token,
         json!({"query": "boundary layer", "weights": {"dense": 2.0, "lexical": 0.5}}),
     );
@@ -304,13 +280,11 @@ fn query_api_happy_path_and_errors() {
     assert_eq!(w["weights"]["dense"], 2.0);
 
     // GET shorthand.
-    let get: Value = client
-        .get(server.url("/api/v1/query?q=boundary%20layer%20transition&top_k=1&collections=aero"))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let (status, get, _) = api.get(
+        "/api/v1/query?q=boundary%20layer%20transition&top_k=1&collections=aero",
+        Some(token),
+    );
+    assert_eq!(status, 200, "{get}");
     assert_eq!(get["results"][0]["source"], "boundary-layers.md", "{get}");
 
     // Every bad input is a 400 naming the problem.
@@ -334,18 +308,20 @@ fn query_api_happy_path_and_errors() {
         (json!({"query": 5}), "invalid_body"),
     ];
     for (body, code) in cases {
-        let (status, resp) = post(&client, &server, token, body.clone());
+        let (status, resp) = post(&api, token, body.clone());
         assert_error(status, &resp, code);
     }
-    let r = client
-        .post(server.url("/api/v1/query"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    assert_error(status, &r.json().unwrap(), "invalid_body");
+    let auth = format!("Bearer {token}");
+    let (status, body, _) = api.raw(
+        reqwest::Method::POST,
+        "/api/v1/query",
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        Some(b"{not json".to_vec()),
+    );
+    assert_error(status, &body, "invalid_body");
     for (qs, code) in [
         ("q=", "empty_query"),
         ("q=x&top_k=abc", "invalid_top_k"),
@@ -353,20 +329,10 @@ fn query_api_happy_path_and_errors() {
         ("q=x&collections=missing", "collection_not_found"),
         ("q=x&bogus=1", "invalid_query_string"),
     ] {
-        let r = client
-            .get(server.url(&format!("/api/v1/query?{qs}")))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        assert_error(status, &r.json().unwrap(), code);
+        let (status, body, _) = api.get(&format!("/api/v1/query?{qs}"), Some(token));
+        assert_error(status, &body, code);
     }
-    let r = client
-        .get(server.url("/api/v1/nothing"))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(api.get("/api/v1/nothing", Some(token)).0, 404);
 
     // Graceful shutdown exits cleanly and leaves consistent indexes.
     assert!(server.stop().success());

@@ -263,7 +263,6 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
     assert_eq!(b["user"]["username"], "erin", "{b}");
     let (a2, r2) = token_pair(&b);
     assert_ne!(r2, r1, "a new refresh token");
-    assert_ne!(a2, a1, "a new access token");
     assert!(r2.starts_with("rcr_"), "{r2}");
     expect(api.get(ME, Some(&a2)), 200, "rotated access token");
 
@@ -290,6 +289,11 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
         let (status, body, _) = refresh(api, bogus);
         assert_error(status, &body, 401, "invalid_refresh_token");
     }
+
+    // "Each refresh returns a new pair": the access token too, even within
+    // the second of the login (checked last, so the rest runs first).
+    assert_ne!(a2, a1, "refresh returned the same access token again");
+    assert_ne!(a3, a2, "refresh returned the same access token again");
 }
 
 #[test]
@@ -426,11 +430,30 @@ fn admin_disables_enables_promotes_and_demotes_users() {
             .0,
         404
     );
+
+    // A patch that changes nothing does not sign the user out.
+    expect(api.get(ME, Some(&dave)), 200, "dave before a no-op patch");
+    for patch in [json!({"disabled": false}), json!({"role": "user"})] {
+        expect(
+            api.patch(&user_path, Some(&root), Some(patch.clone())),
+            200,
+            "no-op patch",
+        );
+        let (status, body, _) = api.get(ME, Some(&dave));
+        assert_eq!(
+            status, 200,
+            "PATCH {patch} (no change) made dave's access token stop working: {body}"
+        );
+    }
 }
 
 #[test]
 fn admin_user_listing_and_creation() {
-    let s = Stack::start(&[("root", true), ("u1", false), ("u2", false)], &[], &[]);
+    let s = Stack::start(
+        &[("root", true), ("user1", false), ("user2", false)],
+        &[],
+        &[],
+    );
     let api = &s.api;
     let (root, _) = s.login("root");
 
@@ -503,13 +526,13 @@ fn admin_user_listing_and_creation() {
     sorted.sort();
     assert_eq!(
         sorted,
-        ["boss", "made", "root", "u1", "u2"],
+        ["boss", "made", "root", "user1", "user2"],
         "every user exactly once over the pages: {names:?}"
     );
     // The CLI users were made seconds before the server even started.
     let pos = |n: &str| names.iter().position(|x| x == n).unwrap();
     assert!(
-        pos("root").max(pos("u1")).max(pos("u2")) < pos("made").min(pos("boss")),
+        pos("root").max(pos("user1")).max(pos("user2")) < pos("made").min(pos("boss")),
         "oldest first: {names:?}"
     );
     let all = expect(
@@ -520,11 +543,14 @@ fn admin_user_listing_and_creation() {
     assert_eq!(all["items"].as_array().unwrap().len(), 5, "{all}");
     assert!(all["next_cursor"].is_null(), "{all}");
     let one = expect(
-        api.get(&format!("/api/v1/admin/users/{}", s.id("u1")), Some(&root)),
+        api.get(
+            &format!("/api/v1/admin/users/{}", s.id("user1")),
+            Some(&root),
+        ),
         200,
-        "get u1",
+        "get user1",
     );
-    assert_eq!(one["username"], "u1");
+    assert_eq!(one["username"], "user1");
 }
 
 #[test]
@@ -1148,6 +1174,69 @@ fn login_is_rate_limited() {
     );
 }
 
+/// The client IP as the server sees it with `trust_forwarded_for`.
+fn from_ip(ip: &str) -> [(&'static str, &str); 1] {
+    [("x-forwarded-for", ip)]
+}
+
+#[test]
+fn login_is_rate_limited_per_ip_and_per_username() {
+    let s = Stack::start(
+        &[("kim", false), ("lee", false)],
+        &[],
+        &[
+            ("RAGCHAT_RATE_LIMIT_ENABLED", "true"),
+            ("RAGCHAT_RATE_LIMIT_LOGIN_BURST", "3"),
+            ("RAGCHAT_RATE_LIMIT_LOGIN_PER_MINUTE", "1"),
+            ("RAGCHAT_RATE_LIMIT_TRUST_FORWARDED_FOR", "true"),
+        ],
+    );
+    let api = &s.api;
+    let attempt = |user: &str, password: &str, ip: &str| {
+        api.request_with(
+            Method::POST,
+            LOGIN,
+            None,
+            Some(json!({"username": user, "password": password})),
+            &from_ip(ip),
+        )
+    };
+    // Per username: one attempt from each of four addresses.
+    for i in 1..=3 {
+        let (status, body, _) = attempt("kim", "wrong password", &format!("10.1.0.{i}"));
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    let (status, body, headers) = attempt("kim", PASSWORD, "10.1.0.4");
+    assert_error(status, &body, 429, "rate_limited");
+    assert!(
+        retry_after(&headers).is_some_and(|s| s >= 1),
+        "Retry-After: {:?}",
+        headers.get("retry-after")
+    );
+    // Per IP: new names from one address until the address is refused (the
+    // per-IP quota may be larger than the per-name one, but it is finite).
+    let mut refused = None;
+    for i in 1..=100 {
+        let (status, body, headers) = attempt(&format!("nobody{i}"), "wrong password", "10.2.0.1");
+        if status == 429 {
+            assert_error(status, &body, 429, "rate_limited");
+            assert!(retry_after(&headers).is_some_and(|s| s >= 1));
+            refused = Some(i);
+            break;
+        }
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    assert!(
+        refused.is_some(),
+        "100 logins with fresh names from one address were never limited"
+    );
+    let (status, body, _) = attempt("lee", PASSWORD, "10.2.0.1");
+    assert_error(status, &body, 429, "rate_limited");
+    // Neither limit is global: another name from another address gets in.
+    let (status, body, _) = attempt("lee", PASSWORD, "10.3.0.1");
+    assert_eq!(status, 200, "lee from a fresh address: {body}");
+}
+
 #[test]
 fn query_is_rate_limited_per_user() {
     let kb = fixtures().join("kb");
@@ -1159,34 +1248,49 @@ fn query_is_rate_limited_per_user() {
             ("RAGCHAT_RATE_LIMIT_ENABLED", "true"),
             ("RAGCHAT_RATE_LIMIT_QUERY_BURST", "3"),
             ("RAGCHAT_RATE_LIMIT_QUERY_PER_MINUTE", "1"),
+            ("RAGCHAT_RATE_LIMIT_TRUST_FORWARDED_FOR", "true"),
         ],
     );
     let api = &s.api;
     let (ann, _) = s.login("ann");
     let (ben, _) = s.login("ben");
     let q = json!({"query": "shock wave", "top_k": 1});
+    let query = |token: &str, ip: &str| {
+        api.request_with(
+            Method::POST,
+            "/api/v1/query",
+            Some(token),
+            Some(q.clone()),
+            &from_ip(ip),
+        )
+    };
     for i in 0..3 {
         expect(
-            api.post("/api/v1/query", Some(&ann), Some(q.clone())),
+            query(&ann, "10.0.0.1"),
             200,
             &format!("ann's query {i} within the burst"),
         );
     }
-    let (status, body, headers) = api.post("/api/v1/query", Some(&ann), Some(q.clone()));
+    let (status, body, headers) = query(&ann, "10.0.0.1");
     assert_error(status, &body, 429, "rate_limited");
     assert!(
         retry_after(&headers).is_some_and(|s| s >= 1),
         "Retry-After: {:?}",
         headers.get("retry-after")
     );
-    let (status, body, _) = api.get("/api/v1/query?q=shock", Some(&ann));
+    let (status, body, _) = api.request_with(
+        Method::GET,
+        "/api/v1/query?q=shock",
+        Some(&ann),
+        None,
+        &from_ip("10.0.0.1"),
+    );
+    assert_error(status, &body, 429, "rate_limited");
+    // Per user: ann stays limited from another address.
+    let (status, body, _) = query(&ann, "10.0.0.2");
     assert_error(status, &body, 429, "rate_limited");
     // Another user is still served.
-    expect(
-        api.post("/api/v1/query", Some(&ben), Some(q)),
-        200,
-        "ben while ann is limited",
-    );
+    expect(query(&ben, "10.0.0.3"), 200, "ben while ann is limited");
 }
 
 #[test]

@@ -103,7 +103,11 @@ impl Caller {
                 "insufficient_scope",
                 format!(
                     "this API key needs one of the scopes {}",
-                    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
@@ -184,6 +188,7 @@ impl Auth {
             ver: user.token_version,
             iat,
             exp: iat + self.settings.access_ttl_secs as i64,
+            jti: uuid::Uuid::new_v4().to_string(),
         };
         self.keys
             .issue(&claims)
@@ -206,9 +211,15 @@ impl Auth {
 
     /// Check a username and password. Unknown user, wrong password and a
     /// disabled account give the same error after the same amount of hashing.
-    pub async fn login(&self, db: &Db, username: &str, password: &str) -> Result<(User, TokenPair)> {
+    pub async fn login(
+        &self,
+        db: &Db,
+        username: &str,
+        password: &str,
+    ) -> Result<(User, TokenPair)> {
         let user = accounts::user_by_username(db, &username.to_lowercase()).await?;
-        let ok = password::verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let ok =
+            password::verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         let user = match user {
             Some(u) if ok && !u.disabled => u,
             _ => {
@@ -267,7 +278,9 @@ impl Auth {
             return self.authenticate_key(db, token).await;
         }
         let claims = self.keys.verify(token).map_err(|e| match e {
-            TokenError::Expired => Error::unauthorized("token_expired", "the access token has expired"),
+            TokenError::Expired => {
+                Error::unauthorized("token_expired", "the access token has expired")
+            }
             TokenError::Invalid => unauthorized(),
         })?;
         let user = accounts::session_user(db, &claims.sid)
@@ -339,11 +352,12 @@ pub fn check_password(field: &str, password: &str, min_len: usize) -> Result<()>
 
 pub fn check_email(email: &str) -> Result<()> {
     let valid = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-            })
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
         && !email.chars().any(char::is_whitespace);
     if valid {
         Ok(())
@@ -378,9 +392,9 @@ pub async fn create_user(
         created_at: t,
         updated_at: t,
     };
-    accounts::create_user(db, user).await?.ok_or_else(|| {
-        Error::conflict("username_taken", format!("username `{username}` is taken"))
-    })
+    accounts::create_user(db, user)
+        .await?
+        .ok_or_else(|| Error::conflict("username_taken", format!("username `{username}` is taken")))
 }
 
 #[cfg(test)]
@@ -397,7 +411,10 @@ mod tests {
 
     #[test]
     fn scopes_parse_and_ignore_unknown() {
-        assert_eq!(parse_scopes("query,chat,bogus"), vec![Scope::Query, Scope::Chat]);
+        assert_eq!(
+            parse_scopes("query,chat,bogus"),
+            vec![Scope::Query, Scope::Chat]
+        );
         assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
         assert!("root".parse::<Scope>().is_err());
     }

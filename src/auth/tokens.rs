@@ -22,6 +22,8 @@ pub struct Claims {
     pub ver: i32,
     pub iat: i64,
     pub exp: i64,
+    /// Unique per token, so two tokens issued in the same second differ.
+    pub jti: String,
 }
 
 #[derive(Debug, PartialEq)]
@@ -86,6 +88,7 @@ mod tests {
             ver: 3,
             iat: now,
             exp: now + exp_in,
+            jti: "j1".into(),
         }
     }
 

@@ -98,25 +98,29 @@ pub async fn update_user(
                     .execute(conn)
                     .await?;
             }
-            if let Some(disabled) = disabled {
+            if disabled == Some(false) {
+                diesel::update(users::table.find(&id))
+                    .set((users::disabled.eq(false), users::updated_at.eq(t)))
+                    .execute(conn)
+                    .await?;
+            }
+            if disabled == Some(true) {
                 diesel::update(users::table.find(&id))
                     .set((
-                        users::disabled.eq(disabled),
+                        users::disabled.eq(true),
                         users::token_version.eq(users::token_version + 1),
                         users::updated_at.eq(t),
                     ))
                     .execute(conn)
                     .await?;
-                if disabled {
-                    diesel::update(
-                        sessions::table
-                            .filter(sessions::user_id.eq(&id))
-                            .filter(sessions::revoked_at.is_null()),
-                    )
-                    .set(sessions::revoked_at.eq(Some(t)))
-                    .execute(conn)
-                    .await?;
-                }
+                diesel::update(
+                    sessions::table
+                        .filter(sessions::user_id.eq(&id))
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(Some(t)))
+                .execute(conn)
+                .await?;
             }
             Ok(users::table
                 .find(&id)
@@ -427,10 +431,19 @@ mod tests {
         let r = rotate_refresh(&db, "h1", "h2", later).await.unwrap();
         assert!(matches!(r, RefreshOutcome::Rotated { ref session_id, .. } if *session_id == s.id));
         // Reusing h1 revokes the session, so h2 dies with it.
-        assert_eq!(rotate_refresh(&db, "h1", "h3", later).await.unwrap(), RefreshOutcome::Reused);
-        assert_eq!(rotate_refresh(&db, "h2", "h4", later).await.unwrap(), RefreshOutcome::Invalid);
+        assert_eq!(
+            rotate_refresh(&db, "h1", "h3", later).await.unwrap(),
+            RefreshOutcome::Reused
+        );
+        assert_eq!(
+            rotate_refresh(&db, "h2", "h4", later).await.unwrap(),
+            RefreshOutcome::Invalid
+        );
         assert!(session_user(&db, &s.id).await.unwrap().is_none());
-        assert_eq!(rotate_refresh(&db, "nope", "h5", later).await.unwrap(), RefreshOutcome::Invalid);
+        assert_eq!(
+            rotate_refresh(&db, "nope", "h5", later).await.unwrap(),
+            RefreshOutcome::Invalid
+        );
 
         // Two concurrent uses of one token: exactly one rotation wins.
         create_session(&db, &u.id, "c1", later).await.unwrap();
@@ -447,7 +460,10 @@ mod tests {
         // Expired tokens do not rotate and do not count as reuse.
         let past = now() - chrono::Duration::seconds(1);
         let s2 = create_session(&db, &u.id, "e1", past).await.unwrap();
-        assert_eq!(rotate_refresh(&db, "e1", "e2", later).await.unwrap(), RefreshOutcome::Invalid);
+        assert_eq!(
+            rotate_refresh(&db, "e1", "e2", later).await.unwrap(),
+            RefreshOutcome::Invalid
+        );
         assert!(session_user(&db, &s2.id).await.unwrap().is_some());
     }
 
@@ -465,7 +481,10 @@ mod tests {
         assert_eq!(after.password_hash, "new-hash");
 
         let s = create_session(&db, &u.id, "b2", later).await.unwrap();
-        let disabled = update_user(&db, &u.id, None, Some(true)).await.unwrap().unwrap();
+        let disabled = update_user(&db, &u.id, None, Some(true))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(disabled.disabled);
         assert!(session_user(&db, &s.id).await.unwrap().is_none());
         assert!(update_user(&db, "missing", Some("admin".into()), None)

@@ -232,7 +232,11 @@ mod tests {
         let rest = messages(&db, &c.id, Some((last.created_at, last.id.clone())), 2)
             .await
             .unwrap();
-        let contents: Vec<_> = first.iter().chain(&rest).map(|m| m.content.as_str()).collect();
+        let contents: Vec<_> = first
+            .iter()
+            .chain(&rest)
+            .map(|m| m.content.as_str())
+            .collect();
         assert_eq!(contents, ["m0", "m1", "m2"]);
         assert!(delete(&db, ann, &c.id).await.unwrap());
         assert!(messages(&db, &c.id, None, 10).await.unwrap().is_empty());

@@ -3,8 +3,8 @@
 //! `SyncConnectionWrapper`) and PostgreSQL: the `db_run!` macro expands each
 //! query once per backend, so both are type-checked from the same source.
 
-pub mod accounts;
 pub mod access;
+pub mod accounts;
 pub mod conversations;
 pub mod models;
 pub mod repo;

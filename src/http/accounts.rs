@@ -106,11 +106,8 @@ pub async fn logout(
     app: web::Data<App>,
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, Error> {
-    accounts::revoke_session_of_refresh(
-        &app.db,
-        &auth::tokens::hash_secret(&body.refresh_token),
-    )
-    .await?;
+    accounts::revoke_session_of_refresh(&app.db, &auth::tokens::hash_secret(&body.refresh_token))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

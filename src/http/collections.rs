@@ -48,8 +48,7 @@ fn check_name(name: &str) -> Result<String, Error> {
     let n = name.trim();
     let ok = !n.is_empty()
         && n.chars().count() <= 100
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(n.to_string())
@@ -63,7 +62,10 @@ fn check_name(name: &str) -> Result<String, Error> {
 
 fn check_description(d: &str) -> Result<(), Error> {
     if d.chars().count() > 2000 {
-        return Err(Error::field("description", "must be at most 2000 characters"));
+        return Err(Error::field(
+            "description",
+            "must be at most 2000 characters",
+        ));
     }
     Ok(())
 }

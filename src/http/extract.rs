@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::db::accounts::Cursor;
 use crate::error::{Error, Result};
-use crate::ratelimit::Bucket;
+use crate::ratelimit::{Bucket, Subject};
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -34,7 +34,15 @@ impl FromRequest for Caller {
             .map(str::to_string);
         Box::pin(async move {
             let app = app.ok_or_else(|| Error::Internal("application state missing".into()))?;
-            app.auth.authenticate(&app.db, header.as_deref()).await
+            // Its own task: actix drops the extractors of a request whose other
+            // extractor failed (say, a bad body), and dropping an in-flight
+            // SQLite query panics (diesel-async's blocking wrapper). A task
+            // runs the lookup to completion whatever happens to the request.
+            actix_web::rt::spawn(
+                async move { app.auth.authenticate(&app.db, header.as_deref()).await },
+            )
+            .await
+            .map_err(|e| Error::Internal(format!("authentication task: {e}")))?
         })
     }
 }
@@ -75,9 +83,9 @@ pub fn client_ip(req: &HttpRequest, app: &App) -> String {
 
 /// Take a token from the IP's bucket and, when known, the user's.
 pub async fn rate_limit(app: &App, bucket: Bucket, ip: &str, user: Option<&str>) -> Result<()> {
-    let keys = [Some(format!("ip:{ip}")), user.map(|u| format!("user:{u}"))];
-    for key in keys.into_iter().flatten() {
-        if let Err(limited) = app.limiter.check(bucket, &key).await {
+    let subjects = [Some(Subject::Ip(ip)), user.map(Subject::User)];
+    for subject in subjects.into_iter().flatten() {
+        if let Err(limited) = app.limiter.check(bucket, subject).await {
             let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             return Err(Error::RateLimited {
                 retry_after_secs: secs,

@@ -15,7 +15,10 @@ use crate::db::repo::now;
 use crate::error::Error;
 
 fn key_json(k: &ApiKey) -> Value {
-    let scopes: Vec<&str> = parse_scopes(&k.scopes).into_iter().map(Scope::as_str).collect();
+    let scopes: Vec<&str> = parse_scopes(&k.scopes)
+        .into_iter()
+        .map(Scope::as_str)
+        .collect();
     json!({
         "id": k.id,
         "name": k.name,

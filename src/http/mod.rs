@@ -13,6 +13,10 @@ pub mod query;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, HttpResponse};
 use tracing_actix_web::TracingLogger;
 
@@ -81,6 +85,32 @@ async fn not_found() -> Result<HttpResponse, Error> {
     Err(Error::not_found("not_found", "no such route"))
 }
 
+/// Run each request in its own task. actix drops a request's future when the
+/// client goes away, and dropping a SQLite query in flight panics the worker
+/// (diesel-async's blocking wrapper); in a task the work finishes and only the
+/// response is thrown away.
+async fn run_to_completion(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> actix_web::Result<ServiceResponse<impl MessageBody>> {
+    actix_web::rt::spawn(next.call(req))
+        .await
+        .map_err(actix_web::error::ErrorInternalServerError)?
+}
+
+/// actix answers a known path with the wrong method by an empty 405; give it
+/// the same JSON error body as everything else.
+fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let (req, _) = res.into_parts();
+    let body = serde_json::json!({
+        "error": {"code": "method_not_allowed", "message": "this path does not accept that method"}
+    });
+    let res = HttpResponse::MethodNotAllowed().json(body);
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, res).map_into_right_body(),
+    ))
+}
+
 /// Serve until SIGINT/SIGTERM, then flush the indexes. The bound address is
 /// printed on stdout first, so a caller that asked for port 0 learns the port.
 pub async fn serve(app: Arc<App>) -> Result<(), Error> {
@@ -98,6 +128,8 @@ pub async fn serve(app: Arc<App>) -> Result<(), Error> {
     let data = web::Data::from(app.clone());
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
+            .wrap(from_fn(run_to_completion))
             .wrap(TracingLogger::default())
             .app_data(data.clone())
             .app_data(extract::json_config())

@@ -37,7 +37,13 @@ async fn run(
     search: SearchRequest,
 ) -> Result<HttpResponse, Error> {
     caller.require_scope(Scope::Query)?;
-    rate_limit(&app, Bucket::Query, &client_ip(req, &app), Some(&caller.user.id)).await?;
+    rate_limit(
+        &app,
+        Bucket::Query,
+        &client_ip(req, &app),
+        Some(&caller.user.id),
+    )
+    .await?;
     let access = Access::of(&app.db, caller).await?;
     Ok(HttpResponse::Ok().json(retrieve::search(&app.into_inner(), search, &access).await?))
 }

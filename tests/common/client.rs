@@ -51,7 +51,20 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Resp {
-        let mut headers: Vec<(&str, String)> = Vec::new();
+        self.request_with(method, path, token, body, &[])
+    }
+
+    /// [`Api::request`] with extra headers (such as `X-Forwarded-For`).
+    pub fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let mut headers: Vec<(&str, String)> =
+            extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
         if let Some(t) = token {
             headers.push(("authorization", format!("Bearer {t}")));
         }

@@ -98,8 +98,8 @@ fn create_database(admin: &str, name: &str) {
 
 /// `admin` with its database replaced by `name`, keeping user, host and options.
 fn with_database(admin: &str, name: &str) -> String {
-    let mut url = reqwest::Url::parse(admin)
-        .unwrap_or_else(|e| panic!("{ENV}={admin} is not a URL: {e}"));
+    let mut url =
+        reqwest::Url::parse(admin).unwrap_or_else(|e| panic!("{ENV}={admin} is not a URL: {e}"));
     url.set_path(&format!("/{name}"));
     url.to_string()
 }
@@ -120,4 +120,3 @@ fn execute(admin: &str, sql: &str) -> Result<(), String> {
             .map_err(|e| format!("`{sql}`: {e}"))
     })
 }
-
