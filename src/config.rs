@@ -256,6 +256,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("BIND", "server.bind"),
     ("DATABASE_URL", "database.url"),
     ("QDRANT_URL", "vector.qdrant_url"),
+    ("JWT_SECRET", "auth.jwt_secret"),
 ];
 
 /// Variables with the prefix that are not settings (read elsewhere).

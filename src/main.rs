@@ -110,7 +110,11 @@ enum Command {
 enum UserCommand {
     /// Create a user (prints it as JSON).
     Create {
-        username: String,
+        /// The username (or give it as --username).
+        #[arg(required_unless_present = "username_flag")]
+        username: Option<String>,
+        #[arg(long = "username", conflicts_with = "username")]
+        username_flag: Option<String>,
         /// Make the user an admin (bootstraps the first admin).
         #[arg(long)]
         admin: bool,
@@ -197,6 +201,9 @@ async fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+        }
+        if *dev {
+            settings.auth.registration = "open".into();
         }
     }
     telemetry::init(&settings.log);
@@ -378,12 +385,14 @@ async fn user_command(command: UserCommand, settings: &Settings) -> Result<(), E
     match command {
         UserCommand::Create {
             username,
+            username_flag,
             admin,
             email,
             password_stdin,
             password,
         } => {
             let password = read_password(password, password_stdin)?;
+            let username = username.or(username_flag).unwrap_or_default();
             let db = Db::connect(settings).await?;
             let role = if admin {
                 auth::ROLE_ADMIN

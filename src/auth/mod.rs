@@ -211,13 +211,14 @@ impl Auth {
 
     /// Check a username and password. Unknown user, wrong password and a
     /// disabled account give the same error after the same amount of hashing.
-    pub async fn login(
-        &self,
-        db: &Db,
-        username: &str,
-        password: &str,
-    ) -> Result<(User, TokenPair)> {
-        let user = accounts::user_by_username(db, &username.to_lowercase()).await?;
+    /// `login` is a username or, if it contains `@`, an email address.
+    pub async fn login(&self, db: &Db, login: &str, password: &str) -> Result<(User, TokenPair)> {
+        let login = login.trim().to_lowercase();
+        let user = if login.contains('@') {
+            accounts::user_by_email(db, &login).await?
+        } else {
+            accounts::user_by_username(db, &login).await?
+        };
         let ok =
             password::verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         let user = match user {
@@ -377,14 +378,21 @@ pub async fn create_user(
 ) -> Result<User> {
     let username = normalize_username(username)?;
     check_password("password", password, min_password_length)?;
-    if let Some(e) = email {
+    let email = email.map(|e| e.trim().to_lowercase());
+    if let Some(e) = &email {
         check_email(e)?;
+        if accounts::user_by_email(db, e).await?.is_some() {
+            return Err(Error::conflict(
+                "email_taken",
+                "that email address belongs to another user",
+            ));
+        }
     }
     let t = now();
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         username: username.clone(),
-        email: email.map(str::to_string),
+        email: email.clone(),
         password_hash: password::hash(password).await?,
         role: role.to_string(),
         disabled: false,

@@ -62,6 +62,17 @@ pub async fn user_by_username(db: &Db, username: &str) -> DbResult<Option<User>>
     })
 }
 
+pub async fn user_by_email(db: &Db, email: &str) -> DbResult<Option<User>> {
+    db_run!(db, conn => {
+        Ok(users::table
+            .filter(users::email.eq(email))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
 /// Users oldest first, `limit` after `after`.
 pub async fn list_users(db: &Db, after: Option<Cursor>, limit: i64) -> DbResult<Vec<User>> {
     db_run!(db, conn => {

@@ -63,7 +63,8 @@ pub async fn register(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
-    username: String,
+    username: Option<String>,
+    email: Option<String>,
     password: String,
 }
 
@@ -76,7 +77,16 @@ pub async fn login(
     // Limited per IP and per attempted name, so neither one client guessing
     // many names nor many clients guessing one name gets far.
     let ip = client_ip(&req, &app);
-    let name = b.username.trim().to_lowercase();
+    let name = match (&b.username, &b.email) {
+        (Some(u), None) => u.trim().to_lowercase(),
+        (None, Some(e)) => e.trim().to_lowercase(),
+        _ => {
+            return Err(Error::field(
+                "username",
+                "give exactly one of `username` and `email`",
+            ))
+        }
+    };
     rate_limit(&app, Bucket::Login, &ip, Some(&name)).await?;
     if b.password.len() > 1024 || name.len() > 256 {
         return Err(Error::unauthorized(

@@ -3,7 +3,7 @@ ALTER TABLE collections ADD COLUMN public BOOLEAN NOT NULL DEFAULT 0;
 CREATE TABLE users (
     id TEXT PRIMARY KEY NOT NULL,
     username TEXT NOT NULL UNIQUE,
-    email TEXT,
+    email TEXT UNIQUE,
     password_hash TEXT NOT NULL,
     role TEXT NOT NULL,
     disabled BOOLEAN NOT NULL DEFAULT 0,
