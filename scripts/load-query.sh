@@ -30,7 +30,8 @@ target="${LOAD_TARGET:-query}"
 export RAGCHAT_AUTH_JWT_SECRET="${RAGCHAT_AUTH_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}"
 export RAGCHAT_RATE_LIMIT_ENABLED=false
 
-cargo build --release --locked --bin ragchat
+# LOAD_SKIP_BUILD=1 measures the binary already built.
+[ -n "${LOAD_SKIP_BUILD:-}" ] || cargo build --release --locked --bin ragchat
 bin="$CARGO_TARGET_DIR/release/ragchat"
 "$bin" ingest "$corpus_dir/corpus.jsonl" --collection "$collection" --public
 password=load-test-password

@@ -147,6 +147,30 @@ fn open_registration_validation_and_case_insensitive_names() {
     let me = expect(api.get(ME, Some(&access)), 200, "users/me");
     assert_eq!(me, user, "users/me is the registered user");
 
+    // Login by email (case-insensitive) is the same account; emails are unique.
+    let (status, body, _) = api.post(
+        LOGIN,
+        None,
+        Some(json!({"email": "Alice@Example.org", "password": PASSWORD})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["id"], user["id"], "{body}");
+    let (status, body, _) = api.post(
+        LOGIN,
+        None,
+        Some(json!({"email": "alice@example.org", "password": "wrong password!!"})),
+    );
+    assert_error(status, &body, 401, "invalid_credentials");
+    let (status, body, _) = api.post(
+        LOGIN,
+        None,
+        Some(json!({"username": "alice", "email": "alice@example.org", "password": PASSWORD})),
+    );
+    assert_invalid_field(status, &body, "username");
+    let (status, body, _) =
+        register(json!({"username": "alice2", "password": PASSWORD, "email": "ALICE@example.org"}));
+    assert_error(status, &body, 409, "email_taken");
+
     // Password length: min 12 here, max 256.
     let (status, body, _) = register(json!({"username": "bob", "password": "a".repeat(11)}));
     assert_invalid_field(status, &body, "password");
