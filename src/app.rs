@@ -11,6 +11,8 @@ use crate::index::edge::EdgeVectorIndex;
 use crate::index::lexical::{self, LexicalIndex};
 use crate::index::VectorIndex;
 use crate::ingest::chunk::Chunker;
+use crate::llm::extractive::ExtractiveModel;
+use crate::llm::ChatModel;
 use crate::ratelimit::{self, RateLimiter};
 
 pub struct App {
@@ -22,6 +24,7 @@ pub struct App {
     pub lexical: Arc<LexicalIndex>,
     pub auth: Auth,
     pub limiter: Arc<dyn RateLimiter>,
+    pub chat_model: Arc<dyn ChatModel>,
 }
 
 impl App {
@@ -64,12 +67,17 @@ impl App {
         let secret = settings.jwt_secret(true)?;
         let auth = Auth::new(&secret, settings.auth.clone());
         let limiter = ratelimit::from_settings(&settings.rate_limit);
+        let embedder = Arc::new(embedder);
+        // `auto` and `extractive` both mean the extractive answerer until the
+        // generative backends land (settings validation refuses the rest).
+        let chat_model: Arc<dyn ChatModel> = Arc::new(ExtractiveModel::new(embedder.clone()));
         Ok(Arc::new(Self {
+            chat_model,
             auth,
             limiter,
             settings,
             db,
-            embedder: Arc::new(embedder),
+            embedder,
             chunker,
             vectors: Arc::new(vectors),
             lexical: Arc::new(lexical),

@@ -39,6 +39,7 @@ pub struct Settings {
     pub vector: VectorSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub chat: ChatSettings,
     pub log: LogSettings,
 }
 
@@ -110,6 +111,25 @@ pub struct AuthSettings {
     pub min_password_length: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatSettings {
+    /// `auto` or `extractive` (the model backends follow).
+    pub backend: String,
+    /// Below this cosine similarity of the best source the question is
+    /// refused without calling the model.
+    pub refusal_threshold: f32,
+    pub default_top_k: usize,
+    pub max_top_k: usize,
+    /// Tokens kept free for the answer in the model's context window.
+    pub answer_reserve_tokens: usize,
+    /// Recent messages considered as history (then fitted to the budget).
+    pub history_messages: usize,
+    pub max_question_chars: usize,
+    /// Seconds between WebSocket pings; a client silent for three is dropped.
+    pub ping_interval_secs: u64,
+}
+
 /// Token buckets per client IP and per user, one pair per kind of request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -149,6 +169,7 @@ impl Default for Settings {
             vector: VectorSettings::default(),
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            chat: ChatSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -217,6 +238,21 @@ impl Default for AuthSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             registration: "admin_only".into(),
             min_password_length: 10,
+        }
+    }
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            backend: "auto".into(),
+            refusal_threshold: 0.3,
+            default_top_k: 5,
+            max_top_k: 20,
+            answer_reserve_tokens: 512,
+            history_messages: 20,
+            max_question_chars: 4000,
+            ping_interval_secs: 15,
         }
     }
 }
@@ -448,6 +484,40 @@ impl Settings {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        let c = &self.chat;
+        if !matches!(c.backend.as_str(), "auto" | "extractive") {
+            return Err(invalid(
+                "chat.backend",
+                "must be `auto` or `extractive` (OpenAI-compatible and local GGUF backends are not in this build yet)",
+            ));
+        }
+        if !(c.refusal_threshold.is_finite() && (-1.0..=1.0).contains(&c.refusal_threshold)) {
+            return Err(invalid(
+                "chat.refusal_threshold",
+                "must be a cosine similarity between -1 and 1",
+            ));
+        }
+        if c.max_top_k == 0 || c.max_top_k > 100 {
+            return Err(invalid("chat.max_top_k", "must be between 1 and 100"));
+        }
+        if c.default_top_k == 0 || c.default_top_k > c.max_top_k {
+            return Err(invalid(
+                "chat.default_top_k",
+                "must be between 1 and chat.max_top_k",
+            ));
+        }
+        if c.answer_reserve_tokens < 16 {
+            return Err(invalid("chat.answer_reserve_tokens", "must be at least 16"));
+        }
+        if c.max_question_chars == 0 || c.max_question_chars > 100_000 {
+            return Err(invalid(
+                "chat.max_question_chars",
+                "must be between 1 and 100000",
+            ));
+        }
+        if c.ping_interval_secs == 0 {
+            return Err(invalid("chat.ping_interval_secs", "must be at least 1"));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be `text` or `json`"));

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod embed;
@@ -10,6 +11,7 @@ pub mod eval;
 pub mod http;
 pub mod index;
 pub mod ingest;
+pub mod llm;
 pub mod ratelimit;
 pub mod retrieve;
 pub mod telemetry;

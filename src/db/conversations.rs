@@ -136,6 +136,21 @@ pub async fn messages(
     })
 }
 
+/// The last `limit` messages of a conversation, oldest first.
+pub async fn recent_messages(db: &Db, conversation_id: &str, limit: i64) -> DbResult<Vec<Message>> {
+    let mut rows: Vec<Message> = db_run!(db, conn => {
+        Ok::<_, DbError>(messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .order((messages::created_at.desc(), messages::id.desc()))
+            .limit(limit)
+            .select(Message::as_select())
+            .load(conn)
+            .await?)
+    })?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// Append a message and touch the conversation.
 pub async fn add_message(db: &Db, message: Message) -> DbResult<Message> {
     let m = message.clone();

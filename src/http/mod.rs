@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod chat;
 pub mod collections;
 pub mod conversations;
 pub mod error;
@@ -77,7 +78,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/conversations/{id}/messages",
                     web::get().to(conversations::messages),
-                ),
+                )
+                .route(
+                    "/conversations/{id}/messages",
+                    web::post().to(chat::post_message),
+                )
+                .route("/chat/ws", web::get().to(chat::ws)),
         );
 }
 

@@ -1,0 +1,6 @@
+//! Chat: prompt assembly under a token budget, citation checking, and the
+//! answer pipeline the WebSocket and SSE endpoints share.
+
+pub mod answer;
+pub mod citations;
+pub mod prompt;

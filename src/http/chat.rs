@@ -1,0 +1,337 @@
+//! Chat transports over the same answer events (`chat::answer`): the
+//! WebSocket protocol of docs/API.md, and `POST /conversations/{id}/messages`
+//! as server-sent events or one JSON body.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{ACCEPT, AUTHORIZATION};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::AggregatedMessage;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::extract::{client_ip, rate_limit};
+use crate::app::App;
+use crate::auth::{Caller, Scope};
+use crate::chat::answer::{self, Ask, Event};
+use crate::error::Error;
+use crate::ratelimit::Bucket;
+
+/// Largest client frame accepted (an `ask` is a few kilobytes at most).
+const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsParams {
+    token: Option<String>,
+}
+
+/// Client frames.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    Ask {
+        conversation_id: Option<String>,
+        message: String,
+        collections: Option<Vec<String>>,
+        top_k: Option<i64>,
+    },
+    Cancel,
+}
+
+/// Authenticate from the `Authorization` header or, for browsers (which
+/// cannot set headers on a WebSocket), `?token=`.
+async fn ws_caller(
+    req: &HttpRequest,
+    app: &web::Data<App>,
+    token: Option<String>,
+) -> Result<Caller, Error> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| token.map(|t| format!("Bearer {t}")));
+    let app = app.clone().into_inner();
+    // Own task, for the reason given in `extract` (dropped SQLite queries).
+    actix_web::rt::spawn(async move { app.auth.authenticate(&app.db, header.as_deref()).await })
+        .await
+        .map_err(|e| Error::Internal(format!("authentication task: {e}")))?
+}
+
+/// `GET /api/v1/chat/ws`
+pub async fn ws(
+    req: HttpRequest,
+    body: web::Payload,
+    app: web::Data<App>,
+    params: web::Query<WsParams>,
+) -> Result<HttpResponse, Error> {
+    let caller = ws_caller(&req, &app, params.into_inner().token).await?;
+    caller.require_scope(Scope::Chat)?;
+    let ip = client_ip(&req, &app);
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| Error::invalid("not_a_websocket", e.to_string()))?;
+    let stream = stream
+        .max_frame_size(MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME_BYTES);
+    actix_web::rt::spawn(session_loop(app.into_inner(), caller, ip, session, stream));
+    Ok(response)
+}
+
+async fn send_event(session: &mut actix_ws::Session, e: &Event) -> bool {
+    match serde_json::to_string(e) {
+        Ok(text) => session.text(text).await.is_ok(),
+        Err(_) => true,
+    }
+}
+
+async fn send_error(session: &mut actix_ws::Session, code: &str, message: &str) -> bool {
+    send_event(
+        session,
+        &Event::Error {
+            code: code.into(),
+            message: message.into(),
+        },
+    )
+    .await
+}
+
+/// One connection: at most one answer in flight; its events are forwarded as
+/// they come; cancel, disconnect or a dead client stop it.
+async fn session_loop(
+    app: Arc<App>,
+    caller: Caller,
+    ip: String,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+) {
+    let interval = Duration::from_secs(app.settings.chat.ping_interval_secs);
+    let mut ping = tokio::time::interval(interval);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
+    // The answer in flight: its events and its cancel switch.
+    let mut flight: Option<(mpsc::Receiver<Event>, watch::Sender<bool>)> = None;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                last_heard = Instant::now();
+                match msg {
+                    AggregatedMessage::Text(text) => {
+                        if !handle_frame(&app, &caller, &ip, &mut session, &mut flight, &text).await {
+                            break;
+                        }
+                    }
+                    AggregatedMessage::Binary(_) => {
+                        if !send_error(&mut session, "invalid_frame", "frames are JSON text").await {
+                            break;
+                        }
+                    }
+                    AggregatedMessage::Ping(bytes) => {
+                        if session.pong(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    AggregatedMessage::Pong(_) => {}
+                    AggregatedMessage::Close(_) => break,
+                }
+            }
+            event = async {
+                match flight.as_mut() {
+                    Some((rx, _)) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match event {
+                Some(e) => {
+                    if !send_event(&mut session, &e).await {
+                        break;
+                    }
+                }
+                // The answer finished and dropped its sender.
+                None => flight = None,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > interval * 3 {
+                    tracing::info!("chat client silent for three pings; closing");
+                    break;
+                }
+                if session.ping(b"").await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Stop generation at once; the answer task saves what it has.
+    if let Some((_, cancel)) = flight {
+        let _ = cancel.send(true);
+    }
+    let _ = session.close(None).await;
+}
+
+/// Handle one text frame; false when the connection is gone.
+async fn handle_frame(
+    app: &Arc<App>,
+    caller: &Caller,
+    ip: &str,
+    session: &mut actix_ws::Session,
+    flight: &mut Option<(mpsc::Receiver<Event>, watch::Sender<bool>)>,
+    text: &str,
+) -> bool {
+    let frame: ClientFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => return send_error(session, "invalid_frame", &format!("bad frame: {e}")).await,
+    };
+    match frame {
+        ClientFrame::Cancel => match flight {
+            Some((_, cancel)) => {
+                let _ = cancel.send(true);
+                true
+            }
+            None => send_error(session, "nothing_to_cancel", "no answer is in flight").await,
+        },
+        ClientFrame::Ask {
+            conversation_id,
+            message,
+            collections,
+            top_k,
+        } => {
+            if flight.is_some() {
+                return send_error(
+                    session,
+                    "busy",
+                    "an answer is already in flight on this connection; wait for `done` or cancel it",
+                )
+                .await;
+            }
+            let ask = Ask {
+                conversation_id,
+                message,
+                collections,
+                top_k,
+            };
+            match start(app, caller, ip, ask).await {
+                Ok(f) => {
+                    *flight = Some(f);
+                    true
+                }
+                Err(e) => send_event(session, &Event::error(&e)).await,
+            }
+        }
+    }
+}
+
+/// Check, rate-limit and spawn an answer; its events arrive on the receiver.
+async fn start(
+    app: &Arc<App>,
+    caller: &Caller,
+    ip: &str,
+    ask: Ask,
+) -> Result<(mpsc::Receiver<Event>, watch::Sender<bool>), Error> {
+    rate_limit(app, Bucket::Chat, ip, Some(&caller.user.id)).await?;
+    let (conv, _) = answer::prepare(app, caller, &ask).await?;
+    let (tx, rx) = mpsc::channel(64);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    actix_web::rt::spawn(answer::run(
+        app.clone(),
+        caller.clone(),
+        conv,
+        ask,
+        tx,
+        cancel_rx,
+    ));
+    Ok((rx, cancel_tx))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBody {
+    message: String,
+    collections: Option<Vec<String>>,
+    top_k: Option<i64>,
+}
+
+/// `POST /api/v1/conversations/{id}/messages`: the answer as server-sent
+/// events when the client accepts `text/event-stream`, else as one JSON body.
+pub async fn post_message(
+    caller: Caller,
+    req: HttpRequest,
+    app: web::Data<App>,
+    path: web::Path<String>,
+    body: web::Json<MessageBody>,
+) -> Result<HttpResponse, Error> {
+    caller.require_scope(Scope::Chat)?;
+    let b = body.into_inner();
+    let ask = Ask {
+        conversation_id: Some(path.into_inner()),
+        message: b.message,
+        collections: b.collections,
+        top_k: b.top_k,
+    };
+    let app = app.into_inner();
+    let ip = client_ip(&req, &app);
+    let (rx, cancel) = start(&app, &caller, &ip, ask).await?;
+    let wants_sse = req
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_sse {
+        // The cancel switch lives as long as the response body: a client that
+        // goes away drops the body, the receiver with it, and the answer stops.
+        let events = futures::stream::unfold((rx, cancel), |(mut rx, cancel)| async move {
+            let e = rx.recv().await?;
+            let data = serde_json::to_string(&e).unwrap_or_default();
+            let chunk = web::Bytes::from(format!("event: {}\ndata: {data}\n\n", e.name()));
+            Some((Ok::<_, actix_web::Error>(chunk), (rx, cancel)))
+        });
+        return Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header(("Cache-Control", "no-cache"))
+            .streaming(events));
+    }
+    collect(rx).await.map(|v| HttpResponse::Ok().json(v))
+}
+
+/// All events of one answer folded into one JSON body.
+async fn collect(mut rx: mpsc::Receiver<Event>) -> Result<Value, Error> {
+    let mut out = json!({ "answer": "" });
+    let mut text = String::new();
+    while let Some(e) = rx.recv().await {
+        match e {
+            Event::Conversation { id, .. } => out["conversation_id"] = json!(id),
+            Event::Sources { items } => out["sources"] = json!(items),
+            Event::Delta { text: t } => text.push_str(&t),
+            Event::Done {
+                message_id,
+                citations,
+                dropped_citations,
+                refused,
+                cancelled,
+                model,
+                usage,
+                timings,
+            } => {
+                out["message_id"] = json!(message_id);
+                out["citations"] = json!(citations);
+                out["dropped_citations"] = json!(dropped_citations);
+                out["refused"] = json!(refused);
+                out["cancelled"] = json!(cancelled);
+                out["model"] = json!(model);
+                out["usage"] = json!(usage);
+                out["timings"] = json!(timings);
+            }
+            Event::Error { code, message } => {
+                return Err(match code.as_str() {
+                    "collection_not_found" => Error::not_found("collection_not_found", message),
+                    _ => Error::Unavailable(format!("{code}: {message}")),
+                })
+            }
+        }
+    }
+    out["answer"] = json!(text);
+    Ok(out)
+}

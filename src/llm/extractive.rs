@@ -1,0 +1,1076 @@
+//! Extractive answers: no language model. The answer is the few sentences of
+//! the retrieved passages most similar to the question (embedding cosine,
+//! redundancy removed with maximal marginal relevance), each followed by the
+//! marker of its source. It is the default when no model is installed, and it
+//! is deterministic, so the chat path can be tested end to end.
+//!
+//! It reads `ChatRequest::question` and `ChatRequest::sources` only: a
+//! follow-up that leans on earlier turns ("and its population?") is answered
+//! as it stands.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use super::{ChatModel, ChatRequest, LlmError, Source, TokenStream};
+use crate::chat::citations::strip_markers;
+
+/// What the extractive model says when no sentence is similar enough.
+pub const NO_ANSWER: &str = "The knowledge base does not cover this: none of the retrieved sources contain an answer to the question.";
+
+/// Nothing is sent to a model, so the only limit is what is worth reading.
+pub const CONTEXT_WINDOW: usize = 1 << 20;
+
+/// Embeddings for the extractive model. Implemented for the crate's
+/// `Embedder`; tests use a deterministic fake.
+#[async_trait]
+pub trait SentenceEmbedder: Send + Sync {
+    /// One vector per text, in input order.
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError>;
+
+    /// The question's vector. Separate so an implementation can reuse the
+    /// vector that retrieval already computed for the same text.
+    async fn embed_query(&self, text: &str) -> Result<Vec<f32>, LlmError> {
+        self.embed(vec![text.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| LlmError::Embedding("no vector for the question".into()))
+    }
+}
+
+#[async_trait]
+impl SentenceEmbedder for crate::embed::Embedder {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError> {
+        crate::embed::Embedder::embed(self, texts)
+            .await
+            .map_err(embed_error)
+    }
+
+    async fn embed_query(&self, text: &str) -> Result<Vec<f32>, LlmError> {
+        // Retrieval embedded this exact question moments ago; this hits its cache.
+        crate::embed::Embedder::embed_query(self, text)
+            .await
+            .map(|v| v.as_ref().clone())
+            .map_err(embed_error)
+    }
+}
+
+fn embed_error(e: crate::embed::EmbedError) -> LlmError {
+    match e {
+        crate::embed::EmbedError::Missing { .. } => LlmError::Unavailable(e.to_string()),
+        other => LlmError::Embedding(other.to_string()),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractiveConfig {
+    /// Most sentences in one answer.
+    pub max_sentences: usize,
+    /// Cosine with the question below which a sentence is never used.
+    /// Calibrated for all-MiniLM-L6-v2 on the sample corpus: on-topic
+    /// sentences score 0.5 to 0.75, the best sentence for an off-topic
+    /// question 0.15 to 0.3.
+    pub min_similarity: f32,
+    /// A sentence this much less similar than the best one is left out:
+    /// a tangent is worse than a shorter answer.
+    pub max_gap_from_best: f32,
+    /// MMR trade-off: 1.0 is pure relevance, lower values favour variety.
+    pub lambda: f32,
+    /// A sentence at least this similar to one already picked is a repeat.
+    pub max_redundancy: f32,
+    /// Sentences considered per request (in source order), bounding the
+    /// embedding work for very long sources.
+    pub max_candidates: usize,
+    /// Embed each sentence as `title. sentence`: a sentence from the middle
+    /// of a document often lacks its subject, as chunks do at indexing.
+    pub title_context: bool,
+}
+
+impl Default for ExtractiveConfig {
+    fn default() -> Self {
+        Self {
+            max_sentences: 3,
+            min_similarity: 0.35,
+            max_gap_from_best: 0.15,
+            lambda: 0.7,
+            max_redundancy: 0.9,
+            max_candidates: 400,
+            title_context: true,
+        }
+    }
+}
+
+pub struct ExtractiveModel<E: ?Sized> {
+    embedder: Arc<E>,
+    config: ExtractiveConfig,
+}
+
+impl<E: SentenceEmbedder + ?Sized> ExtractiveModel<E> {
+    pub fn new(embedder: Arc<E>) -> Self {
+        Self::with_config(embedder, ExtractiveConfig::default())
+    }
+
+    pub fn with_config(embedder: Arc<E>, config: ExtractiveConfig) -> Self {
+        Self { embedder, config }
+    }
+
+    pub fn config(&self) -> &ExtractiveConfig {
+        &self.config
+    }
+
+    /// The whole answer text (the stream is this, cut into deltas).
+    pub async fn answer(&self, req: &ChatRequest) -> Result<String, LlmError> {
+        let question = req.question.trim();
+        let candidates = candidates(&req.sources, &self.config);
+        if question.is_empty() || candidates.is_empty() || self.config.max_sentences == 0 {
+            return Ok(NO_ANSWER.to_string());
+        }
+        let query = self.embedder.embed_query(question).await?;
+        let texts: Vec<String> = candidates.iter().map(|c| c.embed_text.clone()).collect();
+        let vectors = self.embedder.embed(texts).await?;
+        if vectors.len() != candidates.len() {
+            return Err(LlmError::Embedding(format!(
+                "{} vectors for {} sentences",
+                vectors.len(),
+                candidates.len()
+            )));
+        }
+        let relevance: Vec<f32> = vectors.iter().map(|v| cosine(&query, v)).collect();
+        let budget = if req.max_tokens == 0 {
+            usize::MAX
+        } else {
+            req.max_tokens
+        };
+        let picked = select(&candidates, &vectors, &relevance, &self.config, budget);
+        if picked.is_empty() {
+            return Ok(NO_ANSWER.to_string());
+        }
+        let parts: Vec<String> = picked
+            .iter()
+            .map(|p| format!("{} [{}]", p.text, candidates[p.index].n))
+            .collect();
+        Ok(parts.join(" "))
+    }
+}
+
+#[async_trait]
+impl<E: SentenceEmbedder + ?Sized + 'static> ChatModel for ExtractiveModel<E> {
+    fn name(&self) -> &str {
+        "extractive"
+    }
+
+    fn context_window(&self) -> usize {
+        CONTEXT_WINDOW
+    }
+
+    /// Whitespace words. This model has no tokenizer and its output is made
+    /// of whole source words plus one marker per sentence, so a word count is
+    /// the natural unit for its answer budget and usage figures.
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+
+    async fn stream(&self, req: ChatRequest) -> Result<TokenStream, LlmError> {
+        let answer = self.answer(&req).await?;
+        // Word-sized deltas, so the client and the citation filter see a
+        // real stream (markers included) rather than one block.
+        Ok(futures::stream::iter(deltas(&answer).into_iter().map(Ok)).boxed())
+    }
+}
+
+struct Candidate {
+    n: usize,
+    text: String,
+    embed_text: String,
+}
+
+struct Pick {
+    index: usize,
+    text: String,
+}
+
+/// Sentences of all sources in (n, position) order, which is also the
+/// tie-break order, so equal inputs give equal answers whatever order the
+/// sources arrived in.
+fn candidates(sources: &[Source], config: &ExtractiveConfig) -> Vec<Candidate> {
+    let mut ordered: Vec<&Source> = sources.iter().collect();
+    ordered.sort_by_key(|s| s.n);
+    let mut out = Vec::new();
+    for src in ordered {
+        let title = src.title.trim();
+        for sentence in split_sentences(&src.text) {
+            if out.len() >= config.max_candidates {
+                return out;
+            }
+            let embed_text = if config.title_context && !title.is_empty() {
+                format!("{title}. {sentence}")
+            } else {
+                sentence.clone()
+            };
+            out.push(Candidate {
+                n: src.n,
+                text: sentence,
+                embed_text,
+            });
+        }
+    }
+    out
+}
+
+/// Greedy MMR over the sentences relevant enough, within the sentence and
+/// token limits; returned most relevant first.
+fn select(
+    candidates: &[Candidate],
+    vectors: &[Vec<f32>],
+    relevance: &[f32],
+    config: &ExtractiveConfig,
+    budget: usize,
+) -> Vec<Pick> {
+    let cost = |text: &str| text.split_whitespace().count() + 1;
+    let Some(best) = (0..candidates.len())
+        .filter(|&i| relevance[i] >= config.min_similarity)
+        .max_by(|&a, &b| by_score(relevance, a, b))
+    else {
+        return Vec::new();
+    };
+    let floor = config
+        .min_similarity
+        .max(relevance[best] - config.max_gap_from_best);
+    let mut open: Vec<usize> = (0..candidates.len())
+        .filter(|&i| relevance[i] >= floor)
+        .collect();
+    let mut picked: Vec<usize> = Vec::new();
+    let mut used = 0;
+    while picked.len() < config.max_sentences {
+        let mut best_pick: Option<(usize, f32)> = None;
+        open.retain(|&i| {
+            let redundancy = picked
+                .iter()
+                .map(|&j| cosine(&vectors[i], &vectors[j]))
+                .fold(0.0f32, f32::max);
+            if redundancy >= config.max_redundancy {
+                return false;
+            }
+            let mmr = config.lambda * relevance[i] - (1.0 - config.lambda) * redundancy;
+            // Strictly greater, so among equals the earliest (lowest n, then
+            // position) wins.
+            if best_pick.is_none_or(|(_, m)| mmr.total_cmp(&m) == Ordering::Greater) {
+                best_pick = Some((i, mmr));
+            }
+            true
+        });
+        let Some((i, _)) = best_pick else { break };
+        open.retain(|&j| j != i);
+        let c = cost(&candidates[i].text);
+        if used + c <= budget {
+            used += c;
+            picked.push(i);
+        }
+    }
+    if picked.is_empty() {
+        // Not even the best sentence fits the budget: a truncated relevant
+        // sentence is still better than claiming there is no answer.
+        let words: Vec<&str> = candidates[best].text.split_whitespace().collect();
+        let keep = budget.saturating_sub(1).clamp(1, words.len());
+        let text = format!("{}…", words[..keep].join(" "));
+        return vec![Pick { index: best, text }];
+    }
+    picked.sort_by(|&a, &b| by_score(relevance, b, a));
+    picked
+        .into_iter()
+        .map(|index| Pick {
+            index,
+            text: candidates[index].text.clone(),
+        })
+        .collect()
+}
+
+/// Higher relevance is greater; among equals the earlier candidate is greater.
+fn by_score(relevance: &[f32], a: usize, b: usize) -> Ordering {
+    relevance[a]
+        .total_cmp(&relevance[b])
+        .then_with(|| b.cmp(&a))
+}
+
+/// Cosine similarity; 0 for mismatched, zero or non-finite vectors so that a
+/// bad vector can never win.
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() || a.is_empty() {
+        return 0.0;
+    }
+    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    let c = dot / (na.sqrt() * nb.sqrt());
+    if c.is_finite() {
+        c
+    } else {
+        0.0
+    }
+}
+
+/// The answer cut after each run of whitespace: "a b  c" → "a ", "b  ", "c".
+fn deltas(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut in_space = false;
+    for c in text.chars() {
+        if in_space && !c.is_whitespace() {
+            out.push(std::mem::take(&mut current));
+        }
+        in_space = c.is_whitespace();
+        current.push(c);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Words after which a single period does not end a sentence.
+const ABBREVIATIONS: &[&str] = &[
+    "e.g", "i.e", "cf", "vs", "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "fig", "figs",
+    "vol", "pp", "approx", "ca", "dept", "eq", "ref",
+];
+
+/// Split passage text into answer-worthy sentences: markdown headings, list
+/// bullets and the passage's own reference markers (`[3]`) are removed, and
+/// fragments of fewer than three words are left out.
+pub fn split_sentences(text: &str) -> Vec<String> {
+    let text = strip_markers(text);
+    let mut out = Vec::new();
+    for block in blocks(&text) {
+        split_block(&block, &mut out);
+    }
+    out.into_iter().filter_map(|s| clean_sentence(&s)).collect()
+}
+
+/// Lines grouped into runs of prose. A single newline inside a paragraph is
+/// usually a hard wrap, so lines are joined unless the break is structural:
+/// a blank line, a heading, a list item, a table row, or a short line
+/// without punctuation (a title).
+fn blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current = String::new();
+    let mut flush = |current: &mut String| {
+        if !current.is_empty() {
+            blocks.push(std::mem::take(current));
+        }
+    };
+    let mut in_item = false;
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with('|')
+            || line.starts_with("```")
+        {
+            // Headings, table rows and fences are not sentences.
+            flush(&mut current);
+            in_item = false;
+            continue;
+        }
+        let item = list_marker_len(line).is_some() || line.starts_with('>');
+        // A list item continues only on indented lines; an unindented line
+        // after it is new prose.
+        if item || (in_item && !raw.starts_with(char::is_whitespace)) {
+            flush(&mut current);
+            in_item = item;
+        }
+        let short_unpunctuated = !item
+            && line.split_whitespace().count() < 6
+            && !line.ends_with(['.', '?', '!', '…', ':', ';', ',']);
+        if short_unpunctuated && current.is_empty() {
+            // A title or label on a line of its own: not an answer.
+            continue;
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(line);
+        if short_unpunctuated {
+            // The short last line of a paragraph that lacks its full stop.
+            flush(&mut current);
+        }
+    }
+    flush(&mut current);
+    blocks
+}
+
+fn split_block(block: &str, out: &mut Vec<String>) {
+    let chars: Vec<(usize, char)> = block.char_indices().collect();
+    let mut start = 0;
+    let mut k = 0;
+    while k < chars.len() {
+        if !is_terminal(chars[k].1) {
+            k += 1;
+            continue;
+        }
+        let run_start = k;
+        while k < chars.len() && is_terminal(chars[k].1) {
+            k += 1;
+        }
+        let single_period = k - run_start == 1 && chars[run_start].1 == '.';
+        while k < chars.len() && is_closer(chars[k].1) {
+            k += 1;
+        }
+        let end = chars.get(k).map_or(block.len(), |&(i, _)| i);
+        if end < block.len() && !block[end..].starts_with(char::is_whitespace) {
+            // "3.5", "e.g.,", "example.com": not an ending.
+            continue;
+        }
+        let next = block[end..].trim_start().chars().next();
+        if ends_sentence(&block[start..chars[run_start].0], single_period, next) {
+            out.push(block[start..end].to_string());
+            start = end;
+        }
+    }
+    if start < block.len() {
+        out.push(block[start..].to_string());
+    }
+}
+
+/// Whether punctuation after `before` ends the sentence, given the next
+/// visible character.
+fn ends_sentence(before: &str, single_period: bool, next: Option<char>) -> bool {
+    let Some(next) = next else { return true };
+    if !single_period {
+        return true;
+    }
+    let word = before
+        .rsplit(char::is_whitespace)
+        .next()
+        .unwrap_or("")
+        .trim_start_matches(|c: char| !c.is_alphanumeric());
+    let lower = word.to_lowercase();
+    if ABBREVIATIONS.contains(&lower.as_str()) {
+        return false;
+    }
+    // A lowercase word after a short or dotted word ("etc. and", "a.m. on")
+    // means an abbreviation we do not list. After a long word it is a new
+    // sentence that starts with a lowercase name ("… vectors. ragchat runs").
+    if next.is_lowercase() && (word.chars().count() <= 3 || word.contains('.')) {
+        return false;
+    }
+    if lower == "no" && next.is_ascii_digit() {
+        return false;
+    }
+    // An initial, as in "J. R. R. Tolkien".
+    let mut letters = word.chars();
+    if let (Some(c), None) = (letters.next(), letters.next()) {
+        if c.is_uppercase() {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_terminal(c: char) -> bool {
+    matches!(c, '.' | '?' | '!' | '…')
+}
+
+fn is_closer(c: char) -> bool {
+    matches!(c, '"' | '\'' | ')' | ']' | '”' | '’' | '»')
+}
+
+/// Length of a leading list marker ("- ", "* ", "1. ", "2) "), if any.
+fn list_marker_len(line: &str) -> Option<usize> {
+    for bullet in ["- ", "* ", "+ ", "• "] {
+        if line.starts_with(bullet) {
+            return Some(bullet.len());
+        }
+    }
+    let digits = line.chars().take_while(char::is_ascii_digit).count();
+    if (1..=3).contains(&digits) {
+        let rest = &line[digits..];
+        if rest.starts_with(". ") || rest.starts_with(") ") {
+            return Some(digits + 2);
+        }
+    }
+    None
+}
+
+fn clean_sentence(s: &str) -> Option<String> {
+    let mut s = s.trim();
+    while let Some(len) = list_marker_len(s).or_else(|| s.starts_with("> ").then_some(2)) {
+        s = s[len..].trim_start();
+    }
+    let words: Vec<&str> = s.split_whitespace().collect();
+    // A sentence ending in a colon introduces what follows it (a list, a
+    // code block) and says nothing on its own.
+    if words.len() < 3 || !s.chars().any(char::is_alphabetic) || s.ends_with(':') {
+        return None;
+    }
+    Some(words.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+    use super::*;
+    use crate::chat::citations::CitationFilter;
+    use crate::llm::ChatMessage;
+
+    const DIM: usize = 4096;
+    const STOPWORDS: &[&str] = &[
+        "a", "an", "the", "is", "are", "was", "were", "of", "in", "on", "to", "and", "or", "it",
+        "its", "what", "which", "who", "how", "does", "do", "did", "for", "with", "by", "as", "at",
+        "be", "that", "this", "from",
+    ];
+
+    /// Bag-of-words hashing vectors: sentences sharing content words are
+    /// similar, others are orthogonal up to hash collisions. Deterministic.
+    struct FakeEmbedder {
+        calls: AtomicUsize,
+    }
+
+    impl FakeEmbedder {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                calls: AtomicUsize::new(0),
+            })
+        }
+
+        fn vector(text: &str) -> Vec<f32> {
+            let mut v = vec![0.0f32; DIM];
+            let lower = text.to_lowercase();
+            for word in lower.split(|c: char| !c.is_alphanumeric()) {
+                if word.is_empty() || STOPWORDS.contains(&word) {
+                    continue;
+                }
+                let mut h: u64 = 0xcbf29ce484222325;
+                for b in word.bytes() {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+                }
+                v[(h % DIM as u64) as usize] += 1.0;
+            }
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+            v
+        }
+    }
+
+    #[async_trait]
+    impl SentenceEmbedder for FakeEmbedder {
+        async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError> {
+            self.calls.fetch_add(1, AtomicOrdering::SeqCst);
+            Ok(texts.iter().map(|t| Self::vector(t)).collect())
+        }
+    }
+
+    struct BrokenEmbedder {
+        extra: bool,
+    }
+
+    #[async_trait]
+    impl SentenceEmbedder for BrokenEmbedder {
+        async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError> {
+            if self.extra {
+                Ok(vec![vec![1.0; 4]; texts.len() + 1])
+            } else {
+                Err(LlmError::Embedding("boom".into()))
+            }
+        }
+    }
+
+    fn src(n: usize, title: &str, text: &str) -> Source {
+        Source {
+            n,
+            chunk_id: format!("c{n}"),
+            document_id: format!("d{n}"),
+            title: title.into(),
+            text: text.into(),
+            score: 1.0,
+        }
+    }
+
+    fn library() -> Vec<Source> {
+        vec![
+            src(
+                1,
+                "",
+                "Paris is the capital of France. The Seine river flows through Paris. \
+                 France is famous for its cheese and wine.",
+            ),
+            src(
+                2,
+                "",
+                "Photosynthesis converts sunlight into chemical energy. Chlorophyll absorbs \
+                 red and blue light. Plants release oxygen during photosynthesis.",
+            ),
+            src(
+                3,
+                "",
+                "The Rust compiler checks borrowing rules at compile time. Cargo builds Rust \
+                 crates and fetches dependencies. Rust has no garbage collector.",
+            ),
+        ]
+    }
+
+    fn request(question: &str, sources: Vec<Source>) -> ChatRequest {
+        ChatRequest {
+            messages: vec![ChatMessage::user(question)],
+            sources,
+            question: question.into(),
+            max_tokens: 0,
+        }
+    }
+
+    fn fake_config() -> ExtractiveConfig {
+        // Bag-of-words cosines run lower than a sentence model's.
+        ExtractiveConfig {
+            min_similarity: 0.2,
+            ..ExtractiveConfig::default()
+        }
+    }
+
+    async fn collect(model: &dyn ChatModel, req: ChatRequest) -> (String, usize) {
+        let mut stream = model.stream(req).await.unwrap();
+        let mut out = String::new();
+        let mut n = 0;
+        while let Some(delta) = stream.next().await {
+            out.push_str(&delta.unwrap());
+            n += 1;
+        }
+        (out, n)
+    }
+
+    /// Split an extractive answer into (sentence, cited n) pairs.
+    fn claims(answer: &str) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        let mut rest = answer;
+        while let Some(open) = rest.find(" [") {
+            let close = rest[open..].find(']').map(|c| open + c).unwrap();
+            let n: usize = rest[open + 2..close].parse().unwrap();
+            out.push((rest[..open].trim().to_string(), n));
+            rest = &rest[close + 1..];
+        }
+        assert!(
+            rest.trim().is_empty(),
+            "text after the last marker: {rest:?}"
+        );
+        out
+    }
+
+    fn assert_citations_correct(answer: &str, sources: &[Source]) -> Vec<(String, usize)> {
+        let claims = claims(answer);
+        assert!(!claims.is_empty(), "{answer}");
+        for (sentence, n) in &claims {
+            let source = sources.iter().find(|s| s.n == *n).unwrap();
+            let normalised = source.text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                normalised.contains(sentence.as_str()),
+                "{sentence:?} is cited as [{n}] but is not in it"
+            );
+        }
+        let valid: Vec<usize> = sources.iter().map(|s| s.n).collect();
+        let (filtered, report) = CitationFilter::apply(answer, &valid);
+        assert_eq!(filtered, answer);
+        assert_eq!(report.dropped, 0);
+        claims
+    }
+
+    #[tokio::test]
+    async fn answers_cite_the_source_each_sentence_came_from() {
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), fake_config());
+        let cases = [
+            (
+                "What is the capital of France?",
+                1,
+                "Paris is the capital of France.",
+            ),
+            (
+                "How does photosynthesis use sunlight?",
+                2,
+                "Photosynthesis converts sunlight into chemical energy.",
+            ),
+            (
+                "Does Rust have a garbage collector?",
+                3,
+                "Rust has no garbage collector.",
+            ),
+        ];
+        for (question, n, first) in cases {
+            let (answer, _) = collect(&model, request(question, library())).await;
+            let claims = assert_citations_correct(&answer, &library());
+            assert_eq!(claims[0], (first.to_string(), n), "{answer}");
+            assert!(claims.len() <= 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn mixed_question_draws_on_several_sources_most_relevant_first() {
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), fake_config());
+        let question = "Rust compiler borrowing rules and the capital Paris";
+        let (answer, _) = collect(&model, request(question, library())).await;
+        let claims = assert_citations_correct(&answer, &library());
+        let cited: Vec<usize> = claims.iter().map(|c| c.1).collect();
+        assert!(cited.contains(&1) && cited.contains(&3), "{answer}");
+        assert!(!cited.contains(&2), "{answer}");
+        let q = FakeEmbedder::vector(question);
+        let sims: Vec<f32> = claims
+            .iter()
+            .map(|(s, _)| cosine(&q, &FakeEmbedder::vector(s)))
+            .collect();
+        assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
+    }
+
+    #[tokio::test]
+    async fn tangents_far_below_the_best_sentence_are_left_out() {
+        let question = "Rust compiler borrowing rules and the capital Paris";
+        let narrow = ExtractiveConfig {
+            max_gap_from_best: 0.1,
+            ..fake_config()
+        };
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), narrow);
+        let (answer, _) = collect(&model, request(question, library())).await;
+        let claims = assert_citations_correct(&answer, &library());
+        assert_eq!(claims.len(), 1, "{answer}");
+        assert_eq!(claims[0].1, 3);
+    }
+
+    /// The default thresholds are calibrated for the real sentence model, so
+    /// check them with it (the same model files the chunker tests need).
+    #[tokio::test]
+    async fn real_model_cites_the_right_source_and_declines_off_topic() {
+        let dir = std::env::var("RAGCHAT_MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        let settings = crate::config::EmbeddingSettings {
+            pool_size: 1,
+            ..Default::default()
+        };
+        let embedder = crate::embed::Embedder::load(&dir, &settings)
+            .expect("model files missing: run scripts/setup-models.sh before the tests");
+        let model = ExtractiveModel::new(Arc::new(embedder));
+        let sources = vec![
+            src(
+                1,
+                "Configuration",
+                "Settings are read from defaults, then ragchat.toml, then environment variables. \
+                 The server listens on 127.0.0.1:8080 unless RAGCHAT_BIND names another address. \
+                 Data is stored under ./data by default.",
+            ),
+            src(
+                2,
+                "Hybrid retrieval",
+                "Dense retrieval compares embedding vectors by cosine similarity. \
+                 Lexical retrieval scores chunks with BM25 in a Tantivy index. \
+                 Reciprocal rank fusion adds weight / (k + rank) for each list a chunk appears in.",
+            ),
+            src(
+                3,
+                "Chunking",
+                "Documents are split into chunks of at most 256 tokens. \
+                 Neighbouring chunks overlap so that a sentence cut at a boundary is not lost.",
+            ),
+        ];
+        let cases = [
+            ("Which port does the server listen on?", 1),
+            (
+                "How does reciprocal rank fusion combine the result lists?",
+                2,
+            ),
+            ("How large are the chunks documents are split into?", 3),
+        ];
+        for (question, n) in cases {
+            let answer = model
+                .answer(&request(question, sources.clone()))
+                .await
+                .unwrap();
+            let claims = assert_citations_correct(&answer, &sources);
+            assert_eq!(claims[0].1, n, "{question}: {answer}");
+        }
+        for question in [
+            "What is the boiling point of water?",
+            "How do I bake sourdough bread?",
+        ] {
+            let answer = model
+                .answer(&request(question, sources.clone()))
+                .await
+                .unwrap();
+            assert_eq!(answer, NO_ANSWER, "{question}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unrelated_question_says_so_without_markers() {
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), fake_config());
+        let (answer, _) = collect(&model, request("Who won the 1966 World Cup?", library())).await;
+        assert_eq!(answer, NO_ANSWER);
+        assert!(!answer.contains('['));
+    }
+
+    #[tokio::test]
+    async fn no_sources_or_no_question_need_no_embedding() {
+        let embedder = FakeEmbedder::new();
+        let model = ExtractiveModel::with_config(embedder.clone(), fake_config());
+        let (answer, _) = collect(&model, request("anything?", Vec::new())).await;
+        assert_eq!(answer, NO_ANSWER);
+        let (answer, _) = collect(&model, request("   ", library())).await;
+        assert_eq!(answer, NO_ANSWER);
+        assert_eq!(embedder.calls.load(AtomicOrdering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn repeated_sentences_are_used_once_from_the_best_ranked_source() {
+        let sources = vec![
+            src(1, "", "Unrelated words about gardening tools here."),
+            src(2, "", "The Eiffel tower is in Paris. Tickets cost money."),
+            src(
+                3,
+                "",
+                "The Eiffel tower is in Paris. The tower is made of iron.",
+            ),
+        ];
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), fake_config());
+        let (answer, _) = collect(
+            &model,
+            request("Where is the Eiffel tower?", sources.clone()),
+        )
+        .await;
+        let claims = assert_citations_correct(&answer, &sources);
+        let repeats = claims
+            .iter()
+            .filter(|c| c.0 == "The Eiffel tower is in Paris.")
+            .count();
+        assert_eq!(repeats, 1, "{answer}");
+        assert_eq!(claims[0], ("The Eiffel tower is in Paris.".into(), 2));
+    }
+
+    #[tokio::test]
+    async fn deterministic_whatever_the_source_order() {
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), fake_config());
+        let question = "What does Cargo do for Rust crates and France cheese?";
+        let (a, _) = collect(&model, request(question, library())).await;
+        let mut reversed = library();
+        reversed.reverse();
+        let (b, _) = collect(&model, request(question, reversed)).await;
+        let (c, _) = collect(&model, request(question, library())).await;
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+    }
+
+    #[tokio::test]
+    async fn sentence_and_token_limits_hold() {
+        let text: String = (0..10)
+            .map(|i| format!("Solar panels convert sunlight variant{i} into power. "))
+            .collect();
+        let sources = vec![src(1, "", &text)];
+        let question = "How do solar panels convert sunlight into power?";
+        let config = ExtractiveConfig {
+            max_redundancy: 1.1,
+            ..fake_config()
+        };
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), config.clone());
+        let (answer, _) = collect(&model, request(question, sources.clone())).await;
+        assert_eq!(claims(&answer).len(), 3);
+
+        for max_tokens in [8, 15, 17, 30] {
+            let mut req = request(question, sources.clone());
+            req.max_tokens = max_tokens;
+            let (answer, _) = collect(&model, req).await;
+            assert!(
+                model.count_tokens(&answer) <= max_tokens,
+                "{max_tokens}: {answer}"
+            );
+            assert_eq!(claims(&answer).len(), (max_tokens / 8).min(3), "{answer}");
+        }
+
+        // Not even one sentence fits: a truncated one, still cited.
+        let mut req = request(question, sources.clone());
+        req.max_tokens = 4;
+        let (answer, _) = collect(&model, req).await;
+        assert_eq!(answer, "Solar panels convert… [1]");
+        assert_eq!(model.count_tokens(&answer), 4);
+    }
+
+    #[tokio::test]
+    async fn streams_word_sized_deltas() {
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), fake_config());
+        let req = request("What is the capital of France?", library());
+        let whole = model.answer(&req).await.unwrap();
+        let (streamed, deltas) = collect(&model, req).await;
+        assert_eq!(streamed, whole);
+        assert_eq!(deltas, whole.split_whitespace().count());
+        // Dropping the stream early is fine: nothing runs behind it.
+        let mut stream = model
+            .stream(request("What is the capital of France?", library()))
+            .await
+            .unwrap();
+        assert!(stream.next().await.is_some());
+        drop(stream);
+    }
+
+    #[tokio::test]
+    async fn reference_marks_in_sources_do_not_leak() {
+        let sources = vec![src(
+            2,
+            "",
+            "Mount Everest is the highest mountain on Earth.[7] It lies in the Himalayas [8, 9].",
+        )];
+        let model = ExtractiveModel::with_config(FakeEmbedder::new(), fake_config());
+        let (answer, _) = collect(
+            &model,
+            request("Which mountain is the highest on Earth?", sources.clone()),
+        )
+        .await;
+        assert_eq!(
+            answer.split(" [2]").next(),
+            Some("Mount Everest is the highest mountain on Earth.")
+        );
+        let (_, report) = CitationFilter::apply(&answer, &[2]);
+        assert_eq!(report.dropped, 0);
+        assert_eq!(report.cited, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn embedder_failures_are_errors() {
+        let model =
+            ExtractiveModel::with_config(Arc::new(BrokenEmbedder { extra: false }), fake_config());
+        let err = model.stream(request("q?", library())).await.err();
+        assert_eq!(err, Some(LlmError::Embedding("boom".into())));
+
+        let model =
+            ExtractiveModel::with_config(Arc::new(BrokenEmbedder { extra: true }), fake_config());
+        let err = model.stream(request("q?", library())).await.err();
+        assert!(matches!(err, Some(LlmError::Embedding(_))), "{err:?}");
+    }
+
+    #[test]
+    fn usable_as_a_trait_object() {
+        let embedder: Arc<dyn SentenceEmbedder> = FakeEmbedder::new();
+        let model: Arc<dyn ChatModel> = Arc::new(ExtractiveModel::new(embedder));
+        assert_eq!(model.name(), "extractive");
+        assert_eq!(model.count_tokens(" two  words\n"), 2);
+        assert!(model.context_window() >= 100_000);
+    }
+
+    #[test]
+    fn title_context_is_embedded_not_shown() {
+        let sources = vec![src(1, "Rust", "It has no garbage collector at all.")];
+        let with = candidates(&sources, &ExtractiveConfig::default());
+        assert_eq!(
+            with[0].embed_text,
+            "Rust. It has no garbage collector at all."
+        );
+        assert_eq!(with[0].text, "It has no garbage collector at all.");
+        let config = ExtractiveConfig {
+            title_context: false,
+            ..ExtractiveConfig::default()
+        };
+        assert_eq!(candidates(&sources, &config)[0].embed_text, with[0].text);
+    }
+
+    #[test]
+    fn sentences_split_on_punctuation_not_on_abbreviations_or_decimals() {
+        let text = "Dr. Smith measured 3.5 kg, e.g. in the lab. Was it heavy? Yes, very heavy! \
+                    J. R. R. Tolkien wrote books, i.e. novels. Prices rose approx. five percent. \
+                    See item No. 5 for details. He said \"stop here.\" Then he left... Later it rained.";
+        assert_eq!(
+            split_sentences(text),
+            vec![
+                "Dr. Smith measured 3.5 kg, e.g. in the lab.",
+                "Was it heavy?",
+                "Yes, very heavy!",
+                "J. R. R. Tolkien wrote books, i.e. novels.",
+                "Prices rose approx. five percent.",
+                "See item No. 5 for details.",
+                "He said \"stop here.\"",
+                "Then he left...",
+                "Later it rained.",
+            ]
+        );
+    }
+
+    #[test]
+    fn sentences_respect_line_structure() {
+        let text = "# Installing the tool\n\
+                    Installation of the tool usually takes\n\
+                    about five minutes on most machines\n\
+                    and needs no admin rights.\n\
+                    \n\
+                    Steps to follow\n\
+                    - Download the archive from the site\n\
+                    - Unpack it into your home folder\n\
+                    1. Run the setup script once\n\
+                    | col | col |\n\
+                    > Quoted advice is also a sentence\n\
+                    ok.\n\
+                    - A list item that wraps onto\n  \
+                    an indented second line.";
+        assert_eq!(
+            split_sentences(text),
+            vec![
+                "Installation of the tool usually takes about five minutes on most machines and needs no admin rights.",
+                "Download the archive from the site",
+                "Unpack it into your home folder",
+                "Run the setup script once",
+                "Quoted advice is also a sentence",
+                "A list item that wraps onto an indented second line.",
+            ]
+        );
+    }
+
+    #[test]
+    fn lowercase_after_a_period_is_judged_by_the_word_before() {
+        let text = "Vectors point in similar directions. ragchat embeds every chunk locally. \
+                    Meet at 5 p.m. on Monday morning. Bring tea, milk, etc. and some biscuits. \
+                    Bring cake too, etc. Then leave.";
+        assert_eq!(
+            split_sentences(text),
+            vec![
+                "Vectors point in similar directions.",
+                "ragchat embeds every chunk locally.",
+                "Meet at 5 p.m. on Monday morning.",
+                "Bring tea, milk, etc. and some biscuits.",
+                "Bring cake too, etc.",
+            ]
+        );
+    }
+
+    #[test]
+    fn titles_and_lead_ins_are_not_answers() {
+        let text = "RRF (Reciprocal Rank Fusion)\n\
+                    A BEIR data set directory contains:\n\
+                    - corpus.jsonl with one document per line\n\
+                    Good first queries:";
+        assert_eq!(
+            split_sentences(text),
+            vec!["corpus.jsonl with one document per line"]
+        );
+    }
+
+    #[test]
+    fn fragments_and_markers_are_dropped() {
+        assert_eq!(
+            split_sentences("Yes. No. 42. The value is 42 [3]. Done[4]."),
+            vec!["The value is 42."]
+        );
+        assert!(split_sentences("").is_empty());
+        assert!(split_sentences("...").is_empty());
+    }
+
+    #[test]
+    fn cosine_guards_bad_vectors() {
+        assert_eq!(cosine(&[1.0, 0.0], &[1.0]), 0.0);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+        assert_eq!(cosine(&[f32::NAN, 1.0], &[1.0, 0.0]), 0.0);
+        assert!((cosine(&[2.0, 0.0], &[3.0, 0.0]) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn deltas_cover_the_text() {
+        assert_eq!(deltas("a b  c"), vec!["a ", "b  ", "c"]);
+        assert_eq!(deltas(" x"), vec![" ", "x"]);
+        assert!(deltas("").is_empty());
+    }
+}
