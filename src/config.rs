@@ -40,6 +40,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub chat: ChatSettings,
+    pub llm: LlmSettings,
     pub log: LogSettings,
 }
 
@@ -130,6 +131,26 @@ pub struct ChatSettings {
     pub ping_interval_secs: u64,
 }
 
+/// An OpenAI-compatible chat completions endpoint (OpenAI, vLLM, Ollama,
+/// llama.cpp server), used when `chat.backend = "openai"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmSettings {
+    /// Such as `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// Best given as `RAGCHAT_LLM_API_KEY`; empty sends no key.
+    pub api_key: String,
+    /// Whole answer, first byte to last.
+    pub request_timeout_secs: u64,
+    /// From sending the request to the first token; only before it are
+    /// failures retried, so a client never sees an answer twice.
+    pub first_token_timeout_secs: u64,
+    pub max_retries: u32,
+    /// The model's context window in tokens (prompt and answer).
+    pub context_window: usize,
+}
+
 /// Token buckets per client IP and per user, one pair per kind of request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -170,6 +191,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
             chat: ChatSettings::default(),
+            llm: LlmSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -238,6 +260,20 @@ impl Default for AuthSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             registration: "admin_only".into(),
             min_password_length: 10,
+        }
+    }
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            model: String::new(),
+            api_key: String::new(),
+            request_timeout_secs: 120,
+            first_token_timeout_secs: 30,
+            max_retries: 2,
+            context_window: 8192,
         }
     }
 }
@@ -486,11 +522,38 @@ impl Settings {
             }
         }
         let c = &self.chat;
-        if !matches!(c.backend.as_str(), "auto" | "extractive") {
+        if !matches!(c.backend.as_str(), "auto" | "extractive" | "openai") {
             return Err(invalid(
                 "chat.backend",
-                "must be `auto` or `extractive` (OpenAI-compatible and local GGUF backends are not in this build yet)",
+                "must be `auto`, `extractive` or `openai` (the local GGUF backend is not in this build yet)",
             ));
+        }
+        let l = &self.llm;
+        if c.backend == "openai" {
+            if !(l.base_url.starts_with("http://") || l.base_url.starts_with("https://")) {
+                return Err(invalid(
+                    "llm.base_url",
+                    "chat.backend = \"openai\" needs an http(s) URL such as http://127.0.0.1:11434/v1",
+                ));
+            }
+            if l.model.trim().is_empty() {
+                return Err(invalid(
+                    "llm.model",
+                    "chat.backend = \"openai\" needs a model name",
+                ));
+            }
+        }
+        if l.request_timeout_secs == 0 || l.first_token_timeout_secs == 0 {
+            return Err(invalid(
+                "llm.request_timeout_secs",
+                "timeouts must be at least 1 second",
+            ));
+        }
+        if l.max_retries > 10 {
+            return Err(invalid("llm.max_retries", "must be at most 10"));
+        }
+        if l.context_window < 256 {
+            return Err(invalid("llm.context_window", "must be at least 256 tokens"));
         }
         if !(c.refusal_threshold.is_finite() && (-1.0..=1.0).contains(&c.refusal_threshold)) {
             return Err(invalid(
