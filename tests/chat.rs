@@ -503,3 +503,99 @@ fn messages_endpoint_streams_sse_or_answers_json() {
     );
     assert_eq!(msgs["items"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn openai_compatible_endpoint_answers_with_sources() {
+    let s = stack();
+    let (ann, _) = s.login("ann");
+    let url = s.server.url("/v1/chat/completions");
+    let client = reqwest::blocking::Client::new();
+    let body = json!({
+        "model": "ragchat",
+        "temperature": 0.2,
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "Tell me about flows."},
+            {"role": "assistant", "content": "Which flows?"},
+            {"role": "user", "content": QUESTION},
+        ],
+    });
+
+    let resp = client.post(&url).json(&body).send().unwrap();
+    assert_eq!(resp.status(), 401, "a token is needed");
+
+    let v: Value = client
+        .post(&url)
+        .bearer_auth(&ann)
+        .json(&body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let numbers: BTreeSet<u64> = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["n"].as_u64().unwrap())
+        .collect();
+    let cited = markers(content);
+    assert!(!cited.is_empty() && cited.is_subset(&numbers), "{v}");
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0, "{v}");
+    // Stateless: nothing was stored as a conversation.
+    let convs = expect(s.api.get("/api/v1/conversations", Some(&ann)), 200, "list");
+    assert_eq!(convs["items"], json!([]));
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = client
+        .post(&url)
+        .bearer_auth(&ann)
+        .json(&streamed)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let datas: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|b| b.trim().strip_prefix("data: "))
+        .collect();
+    assert_eq!(*datas.last().unwrap(), "[DONE]", "{text}");
+    let chunks: Vec<Value> = datas[..datas.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("chunk JSON"))
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks[0]["sources"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty()));
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(joined, content, "streamed and whole answers agree");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+
+    for bad in [
+        json!({"messages": []}),
+        json!({"messages": [{"role": "assistant", "content": "hi"}]}),
+        json!({"messages": [{"role": "user", "content": ""}]}),
+    ] {
+        let resp = client
+            .post(&url)
+            .bearer_auth(&ann)
+            .json(&bad)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 422, "{bad}");
+    }
+}

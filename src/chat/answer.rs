@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::citations::CitationFilter;
-use super::prompt::{build_prompt_for, DEFAULT_SYSTEM_RULES};
+use super::prompt::{build_prompt_for, PromptError, DEFAULT_SYSTEM_RULES};
 use crate::app::App;
 use crate::auth::{Access, Caller};
 use crate::db::conversations;
@@ -70,7 +70,8 @@ pub enum Event {
         text: String,
     },
     Done {
-        message_id: String,
+        /// None for stateless answers (`/v1/chat/completions`).
+        message_id: Option<String>,
         citations: Vec<usize>,
         dropped_citations: usize,
         refused: bool,
@@ -107,6 +108,26 @@ impl Event {
 /// Check the question and find or start its conversation. Everything that
 /// can be refused is refused here, before any event is sent.
 pub async fn prepare(app: &App, caller: &Caller, ask: &Ask) -> Result<(Conversation, bool)> {
+    validate(app, ask)?;
+    let message = ask.message.trim();
+    match &ask.conversation_id {
+        Some(id) => {
+            let conv = conversations::get(&app.db, &caller.user.id, id)
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found("conversation_not_found", "no such conversation")
+                })?;
+            Ok((conv, false))
+        }
+        None => {
+            let conv = conversations::create(&app.db, &caller.user.id, &title_of(message)).await?;
+            Ok((conv, true))
+        }
+    }
+}
+
+/// The question's own checks (length, `top_k`).
+pub fn validate(app: &App, ask: &Ask) -> Result<()> {
     let c = &app.settings.chat;
     let message = ask.message.trim();
     if message.is_empty() || message.chars().count() > c.max_question_chars {
@@ -123,20 +144,7 @@ pub async fn prepare(app: &App, caller: &Caller, ask: &Ask) -> Result<(Conversat
             ));
         }
     }
-    match &ask.conversation_id {
-        Some(id) => {
-            let conv = conversations::get(&app.db, &caller.user.id, id)
-                .await?
-                .ok_or_else(|| {
-                    Error::not_found("conversation_not_found", "no such conversation")
-                })?;
-            Ok((conv, false))
-        }
-        None => {
-            let conv = conversations::create(&app.db, &caller.user.id, &title_of(message)).await?;
-            Ok((conv, true))
-        }
-    }
+    Ok(())
 }
 
 /// A conversation title from its first question: the first words, at most
@@ -178,21 +186,31 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Answer `ask` in `conv`, sending events to `tx` until done or error.
+/// Where an answer's history comes from and where it is stored.
+#[derive(Debug, Clone)]
+pub enum Thread {
+    /// A stored conversation: history from it, both messages saved to it.
+    Stored(Conversation),
+    /// A stateless exchange (`/v1/chat/completions`): the client sends the
+    /// history; nothing is stored.
+    Given(Vec<ChatMessage>),
+}
+
+/// Answer `ask` in `thread`, sending events to `tx` until done or error.
 /// `cancel` turning true (or the receiver going away) stops generation: the
 /// model stream is dropped and the partial answer is kept, marked cancelled.
 pub async fn run(
     app: Arc<App>,
     caller: Caller,
-    conv: Conversation,
+    thread: Thread,
     ask: Ask,
     tx: mpsc::Sender<Event>,
     mut cancel: watch::Receiver<bool>,
 ) {
     let mut sink = Sink { tx, gone: false };
-    if let Err(e) = answer(&app, &caller, &conv, &ask, &mut sink, &mut cancel).await {
+    if let Err(e) = answer(&app, &caller, &thread, &ask, &mut sink, &mut cancel).await {
         if e.code() == "internal" {
-            tracing::error!(error = %e, conversation = %conv.id, "chat answer failed");
+            tracing::error!(error = %e, "chat answer failed");
         }
         sink.send(Event::error(&e)).await;
     }
@@ -201,7 +219,7 @@ pub async fn run(
 async fn answer(
     app: &Arc<App>,
     caller: &Caller,
-    conv: &Conversation,
+    thread: &Thread,
     ask: &Ask,
     sink: &mut Sink,
     cancel: &mut watch::Receiver<bool>,
@@ -209,26 +227,36 @@ async fn answer(
     let started = Instant::now();
     let settings = &app.settings.chat;
     let question = ask.message.trim().to_string();
-    sink.send(Event::Conversation {
-        id: conv.id.clone(),
-        title: conv.title.clone(),
-    })
-    .await;
+    let conv = match thread {
+        Thread::Stored(c) => Some(c),
+        Thread::Given(_) => None,
+    };
+    if let Some(c) = conv {
+        sink.send(Event::Conversation {
+            id: c.id.clone(),
+            title: c.title.clone(),
+        })
+        .await;
+    }
 
     // History first, so the question being asked is not part of it.
-    let history: Vec<ChatMessage> =
-        conversations::recent_messages(&app.db, &conv.id, settings.history_messages as i64)
-            .await?
-            .into_iter()
-            .filter_map(|m| match m.role.as_str() {
-                "user" => Some(ChatMessage::user(m.content)),
-                "assistant" => Some(ChatMessage::assistant(m.content)),
-                _ => None,
-            })
-            .collect();
+    let history: Vec<ChatMessage> = match thread {
+        Thread::Stored(c) => {
+            conversations::recent_messages(&app.db, &c.id, settings.history_messages as i64)
+                .await?
+                .into_iter()
+                .filter_map(|m| match m.role.as_str() {
+                    "user" => Some(ChatMessage::user(m.content)),
+                    "assistant" => Some(ChatMessage::assistant(m.content)),
+                    _ => None,
+                })
+                .collect()
+        }
+        Thread::Given(h) => h.clone(),
+    };
     save(
         app,
-        &conv.id,
+        conv,
         Role::User,
         &question,
         json!({ "collections": ask.collections, "top_k": ask.top_k }),
@@ -309,7 +337,7 @@ async fn answer(
         timings.total_ms = ms(started);
         let id = save(
             app,
-            &conv.id,
+            conv,
             Role::Assistant,
             REFUSAL,
             json!({
@@ -341,7 +369,11 @@ async fn answer(
         &question,
         settings.answer_reserve_tokens,
     )
-    .map_err(|e| Error::invalid("prompt_too_long", e.to_string()))?;
+    .map_err(|e| match e {
+        // The reserve not fitting the window is a setting, not the caller's fault.
+        PromptError::ReserveTooLarge { .. } => Error::Internal(e.to_string()),
+        _ => Error::invalid("prompt_too_long", e.to_string()),
+    })?;
     let sent: Vec<usize> = prompt.source_numbers();
     let prompt_tokens = prompt.prompt_tokens;
     let mut filter = CitationFilter::new(&sent);
@@ -402,7 +434,7 @@ async fn answer(
         .collect();
     let id = save(
         app,
-        &conv.id,
+        conv,
         Role::Assistant,
         &answer,
         json!({
@@ -436,18 +468,22 @@ async fn answer(
     Ok(())
 }
 
+/// Store a message in the conversation, if there is one; its id.
 async fn save(
     app: &App,
-    conversation_id: &str,
+    conversation: Option<&Conversation>,
     role: Role,
     content: &str,
     metadata: serde_json::Value,
-) -> Result<String> {
+) -> Result<Option<String>> {
+    let Some(conversation) = conversation else {
+        return Ok(None);
+    };
     let m = conversations::add_message(
         &app.db,
         Message {
             id: uuid::Uuid::new_v4().to_string(),
-            conversation_id: conversation_id.to_string(),
+            conversation_id: conversation.id.clone(),
             role: role.as_str().to_string(),
             content: content.to_string(),
             metadata: metadata.to_string(),
@@ -455,7 +491,7 @@ async fn save(
         },
     )
     .await?;
-    Ok(m.id)
+    Ok(Some(m.id))
 }
 
 #[cfg(test)]

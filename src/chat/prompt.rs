@@ -370,8 +370,8 @@ mod tests {
     #[test]
     fn long_conversation_never_exceeds_the_budget() {
         let question = "What did the second source say about the thing we discussed?";
-        let counters: [(&str, &dyn Fn(&str) -> usize); 2] =
-            [("words", &words), ("chars/4", &chars_over_four)];
+        type Counter<'a> = &'a dyn Fn(&str) -> usize;
+        let counters: [(&str, Counter); 2] = [("words", &words), ("chars/4", &chars_over_four)];
         for seed in [1, 7, 42] {
             let history = conversation(200, seed);
             let sources: Vec<Source> = (1..=5).map(|n| source(n, 150 + 40 * n)).collect();

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::extract::{client_ip, rate_limit};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
-use crate::chat::answer::{self, Ask, Event};
+use crate::chat::answer::{self, Ask, Event, Thread};
 use crate::error::Error;
 use crate::ratelimit::Bucket;
 
@@ -238,7 +238,7 @@ async fn start(
     actix_web::rt::spawn(answer::run(
         app.clone(),
         caller.clone(),
-        conv,
+        Thread::Stored(conv),
         ask,
         tx,
         cancel_rx,

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod chat;
 pub mod collections;
+pub mod completions;
 pub mod conversations;
 pub mod error;
 pub mod extract;
@@ -26,6 +27,10 @@ use crate::error::Error;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health))
+        .route(
+            "/v1/chat/completions",
+            web::post().to(completions::completions),
+        )
         .route("/ready", web::get().to(health::ready))
         .service(
             web::scope("/api/v1")
