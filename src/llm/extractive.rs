@@ -204,10 +204,12 @@ fn candidates(sources: &[Source], config: &ExtractiveConfig) -> Vec<Candidate> {
             if out.len() >= config.max_candidates {
                 return out;
             }
-            let embed_text = if config.title_context && !title.is_empty() {
-                format!("{title}. {sentence}")
-            } else {
+            let embed_text = if !config.title_context || title.is_empty() {
                 sentence.clone()
+            } else if title.ends_with(['.', '?', '!']) {
+                format!("{title} {sentence}")
+            } else {
+                format!("{title}. {sentence}")
             };
             out.push(Candidate {
                 n: src.n,
@@ -273,7 +275,7 @@ fn select(
         // Not even the best sentence fits the budget: a truncated relevant
         // sentence is still better than claiming there is no answer.
         let words: Vec<&str> = candidates[best].text.split_whitespace().collect();
-        let keep = budget.saturating_sub(1).clamp(1, words.len());
+        let keep = budget.saturating_sub(1).max(1).min(words.len());
         let text = format!("{}…", words[..keep].join(" "));
         return vec![Pick { index: best, text }];
     }
