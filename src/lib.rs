@@ -12,6 +12,7 @@ pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod llm;
+pub mod metrics;
 pub mod ratelimit;
 pub mod retrieve;
 pub mod telemetry;

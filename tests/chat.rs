@@ -234,6 +234,22 @@ fn unrelated_questions_are_refused_without_the_model() {
     assert_eq!(done["model"], "none");
     assert!(text_of(&frames).contains("does not cover"), "{frames:?}");
     assert!(done["timings"]["first_token_ms"].is_null());
+
+    // The answer and the refusal are counted.
+    send(&mut ws, ask(None, QUESTION));
+    assert_eq!(answer_frames(&mut ws).last().unwrap()["refused"], false);
+    let metrics = reqwest::blocking::get(s.server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "ragchat_chat_answers_total 2",
+        "ragchat_chat_refusals_total 1",
+        "ragchat_chat_retrieval_ms_count 2",
+        "ragchat_chat_first_token_ms_count 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 #[test]

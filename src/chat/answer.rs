@@ -3,6 +3,7 @@
 //! citation filter, persist both messages, report sources, usage and timings.
 //! The same events drive the WebSocket and the SSE/JSON endpoints.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -322,6 +323,8 @@ async fn answer(
         retrieval_ms: ms(started),
         ..Timings::default()
     };
+    let metrics = &app.metrics.chat;
+    metrics.retrieval_ms.observe(timings.retrieval_ms);
     let refused = sources.is_empty() || best_similarity < settings.refusal_threshold;
     sink.send(Event::Sources {
         items: if refused { Vec::new() } else { items.clone() },
@@ -330,6 +333,8 @@ async fn answer(
 
     let model = app.chat_model.clone();
     if refused {
+        metrics.answers.fetch_add(1, Ordering::Relaxed);
+        metrics.refusals.fetch_add(1, Ordering::Relaxed);
         sink.send(Event::Delta {
             text: REFUSAL.to_string(),
         })
@@ -428,6 +433,14 @@ async fn answer(
         completion_tokens: model.count_tokens(&raw),
     };
     timings.total_ms = ms(started);
+    record(
+        metrics,
+        &timings,
+        &usage,
+        report.dropped,
+        cancelled,
+        failure.is_some(),
+    );
     let cited: Vec<&SourceItem> = items
         .iter()
         .filter(|s| report.cited.contains(&s.n))
@@ -466,6 +479,33 @@ async fn answer(
     })
     .await;
     Ok(())
+}
+
+fn record(
+    m: &crate::metrics::ChatMetrics,
+    timings: &Timings,
+    usage: &Usage,
+    dropped: usize,
+    cancelled: bool,
+    failed: bool,
+) {
+    m.answers.fetch_add(1, Ordering::Relaxed);
+    m.dropped_citations
+        .fetch_add(dropped as u64, Ordering::Relaxed);
+    if cancelled {
+        m.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+    if failed {
+        m.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(first) = timings.first_token_ms {
+        m.first_token_ms.observe(first);
+        let generating = (timings.total_ms - first) / 1000.0;
+        if generating > 0.0 && usage.completion_tokens > 1 {
+            m.tokens_per_second
+                .observe(usage.completion_tokens as f64 / generating);
+        }
+    }
 }
 
 /// Store a message in the conversation, if there is one; its id.

@@ -43,3 +43,10 @@ pub async fn ready(app: web::Data<App>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(app: actix_web::web::Data<crate::app::App>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(app.metrics.prometheus())
+}

@@ -27,6 +27,7 @@ use crate::error::Error;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health))
+        .route("/metrics", web::get().to(health::metrics))
         .route(
             "/v1/chat/completions",
             web::post().to(completions::completions),
