@@ -12,7 +12,9 @@ use crate::index::lexical::{self, LexicalIndex};
 use crate::index::VectorIndex;
 use crate::ingest::chunk::Chunker;
 use crate::llm::extractive::ExtractiveModel;
+use crate::llm::openai::OpenAiModel;
 use crate::llm::ChatModel;
+use crate::metrics::Metrics;
 use crate::ratelimit::{self, RateLimiter};
 
 pub struct App {
@@ -25,6 +27,7 @@ pub struct App {
     pub auth: Auth,
     pub limiter: Arc<dyn RateLimiter>,
     pub chat_model: Arc<dyn ChatModel>,
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -69,9 +72,15 @@ impl App {
         let limiter = ratelimit::from_settings(&settings.rate_limit);
         let embedder = Arc::new(embedder);
         // `auto` and `extractive` both mean the extractive answerer until the
-        // generative backends land (settings validation refuses the rest).
-        let chat_model: Arc<dyn ChatModel> = Arc::new(ExtractiveModel::new(embedder.clone()));
+        // local backend lands (settings validation refuses other names).
+        let chat_model: Arc<dyn ChatModel> = match settings.chat.backend.as_str() {
+            "openai" => Arc::new(
+                OpenAiModel::new(&settings.llm).map_err(|e| Error::Unavailable(e.to_string()))?,
+            ),
+            _ => Arc::new(ExtractiveModel::new(embedder.clone())),
+        };
         Ok(Arc::new(Self {
+            metrics: Metrics::default(),
             chat_model,
             auth,
             limiter,

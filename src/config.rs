@@ -115,7 +115,8 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChatSettings {
-    /// `auto` or `extractive` (the model backends follow).
+    /// `auto` or `extractive` (the extractive answerer, no model needed) or
+    /// `openai` (an OpenAI-compatible endpoint, see `[llm]`).
     pub backend: String,
     /// Below this cosine similarity of the best source the question is
     /// refused without calling the model.

@@ -6,6 +6,7 @@
 //! `Arc<dyn ChatModel>` chosen at start-up.
 
 pub mod extractive;
+pub mod openai;
 
 use std::fmt;
 use std::str::FromStr;
@@ -108,6 +109,7 @@ pub struct ChatRequest {
     pub question: String,
     /// Upper bound on the answer's length in the model's tokens. The prompt
     /// was sized so that this many tokens still fit the context window.
+    /// 0 means no bound beyond the model's own.
     pub max_tokens: usize,
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod openai_mock;
 mod pg;
 
 use std::io::{BufRead, BufReader};
