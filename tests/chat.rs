@@ -615,3 +615,41 @@ fn openai_compatible_endpoint_answers_with_sources() {
         assert_eq!(resp.status(), 422, "{bad}");
     }
 }
+
+#[test]
+fn a_follow_up_is_understood_through_the_previous_question() {
+    let s = stack();
+    let (ann, _) = s.login("ann");
+    let mut ws = connect(&s, &ann);
+    let follow_up = "How does it change further along?";
+
+    // Alone, the follow-up means nothing: refused.
+    send(&mut ws, ask(None, follow_up));
+    let alone = answer_frames(&mut ws);
+    assert_eq!(alone.last().unwrap()["refused"], true, "{alone:?}");
+
+    // After the question it follows, it is answered from the right passage.
+    send(&mut ws, ask(None, "What is a boundary layer?"));
+    let first = answer_frames(&mut ws);
+    let conv = first[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(first.last().unwrap()["refused"], false, "{first:?}");
+    send(&mut ws, ask(Some(&conv), follow_up));
+    let frames = answer_frames(&mut ws);
+    let done = frames.last().unwrap();
+    assert_eq!(done["type"], "done", "{frames:?}");
+    assert_eq!(done["refused"], false, "{frames:?}");
+    let text = text_of(&frames).to_lowercase();
+    assert!(
+        text.contains("thickness") || text.contains("boundary layer"),
+        "{text}"
+    );
+    let sources = frames[1]["items"].as_array().unwrap();
+    let cited: Vec<&Value> = sources
+        .iter()
+        .filter(|s| markers(&text).contains(&s["n"].as_u64().unwrap()))
+        .collect();
+    assert!(
+        !cited.is_empty() && cited.iter().all(|s| s["source"] == "boundary-layers.md"),
+        "{cited:?}"
+    );
+}

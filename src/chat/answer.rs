@@ -21,7 +21,7 @@ use crate::db::models::{Conversation, Message};
 use crate::db::repo::{self, now};
 use crate::error::{Error, Result};
 use crate::llm::{ChatMessage, Role, Source, Usage};
-use crate::retrieve::{self, SearchRequest};
+use crate::retrieve::{self, SearchRequest, MAX_QUERY_CHARS};
 
 /// What the knowledge base says when it has nothing relevant.
 pub const REFUSAL: &str = "The knowledge base does not cover this question: none of the documents you can access contain a relevant passage.";
@@ -265,19 +265,27 @@ async fn answer(
     .await?;
 
     let access = Access::of(&app.db, caller).await?;
-    let search = retrieve::search(
-        app,
-        SearchRequest {
-            query: question.clone(),
-            collections: ask.collections.clone(),
-            top_k: Some(ask.top_k.unwrap_or(settings.default_top_k as i64)),
-            mode: None,
-            dense_weight: None,
-            lexical_weight: None,
-        },
-        &access,
-    )
-    .await?;
+    let top_k = ask.top_k.unwrap_or(settings.default_top_k as i64);
+    // Questions may be longer than a search query; search with their start.
+    let first: String = question.chars().take(MAX_QUERY_CHARS).collect();
+    let mut search = retrieve_for(app, &first, ask, top_k, &access).await?;
+    // A follow-up such as "how thick does it get?" means little alone. When
+    // the question by itself finds nothing relevant, ask again with the
+    // previous question in front of it; keep that only if it does better.
+    let mut retrieval_query = question.clone();
+    if best_similarity(&search) < settings.refusal_threshold {
+        if let Some(prev) = history.iter().rev().find(|m| m.role == Role::User) {
+            // Keep the end: the question itself, then as much context as fits.
+            let joined = format!("{} {}", prev.content, question);
+            let skip = joined.chars().count().saturating_sub(MAX_QUERY_CHARS);
+            let contextual: String = joined.chars().skip(skip).collect();
+            let second = retrieve_for(app, &contextual, ask, top_k, &access).await?;
+            if best_similarity(&second) > best_similarity(&search) {
+                search = second;
+                retrieval_query = contextual;
+            }
+        }
+    }
     let ids: Vec<String> = search
         .results
         .iter()
@@ -314,11 +322,7 @@ async fn answer(
             score: r.score,
         });
     }
-    let best_similarity = search
-        .results
-        .iter()
-        .filter_map(|r| r.dense.map(|d| d.score))
-        .fold(f32::NEG_INFINITY, f32::max);
+    let best_similarity = best_similarity(&search);
     let mut timings = Timings {
         retrieval_ms: ms(started),
         ..Timings::default()
@@ -386,7 +390,11 @@ async fn answer(
     let mut answer = String::new();
     let mut failure = None;
     let mut cancelled = false;
-    match model.stream(prompt.into_request()).await {
+    let mut request = prompt.into_request();
+    // Models that read the prompt see the history; the extractive one reads
+    // only `question`, so it gets the question retrieval actually used.
+    request.question = retrieval_query;
+    match model.stream(request).await {
         Err(e) => failure = Some(e),
         Ok(mut stream) => loop {
             tokio::select! {
@@ -479,6 +487,38 @@ async fn answer(
     })
     .await;
     Ok(())
+}
+
+async fn retrieve_for(
+    app: &Arc<App>,
+    query: &str,
+    ask: &Ask,
+    top_k: i64,
+    access: &Access,
+) -> Result<retrieve::SearchResponse> {
+    retrieve::search(
+        app,
+        SearchRequest {
+            query: query.to_string(),
+            collections: ask.collections.clone(),
+            top_k: Some(top_k),
+            mode: None,
+            dense_weight: None,
+            lexical_weight: None,
+        },
+        access,
+    )
+    .await
+}
+
+/// Cosine similarity of the best source (the dense signal; the fused score is
+/// rank-based and says nothing about relevance).
+fn best_similarity(search: &retrieve::SearchResponse) -> f32 {
+    search
+        .results
+        .iter()
+        .filter_map(|r| r.dense.map(|d| d.score))
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 fn record(
