@@ -5,17 +5,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::client::{collection_id, create_api_key, expect, Stack};
+use common::client::{create_api_key, expect, Stack};
 use common::fixtures;
+use common::ws::{answer_frames, connect, make_public, messages, next, send, ws_url};
 use serde_json::{json, Value};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+use tungstenite::Message;
 
 const QUESTION: &str = "What happens to the pressure across a normal shock wave?";
 
@@ -26,68 +22,8 @@ fn stack() -> Stack {
         &[("kb", kb.as_path()), ("private", kb.as_path())],
         &[],
     );
-    let (admin, _) = s.login("admin");
-    let id = collection_id(&s.api, &admin, "kb");
-    expect(
-        s.api.patch(
-            &format!("/api/v1/collections/{id}"),
-            Some(&admin),
-            Some(json!({"public": true})),
-        ),
-        200,
-        "make kb public",
-    );
+    make_public(&s, "kb");
     s
-}
-
-fn ws_url(s: &Stack) -> String {
-    format!(
-        "{}/api/v1/chat/ws",
-        s.server.base.replacen("http://", "ws://", 1)
-    )
-}
-
-fn connect(s: &Stack, token: &str) -> Ws {
-    let mut req = ws_url(s).into_client_request().expect("ws request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (ws, _) = tungstenite::connect(req).expect("websocket handshake");
-    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-        tcp.set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
-    }
-    ws
-}
-
-fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::text(frame.to_string()))
-        .expect("send frame");
-}
-
-/// The next JSON frame (pings are answered by the library).
-fn next(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("read frame") {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
-            Message::Close(c) => panic!("server closed the socket: {c:?}"),
-            _ => continue,
-        }
-    }
-}
-
-/// Frames up to and including `done` or `error`.
-fn answer_frames(ws: &mut Ws) -> Vec<Value> {
-    let mut frames = Vec::new();
-    loop {
-        let f = next(ws);
-        let end = matches!(f["type"].as_str(), Some("done" | "error"));
-        frames.push(f);
-        if end {
-            return frames;
-        }
-    }
 }
 
 fn ask(conversation: Option<&str>, message: &str) -> Value {
@@ -180,14 +116,7 @@ fn answer_streams_in_order_with_checked_citations_and_is_persisted() {
     assert!(r <= f && f <= total, "{timings}");
 
     // Both messages are stored, the answer with its sources and citations.
-    let msgs = expect(
-        s.api.get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&ann),
-        ),
-        200,
-        "messages",
-    );
+    let msgs = messages(&s, &ann, &conv);
     let items = msgs["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{msgs}");
     assert_eq!(items[0]["role"], "user");
@@ -205,14 +134,7 @@ fn answer_streams_in_order_with_checked_citations_and_is_persisted() {
     let frames = answer_frames(&mut ws);
     assert_eq!(frames[0]["id"], conv.as_str());
     assert_eq!(*types(&frames).last().unwrap(), "done", "{frames:?}");
-    let msgs = expect(
-        s.api.get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&ann),
-        ),
-        200,
-        "messages",
-    );
+    let msgs = messages(&s, &ann, &conv);
     assert_eq!(msgs["items"].as_array().unwrap().len(), 4);
 }
 
@@ -310,14 +232,7 @@ fn one_answer_in_flight_cancel_and_malformed_frames() {
     assert_eq!(done["type"], "done", "{frames:?}");
     assert_eq!(done["cancelled"], true, "{done}");
     let conv = frames[0]["id"].as_str().unwrap();
-    let msgs = expect(
-        s.api.get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&ann),
-        ),
-        200,
-        "messages",
-    );
+    let msgs = messages(&s, &ann, &conv);
     assert_eq!(msgs["items"][1]["metadata"]["cancelled"], true, "{msgs}");
     send(&mut ws, ask(None, QUESTION));
     assert_eq!(answer_frames(&mut ws).last().unwrap()["type"], "done");
@@ -367,14 +282,7 @@ fn auth_access_and_other_users_conversations() {
         (f["type"].as_str(), f["code"].as_str()),
         (Some("error"), Some("conversation_not_found"))
     );
-    let msgs = expect(
-        s.api.get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&ann),
-        ),
-        200,
-        "messages",
-    );
+    let msgs = messages(&s, &ann, &conv);
     assert_eq!(
         msgs["items"].as_array().unwrap().len(),
         2,
@@ -406,14 +314,7 @@ fn a_client_that_disconnects_does_not_hurt_the_server() {
     // The answer stops (or had finished); both messages are kept either way.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let msgs = expect(
-            s.api.get(
-                &format!("/api/v1/conversations/{conv}/messages"),
-                Some(&ann),
-            ),
-            200,
-            "messages",
-        );
+        let msgs = messages(&s, &ann, &conv);
         if msgs["items"].as_array().unwrap().len() == 2 {
             break;
         }
@@ -509,14 +410,7 @@ fn messages_endpoint_streams_sse_or_answers_json() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 404);
-    let msgs = expect(
-        s.api.get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&ann),
-        ),
-        200,
-        "messages",
-    );
+    let msgs = messages(&s, &ann, &conv);
     assert_eq!(msgs["items"].as_array().unwrap().len(), 4);
 }
 

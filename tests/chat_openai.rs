@@ -6,18 +6,13 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::Duration;
 
-use common::client::{collection_id, expect, Stack};
+use common::client::{expect, Stack};
 use common::fixtures;
 use common::openai_mock::{self, End, MockLlm, Reply};
+use common::ws::{answer_frames, connect, make_public, send, Ws};
 use serde_json::{json, Value};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 const QUESTION: &str = "What happens to the pressure across a normal shock wave?";
 
@@ -34,56 +29,17 @@ fn stack(mock: &MockLlm) -> Stack {
             ("RAGCHAT_LLM_FIRST_TOKEN_TIMEOUT_SECS", "10"),
         ],
     );
-    let (admin, _) = s.login("admin");
-    let id = collection_id(&s.api, &admin, "kb");
-    expect(
-        s.api.patch(
-            &format!("/api/v1/collections/{id}"),
-            Some(&admin),
-            Some(json!({"public": true})),
-        ),
-        200,
-        "make kb public",
-    );
+    make_public(&s, "kb");
     s
-}
-
-fn connect(s: &Stack, token: &str) -> Ws {
-    let url = format!(
-        "{}/api/v1/chat/ws",
-        s.server.base.replacen("http://", "ws://", 1)
-    );
-    let mut req = url.into_client_request().expect("ws request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (ws, _) = tungstenite::connect(req).expect("websocket handshake");
-    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-        tcp.set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
-    }
-    ws
 }
 
 /// Frames of one answer, up to and including `done` or `error`.
 fn ask(ws: &mut Ws, message: &str) -> Vec<Value> {
-    let frame = json!({"type": "ask", "conversation_id": null, "message": message});
-    ws.send(Message::text(frame.to_string()))
-        .expect("send frame");
-    let mut frames = Vec::new();
-    loop {
-        let f: Value = match ws.read().expect("read frame") {
-            Message::Text(t) => serde_json::from_str(t.as_str()).expect("JSON frame"),
-            Message::Close(c) => panic!("server closed the socket: {c:?}"),
-            _ => continue,
-        };
-        let end = matches!(f["type"].as_str(), Some("done" | "error"));
-        frames.push(f);
-        if end {
-            return frames;
-        }
-    }
+    send(
+        ws,
+        json!({"type": "ask", "conversation_id": null, "message": message}),
+    );
+    answer_frames(ws)
 }
 
 fn types(frames: &[Value]) -> Vec<&str> {

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod openai_mock;
 mod pg;
+pub mod ws;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

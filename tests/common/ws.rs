@@ -1,0 +1,91 @@
+//! The chat WebSocket from the client side, shared by the chat test suites.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use super::client::{collection_id, expect, Stack};
+
+pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub fn ws_url(s: &Stack) -> String {
+    format!(
+        "{}/api/v1/chat/ws",
+        s.server.base.replacen("http://", "ws://", 1)
+    )
+}
+
+/// Connect with the token in the `Authorization` header.
+pub fn connect(s: &Stack, token: &str) -> Ws {
+    let mut req = ws_url(s).into_client_request().expect("ws request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (ws, _) = tungstenite::connect(req).expect("websocket handshake");
+    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+        tcp.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+    }
+    ws
+}
+
+pub fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::text(frame.to_string()))
+        .expect("send frame");
+}
+
+/// The next JSON frame (pings are answered by the library).
+pub fn next(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("read frame") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
+            Message::Close(c) => panic!("server closed the socket: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Frames up to and including `done` or `error`.
+pub fn answer_frames(ws: &mut Ws) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let f = next(ws);
+        let end = matches!(f["type"].as_str(), Some("done" | "error"));
+        frames.push(f);
+        if end {
+            return frames;
+        }
+    }
+}
+
+/// An admin marks the ingested collection `name` public.
+pub fn make_public(s: &Stack, name: &str) {
+    let (admin, _) = s.login("admin");
+    let id = collection_id(&s.api, &admin, name);
+    expect(
+        s.api.patch(
+            &format!("/api/v1/collections/{id}"),
+            Some(&admin),
+            Some(json!({"public": true})),
+        ),
+        200,
+        "make the collection public",
+    );
+}
+
+/// The stored messages of a conversation.
+pub fn messages(s: &Stack, token: &str, conversation: &str) -> Value {
+    expect(
+        s.api.get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(token),
+        ),
+        200,
+        "messages",
+    )
+}
