@@ -232,7 +232,7 @@ fn one_answer_in_flight_cancel_and_malformed_frames() {
     assert_eq!(done["type"], "done", "{frames:?}");
     assert_eq!(done["cancelled"], true, "{done}");
     let conv = frames[0]["id"].as_str().unwrap();
-    let msgs = messages(&s, &ann, &conv);
+    let msgs = messages(&s, &ann, conv);
     assert_eq!(msgs["items"][1]["metadata"]["cancelled"], true, "{msgs}");
     send(&mut ws, ask(None, QUESTION));
     assert_eq!(answer_frames(&mut ws).last().unwrap()["type"], "done");
