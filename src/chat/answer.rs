@@ -106,6 +106,15 @@ impl Event {
     }
 }
 
+/// The HTTP error for an `error` event, for transports that answer with one
+/// response instead of a stream of events.
+pub fn error_of(code: &str, message: String) -> Error {
+    match code {
+        "collection_not_found" => Error::not_found("collection_not_found", message),
+        _ => Error::Unavailable(format!("{code}: {message}")),
+    }
+}
+
 /// Check the question and find or start its conversation. Everything that
 /// can be refused is refused here, before any event is sent.
 pub async fn prepare(app: &App, caller: &Caller, ask: &Ask) -> Result<(Conversation, bool)> {

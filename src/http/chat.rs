@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-use super::extract::{client_ip, rate_limit};
+use super::extract::{authenticate, client_ip, rate_limit};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::chat::answer::{self, Ask, Event, Thread};
@@ -55,11 +55,7 @@ async fn ws_caller(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| token.map(|t| format!("Bearer {t}")));
-    let app = app.clone().into_inner();
-    // Own task, for the reason given in `extract` (dropped SQLite queries).
-    actix_web::rt::spawn(async move { app.auth.authenticate(&app.db, header.as_deref()).await })
-        .await
-        .map_err(|e| Error::Internal(format!("authentication task: {e}")))?
+    authenticate(app.clone().into_inner(), header).await
 }
 
 /// `GET /api/v1/chat/ws`
@@ -324,12 +320,7 @@ async fn collect(mut rx: mpsc::Receiver<Event>) -> Result<Value, Error> {
                 out["usage"] = json!(usage);
                 out["timings"] = json!(timings);
             }
-            Event::Error { code, message } => {
-                return Err(match code.as_str() {
-                    "collection_not_found" => Error::not_found("collection_not_found", message),
-                    _ => Error::Unavailable(format!("{code}: {message}")),
-                })
-            }
+            Event::Error { code, message } => return Err(answer::error_of(&code, message)),
         }
     }
     out["answer"] = json!(text);

@@ -193,12 +193,7 @@ pub async fn completions(
                     "refused": refused,
                 })));
             }
-            Event::Error { code, message } => {
-                return Err(match code.as_str() {
-                    "collection_not_found" => Error::not_found("collection_not_found", message),
-                    _ => Error::Unavailable(format!("{code}: {message}")),
-                })
-            }
+            Event::Error { code, message } => return Err(answer::error_of(&code, message)),
             Event::Conversation { .. } => {}
         }
     }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
@@ -34,17 +35,20 @@ impl FromRequest for Caller {
             .map(str::to_string);
         Box::pin(async move {
             let app = app.ok_or_else(|| Error::Internal("application state missing".into()))?;
-            // Its own task: actix drops the extractors of a request whose other
-            // extractor failed (say, a bad body), and dropping an in-flight
-            // SQLite query panics (diesel-async's blocking wrapper). A task
-            // runs the lookup to completion whatever happens to the request.
-            actix_web::rt::spawn(
-                async move { app.auth.authenticate(&app.db, header.as_deref()).await },
-            )
-            .await
-            .map_err(|e| Error::Internal(format!("authentication task: {e}")))?
+            authenticate(app.into_inner(), header).await
         })
     }
+}
+
+/// Resolve an `Authorization` value in a task of its own: actix drops the
+/// extractors of a request whose other extractor failed (say, a bad body),
+/// and dropping an in-flight SQLite query panics (diesel-async's blocking
+/// wrapper). A task runs the lookup to completion whatever happens to the
+/// request.
+pub async fn authenticate(app: Arc<App>, header: Option<String>) -> Result<Caller> {
+    actix_web::rt::spawn(async move { app.auth.authenticate(&app.db, header.as_deref()).await })
+        .await
+        .map_err(|e| Error::Internal(format!("authentication task: {e}")))?
 }
 
 /// Malformed JSON is a 400 and an oversized body a 413, both with our error
