@@ -5,6 +5,11 @@
 #
 #   scripts/chat-overhead.sh [N_QUERIES (default 300)] [CORPUS_DIR (default ../shared/eval/scifact-train)]
 #
+# CHAT_BACKEND=local measures the local GGUF model instead of the mock: time
+# to first token (prompt evaluation included) and generation tokens/s
+# (completion tokens over the time after the first one). Its thread count
+# comes from RAGCHAT_LOCAL_LLM_THREADS as usual.
+#
 # Uses the same scratch data directory as scripts/load-query.sh (SciFact
 # ingested as the public collection `scifact`; ingested here if missing). Each
 # query is asked in a new conversation through POST /conversations/{id}/messages
@@ -51,9 +56,13 @@ class Instant(BaseHTTPRequestHandler):
 
 mock = ThreadingHTTPServer(("127.0.0.1", 0), Instant)
 threading.Thread(target=mock.serve_forever, daemon=True).start()
-env = dict(__import__("os").environ,
-           RAGCHAT_CHAT_BACKEND="openai", RAGCHAT_LLM_MODEL="instant",
-           RAGCHAT_LLM_BASE_URL="http://127.0.0.1:%d/v1" % mock.server_address[1])
+backend = __import__("os").environ.get("CHAT_BACKEND", "mock")
+if backend == "local":
+    env = dict(__import__("os").environ, RAGCHAT_CHAT_BACKEND="local")
+else:
+    env = dict(__import__("os").environ,
+               RAGCHAT_CHAT_BACKEND="openai", RAGCHAT_LLM_MODEL="instant",
+               RAGCHAT_LLM_BASE_URL="http://127.0.0.1:%d/v1" % mock.server_address[1])
 server = subprocess.Popen([binary, "serve", "--bind", "127.0.0.1:0"], env=env,
                           stdout=subprocess.PIPE, text=True)
 try:
@@ -81,7 +90,7 @@ try:
     token = call("POST", "/api/v1/auth/login",
                  {"username": "loaduser", "password": "load-test-password"})["access_token"]
     queries = [json.loads(l)["text"] for l in open(queries_file) if l.strip()][:n]
-    retrieval, first, refused = [], [], 0
+    retrieval, first, refused, rates, prompt_tokens, completion = [], [], 0, [], [], []
     for q in queries:
         conv = call("POST", "/api/v1/conversations", {}, token)["id"]
         r = call("POST", "/api/v1/conversations/%s/messages" % conv,
@@ -90,14 +99,26 @@ try:
         if r["timings"]["first_token_ms"] is None:
             refused += 1
         else:
-            first.append(r["timings"]["first_token_ms"])
+            t = r["timings"]
+            first.append(t["first_token_ms"])
+            u = r["usage"]
+            prompt_tokens.append(u["prompt_tokens"])
+            completion.append(u["completion_tokens"])
+            gen_ms = t["total_ms"] - t["first_token_ms"]
+            if u["completion_tokens"] > 1 and gen_ms > 0:
+                rates.append((u["completion_tokens"] - 1) / (gen_ms / 1000))
 
     def pct(xs, p):
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-    print("%d SciFact queries, one at a time, instant OpenAI-compatible model" % len(queries))
-    for name, xs in (("retrieval_ms", retrieval), ("first_token_ms", first)):
-        print("%-15s p50 %7.1f  p95 %7.1f  max %7.1f  (n=%d)" % (name, pct(xs, 50), pct(xs, 95), max(xs), len(xs)))
+    model = "local GGUF model" if backend == "local" else "instant OpenAI-compatible model"
+    print("%d SciFact queries, one at a time, %s" % (len(queries), model))
+    rows = [("retrieval_ms", retrieval), ("first_token_ms", first)]
+    if backend == "local":
+        rows += [("prompt_tokens", prompt_tokens), ("answer_tokens", completion), ("tokens_per_s", rates)]
+    for name, xs in rows:
+        if xs:
+            print("%-15s p50 %7.1f  p95 %7.1f  max %7.1f  (n=%d)" % (name, pct(xs, 50), pct(xs, 95), max(xs), len(xs)))
     print("refused (no model call): %d" % refused)
 finally:
     server.terminate()

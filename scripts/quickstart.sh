@@ -11,7 +11,8 @@ export RAGCHAT_MODELS_DIR="${RAGCHAT_MODELS_DIR:-$PWD/models}"
 data="${RAGCHAT_DATA_DIR:-./data}"
 bind="${RAGCHAT_BIND:-127.0.0.1:8080}"
 
-scripts/setup-models.sh "$RAGCHAT_MODELS_DIR"
+scripts/setup-build-deps.sh
+scripts/setup-models.sh --with-llm "$RAGCHAT_MODELS_DIR"
 echo "building ragchat (the first build compiles the dependency tree and takes a while)..."
 cargo build --release --locked --bin ragchat
 bin="$CARGO_TARGET_DIR/release/ragchat"

@@ -82,7 +82,10 @@ ensure_postgres() {
     return 1
 }
 
-scripts/setup-models.sh "$RAGCHAT_MODELS_DIR"
+scripts/setup-build-deps.sh
+# With the local chat model, so its black-box tests run rather than skip.
+scripts/setup-models.sh --with-llm "$RAGCHAT_MODELS_DIR"
+export RAGCHAT_TEST_REQUIRE_LLM=1
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -71,14 +71,7 @@ impl App {
         let auth = Auth::new(&secret, settings.auth.clone());
         let limiter = ratelimit::from_settings(&settings.rate_limit);
         let embedder = Arc::new(embedder);
-        // `auto` and `extractive` both mean the extractive answerer until the
-        // local backend lands (settings validation refuses other names).
-        let chat_model: Arc<dyn ChatModel> = match settings.chat.backend.as_str() {
-            "openai" => Arc::new(
-                OpenAiModel::new(&settings.llm).map_err(|e| Error::Unavailable(e.to_string()))?,
-            ),
-            _ => Arc::new(ExtractiveModel::new(embedder.clone())),
-        };
+        let chat_model = chat_model(&settings, &embedder).await?;
         Ok(Arc::new(Self {
             metrics: Metrics::default(),
             chat_model,
@@ -98,6 +91,46 @@ impl App {
         self.vectors.flush().await?;
         lexical::blocking(&self.lexical, |l| l.commit()).await?;
         Ok(())
+    }
+}
+
+/// The configured answer writer. `auto` prefers the local GGUF model when its
+/// file is installed and falls back to the extractive answerer, which needs
+/// nothing beyond the embedder.
+async fn chat_model(settings: &Settings, embedder: &Arc<Embedder>) -> Result<Arc<dyn ChatModel>> {
+    let extractive = || -> Arc<dyn ChatModel> { Arc::new(ExtractiveModel::new(embedder.clone())) };
+    match settings.chat.backend.as_str() {
+        "openai" => Ok(Arc::new(
+            OpenAiModel::new(&settings.llm).map_err(|e| Error::Unavailable(e.to_string()))?,
+        )),
+        "extractive" => Ok(extractive()),
+        #[cfg(feature = "local-llm")]
+        backend => {
+            let path = crate::llm::local::model_path(&settings.local_llm, &settings.models_dir);
+            if backend == "auto" && !path.is_file() {
+                return Ok(extractive());
+            }
+            let local = settings.local_llm.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                crate::llm::local::LocalModel::load(&path, &local)
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+            match loaded {
+                Ok(model) => Ok(Arc::new(model)),
+                Err(e) if backend == "auto" => {
+                    tracing::warn!(
+                        "local model unusable, answering extractively instead: {e} \
+                         (set chat.backend to silence this)"
+                    );
+                    Ok(extractive())
+                }
+                Err(e) => Err(Error::Unavailable(e.to_string())),
+            }
+        }
+        // Settings validation refuses `local` in a build without it.
+        #[cfg(not(feature = "local-llm"))]
+        _ => Ok(extractive()),
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub chat: ChatSettings,
     pub llm: LlmSettings,
+    pub local_llm: LocalLlmSettings,
+    pub uploads: UploadSettings,
+    pub jobs: JobSettings,
+    pub cleaning: CleaningSettings,
     pub log: LogSettings,
 }
 
@@ -152,6 +156,132 @@ pub struct LlmSettings {
     pub context_window: usize,
 }
 
+/// A GGUF model run in process by llama.cpp, used when `chat.backend =
+/// "local"`, or by `auto` when the model file exists.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalLlmSettings {
+    /// Empty means `<models_dir>/llm/SmolLM2-135M-Instruct.Q4_1.gguf`, which
+    /// `scripts/setup-models.sh --with-llm` installs.
+    pub model_path: PathBuf,
+    /// Threads per generation; 0 means one per core. Size it to the cores
+    /// left free: oversubscribed llama.cpp threads collapse throughput.
+    pub threads: usize,
+    /// Context window in tokens (prompt and answer), at most what the model
+    /// was trained on.
+    pub context_window: usize,
+    /// Answers generated at once; more wait their turn.
+    pub max_concurrent: usize,
+    /// 0 is greedy decoding: deterministic, and what grounded answers want.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 1.0 disables it; small models loop without a little.
+    pub repeat_penalty: f32,
+    pub seed: u32,
+}
+
+impl Default for LocalLlmSettings {
+    fn default() -> Self {
+        Self {
+            model_path: PathBuf::new(),
+            threads: 0,
+            context_window: 4096,
+            max_concurrent: 1,
+            temperature: 0.0,
+            top_p: 0.95,
+            repeat_penalty: 1.1,
+            seed: 42,
+        }
+    }
+}
+
+/// Limits on `POST /collections/{id}/documents`; crossing one is a 413 that
+/// names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadSettings {
+    pub max_file_bytes: u64,
+    pub max_files: usize,
+    pub max_total_bytes: u64,
+    /// Zip archives: entries, uncompressed bytes in all and per entry, and
+    /// the compression ratio above which an entry is taken for a bomb.
+    pub zip_max_entries: usize,
+    pub zip_max_total_bytes: u64,
+    pub zip_max_entry_bytes: u64,
+    pub zip_max_ratio: u64,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self {
+            max_file_bytes: 100 * MIB,
+            max_files: 1000,
+            max_total_bytes: 1024 * MIB,
+            zip_max_entries: 10_000,
+            zip_max_total_bytes: 512 * MIB,
+            zip_max_entry_bytes: 64 * MIB,
+            zip_max_ratio: 100,
+        }
+    }
+}
+
+/// The durable job queue and its workers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSettings {
+    /// Workers `serve` runs in process; 0 leaves jobs to `ragchat worker`.
+    pub workers: usize,
+    /// A worker renews its lease every third of this; a job whose lease
+    /// lapses (its worker died) is taken by another worker.
+    pub lease_secs: u64,
+    pub max_attempts: u32,
+    /// Retry backoff: base × 2^(attempt-1), capped.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// How often an idle worker looks for work.
+    pub poll_interval_ms: u64,
+    /// Periodic vector index optimisation; 0 turns it off.
+    pub optimize_interval_secs: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            lease_secs: 30,
+            max_attempts: 5,
+            retry_base_secs: 5,
+            retry_max_secs: 600,
+            poll_interval_ms: 500,
+            optimize_interval_secs: 3600,
+        }
+    }
+}
+
+/// What ingestion skips before chunking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleaningSettings {
+    /// Skip documents whose text repeats one already in the collection.
+    pub skip_duplicates: bool,
+    /// Estimated Jaccard similarity (MinHash) above which a document is a
+    /// near-duplicate of one already in the collection; 1.0 turns it off.
+    pub near_duplicate_threshold: f32,
+    /// Documents scoring below this quality (0 to 1) are skipped; 0 turns it off.
+    pub min_quality: f32,
+}
+
+impl Default for CleaningSettings {
+    fn default() -> Self {
+        Self {
+            skip_duplicates: true,
+            near_duplicate_threshold: 0.9,
+            min_quality: 0.5,
+        }
+    }
+}
+
 /// Token buckets per client IP and per user, one pair per kind of request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -193,6 +323,10 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             chat: ChatSettings::default(),
             llm: LlmSettings::default(),
+            local_llm: LocalLlmSettings::default(),
+            uploads: UploadSettings::default(),
+            jobs: JobSettings::default(),
+            cleaning: CleaningSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -523,11 +657,73 @@ impl Settings {
             }
         }
         let c = &self.chat;
-        if !matches!(c.backend.as_str(), "auto" | "extractive" | "openai") {
+        if !matches!(
+            c.backend.as_str(),
+            "auto" | "extractive" | "openai" | "local"
+        ) {
             return Err(invalid(
                 "chat.backend",
-                "must be `auto`, `extractive` or `openai` (the local GGUF backend is not in this build yet)",
+                "must be `auto`, `extractive`, `openai` or `local`",
             ));
+        }
+        if c.backend == "local" && !cfg!(feature = "local-llm") {
+            return Err(invalid(
+                "chat.backend",
+                "`local` needs a build with the `local-llm` feature (the default)",
+            ));
+        }
+        let u = &self.uploads;
+        for (key, v) in [
+            ("uploads.max_file_bytes", u.max_file_bytes),
+            ("uploads.max_total_bytes", u.max_total_bytes),
+            ("uploads.max_files", u.max_files as u64),
+            ("uploads.zip_max_entries", u.zip_max_entries as u64),
+            ("uploads.zip_max_total_bytes", u.zip_max_total_bytes),
+            ("uploads.zip_max_entry_bytes", u.zip_max_entry_bytes),
+            ("uploads.zip_max_ratio", u.zip_max_ratio),
+            ("jobs.lease_secs", self.jobs.lease_secs),
+            ("jobs.max_attempts", self.jobs.max_attempts as u64),
+            ("jobs.retry_base_secs", self.jobs.retry_base_secs),
+            ("jobs.poll_interval_ms", self.jobs.poll_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.jobs.retry_max_secs < self.jobs.retry_base_secs {
+            return Err(invalid(
+                "jobs.retry_max_secs",
+                "must be at least jobs.retry_base_secs",
+            ));
+        }
+        let cl = &self.cleaning;
+        if !(0.0..=1.0).contains(&cl.near_duplicate_threshold) {
+            return Err(invalid(
+                "cleaning.near_duplicate_threshold",
+                "must be between 0 and 1",
+            ));
+        }
+        if !(0.0..=1.0).contains(&cl.min_quality) {
+            return Err(invalid("cleaning.min_quality", "must be between 0 and 1"));
+        }
+        let ll = &self.local_llm;
+        if ll.context_window < 256 {
+            return Err(invalid(
+                "local_llm.context_window",
+                "must be at least 256 tokens",
+            ));
+        }
+        if ll.max_concurrent == 0 {
+            return Err(invalid("local_llm.max_concurrent", "must be at least 1"));
+        }
+        if !(ll.temperature.is_finite() && (0.0..=2.0).contains(&ll.temperature)) {
+            return Err(invalid("local_llm.temperature", "must be between 0 and 2"));
+        }
+        if !(ll.top_p > 0.0 && ll.top_p <= 1.0) {
+            return Err(invalid("local_llm.top_p", "must be in (0, 1]"));
+        }
+        if !(ll.repeat_penalty.is_finite() && ll.repeat_penalty > 0.0) {
+            return Err(invalid("local_llm.repeat_penalty", "must be above 0"));
         }
         let l = &self.llm;
         if c.backend == "openai" {

@@ -6,6 +6,8 @@
 //! `Arc<dyn ChatModel>` chosen at start-up.
 
 pub mod extractive;
+#[cfg(feature = "local-llm")]
+pub mod local;
 pub mod openai;
 
 use std::fmt;

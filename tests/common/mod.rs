@@ -100,6 +100,9 @@ pub fn cmd(data_dir: &Path) -> Command {
         .env("RAGCHAT_AUTH_JWT_SECRET", TEST_JWT_SECRET)
         // Rate limits are off unless a test turns them on.
         .env("RAGCHAT_RATE_LIMIT_ENABLED", "false")
+        // Deterministic answers unless a test picks a model: `auto` would
+        // take the local LLM whenever it is installed.
+        .env("RAGCHAT_CHAT_BACKEND", "extractive")
         .current_dir(data_dir.parent().unwrap_or(data_dir));
     if let Some(url) = database_url(data_dir) {
         c.env("RAGCHAT_DATABASE_URL", url);
