@@ -3,8 +3,8 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::schema::{
-    api_keys, chunks, collections, conversations, documents, messages, refresh_tokens, sessions,
-    users,
+    api_keys, chunks, collections, conversations, document_signatures, documents, messages,
+    refresh_tokens, sessions, users,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, PartialEq)]
@@ -133,4 +133,16 @@ pub struct Message {
     pub content: String,
     pub metadata: String,
     pub created_at: NaiveDateTime,
+}
+
+/// Fingerprints of a document's text for duplicate detection (see
+/// `ingest::dedup`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = document_signatures)]
+pub struct DocumentSignature {
+    pub document_id: String,
+    pub collection_id: String,
+    pub source: String,
+    pub text_hash: String,
+    pub minhash: String,
 }

@@ -118,6 +118,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    document_signatures (document_id) {
+        document_id -> Text,
+        collection_id -> Text,
+        source -> Text,
+        text_hash -> Text,
+        minhash -> Text,
+    }
+}
+
 diesel::joinable!(documents -> collections (collection_id));
 diesel::joinable!(chunks -> documents (document_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -130,6 +140,7 @@ diesel::joinable!(messages -> conversations (conversation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     collections,
     documents,
+    document_signatures,
     chunks,
     users,
     sessions,

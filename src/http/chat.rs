@@ -26,7 +26,7 @@ const MAX_FRAME_BYTES: usize = 64 * 1024;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WsParams {
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// Client frames.
@@ -44,7 +44,7 @@ enum ClientFrame {
 
 /// Authenticate from the `Authorization` header or, for browsers (which
 /// cannot set headers on a WebSocket), `?token=`.
-async fn ws_caller(
+pub(crate) async fn ws_caller(
     req: &HttpRequest,
     app: &web::Data<App>,
     token: Option<String>,

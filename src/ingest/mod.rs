@@ -4,3 +4,4 @@ pub mod chunk;
 pub mod clean;
 pub mod load;
 pub mod pipeline;
+pub mod upload;

@@ -43,6 +43,20 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
+    /// Fold in the report of a later batch of the same job.
+    pub fn absorb(&mut self, other: &IngestReport) {
+        self.documents += other.documents;
+        self.added += other.added;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.skipped_empty += other.skipped_empty;
+        self.duplicate_sources += other.duplicate_sources;
+        self.chunks_embedded += other.chunks_embedded;
+        self.chunks_deleted += other.chunks_deleted;
+        self.chunks_kept += other.chunks_kept;
+        self.seconds += other.seconds;
+    }
+
     pub fn chunks_per_second(&self) -> f64 {
         if self.seconds > 0.0 {
             self.chunks_embedded as f64 / self.seconds
@@ -152,6 +166,32 @@ pub async fn ingest(
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<IngestReport, Error> {
     let started = Instant::now();
+    let mut report = ingest_batch(app, collection, docs, progress).await?;
+    optimize_after(app, &report).await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Rebuild the vector index's search structures if `report` changed it.
+/// Costly (seconds to tens of seconds for large shards), so a job ingesting
+/// in batches calls it once at the end rather than per batch.
+pub async fn optimize_after(app: &App, report: &IngestReport) -> Result<(), Error> {
+    if report.chunks_embedded > 0 || report.chunks_deleted > 0 {
+        app.vectors.optimize().await?;
+        app.vectors.flush().await?;
+    }
+    Ok(())
+}
+
+/// `ingest` without the final index optimisation: every write is durable in
+/// the DB and both indexes, and searchable, when it returns.
+pub async fn ingest_batch(
+    app: &App,
+    collection: &Collection,
+    docs: Vec<RawDocument>,
+    progress: &(dyn Fn(usize) + Send + Sync),
+) -> Result<IngestReport, Error> {
+    let started = Instant::now();
     let mut report = IngestReport {
         documents: docs.len(),
         ..Default::default()
@@ -178,10 +218,6 @@ pub async fn ingest(
         ingest_group(app, collection, group, &mut report).await?;
         done += n;
         progress(done);
-    }
-    if report.chunks_embedded > 0 || report.chunks_deleted > 0 {
-        app.vectors.optimize().await?;
-        app.vectors.flush().await?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
