@@ -2,5 +2,7 @@
 
 pub mod chunk;
 pub mod clean;
+pub mod dedup;
 pub mod load;
 pub mod pipeline;
+pub mod quality;
