@@ -1,7 +1,11 @@
-//! Ingestion: load → clean → chunk → store → embed → index.
+//! Ingestion: load → clean → screen (quality, duplicates) → chunk → store →
+//! embed → index.
 
 pub mod chunk;
 pub mod clean;
+pub mod dedup;
 pub mod load;
 pub mod pipeline;
+pub mod quality;
+pub mod screen;
 pub mod upload;
