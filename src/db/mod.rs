@@ -6,6 +6,7 @@
 pub mod access;
 pub mod accounts;
 pub mod conversations;
+pub mod jobs;
 pub mod models;
 pub mod repo;
 pub mod schema;
