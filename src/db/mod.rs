@@ -7,6 +7,7 @@ pub mod access;
 pub mod accounts;
 pub mod conversations;
 pub mod documents;
+pub mod jobs;
 pub mod models;
 pub mod repo;
 pub mod schema;

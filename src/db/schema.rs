@@ -150,3 +150,35 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
 );
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        kind -> Text,
+        collection_id -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        state -> Text,
+        payload -> Text,
+        result -> Nullable<Text>,
+        progress -> Text,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        run_after -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        cancel_requested -> Bool,
+        dedupe_key -> Nullable<Text>,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(jobs -> collections (collection_id));
+diesel::joinable!(jobs -> users (created_by));
+// Separate calls: listing `collections` and `users` together again would
+// repeat the pair the call above already declares.
+diesel::allow_tables_to_appear_in_same_query!(jobs, collections);
+diesel::allow_tables_to_appear_in_same_query!(jobs, users);
