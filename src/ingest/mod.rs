@@ -2,5 +2,6 @@
 
 pub mod chunk;
 pub mod clean;
+pub mod formats;
 pub mod load;
 pub mod pipeline;
