@@ -174,7 +174,7 @@ pub fn load_path(root: &Path) -> Result<Vec<RawDocument>, LoadError> {
     Ok(docs)
 }
 
-fn markdown_title(text: &str) -> Option<String> {
+pub(crate) fn markdown_title(text: &str) -> Option<String> {
     text.lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix("# "))
@@ -182,7 +182,7 @@ fn markdown_title(text: &str) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn text_title(text: &str) -> Option<String> {
+pub(crate) fn text_title(text: &str) -> Option<String> {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty())?;
     (first.chars().count() <= 120).then(|| first.to_string())
 }

@@ -4,6 +4,7 @@
 pub mod chunk;
 pub mod clean;
 pub mod dedup;
+pub mod formats;
 pub mod load;
 pub mod pipeline;
 pub mod quality;
