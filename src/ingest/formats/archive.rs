@@ -21,7 +21,7 @@ pub(super) fn load_zip(
     archive_name: &str,
     limits: &Limits,
 ) -> Result<Loaded, FormatError> {
-    let io = |source| FormatError::Io {
+    let io_err = |source| FormatError::Io {
         file: archive_name.to_string(),
         source,
     };
@@ -29,7 +29,7 @@ pub(super) fn load_zip(
         file: archive_name.to_string(),
         reason,
     };
-    let file = File::open(path).map_err(io)?;
+    let file = File::open(path).map_err(io_err)?;
     let mut zip = ZipArchive::new(BufReader::new(file))
         .map_err(|e| malformed(format!("not a readable ZIP archive: {e}")))?;
     if zip.len() > limits.max_entries {
@@ -41,7 +41,7 @@ pub(super) fn load_zip(
     }
     let plan = plan(&zip, archive_name, limits)?;
 
-    let scratch = tempfile::tempdir().map_err(io)?;
+    let scratch = tempfile::tempdir().map_err(io_err)?;
     let mut loaded = Loaded::default();
     let mut remaining = limits.max_total_bytes;
     for entry in plan {
@@ -63,7 +63,7 @@ pub(super) fn load_zip(
             read.compressed,
             remaining,
         )?;
-        let mut extracted = tempfile::NamedTempFile::new_in(scratch.path()).map_err(io)?;
+        let mut extracted = tempfile::NamedTempFile::new_in(scratch.path()).map_err(io_err)?;
         let mut capped = Capped::new(&mut zipped, budget.cap);
         let written = match io::copy(&mut capped, extracted.as_file_mut()) {
             Ok(n) => n,
@@ -75,7 +75,7 @@ pub(super) fn load_zip(
             Err(e) if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) => {
                 return Err(malformed(undecompressable(&entry.path, &e)));
             }
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(io_err(e)),
         };
         drop(zipped);
         remaining = remaining.saturating_sub(written);
@@ -84,13 +84,17 @@ pub(super) fn load_zip(
             source,
             archive: Some(archive_name),
         };
-        let documents = detect(extracted.path(), &origin.source).and_then(|kind| match kind {
-            Kind::Zip => Err(FormatError::Unsupported {
-                file: origin.source.clone(),
-                detected: "a nested ZIP archive (archives inside archives are not expanded)".into(),
-            }),
-            kind => load_kind(kind, extracted.path(), &origin, limits),
-        });
+        let documents = match detect(extracted.path(), &origin.source) {
+            Ok(Kind::Zip) => {
+                loaded.skipped.push(Skipped {
+                    source: origin.source,
+                    reason: "nested ZIP archive, not expanded (upload it on its own)".into(),
+                });
+                continue;
+            }
+            Ok(kind) => load_kind(kind, extracted.path(), &origin, limits),
+            Err(e) => Err(e),
+        };
         match documents {
             Ok(docs) => loaded.documents.extend(docs),
             Err(e) if e.is_entry_local() => loaded.skipped.push(Skipped {
@@ -334,7 +338,7 @@ mod tests {
                 "bundle.zip/tool.exe",
                 "unsupported content: a Windows executable",
             ),
-            ("bundle.zip/inner.zip", "nested ZIP archive"),
+            ("bundle.zip/inner.zip", "nested ZIP archive, not expanded"),
             ("bundle.zip/__MACOSX/docs/._guide.md", "__MACOSX"),
             ("bundle.zip/docs/.DS_Store", "hidden file"),
             (
@@ -404,9 +408,11 @@ mod tests {
         );
         let err = load_zip_bytes(&bytes, &Limits::default()).unwrap_err();
         assert!(matches!(err, FormatError::LimitExceeded { .. }), "{err:?}");
-        let msg = err.to_string();
-        assert!(msg.contains("compression ratio of zeros.txt"), "{msg}");
-        assert!(msg.ends_with("exceeds the limit of 100:1"), "{msg}");
+        // Refused on the declared sizes, before decompressing anything.
+        assert_eq!(
+            err.to_string(),
+            "bundle.zip: the compression ratio of zeros.txt (1028:1) exceeds the limit of 100:1"
+        );
     }
 
     #[test]

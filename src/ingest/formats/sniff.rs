@@ -59,15 +59,15 @@ impl Found {
 
 /// The first [`SNIFF_LEN`] bytes, and whether they are the whole file.
 fn read_head(path: &Path, name: &str) -> Result<(Vec<u8>, bool), FormatError> {
-    let io = |source| FormatError::Io {
+    let io_err = |source| FormatError::Io {
         file: name.to_string(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
+    let file = File::open(path).map_err(io_err)?;
     let mut head = Vec::with_capacity(SNIFF_LEN);
     file.take(SNIFF_LEN as u64 + 1)
         .read_to_end(&mut head)
-        .map_err(io)?;
+        .map_err(io_err)?;
     let complete = head.len() <= SNIFF_LEN;
     head.truncate(SNIFF_LEN);
     Ok((head, complete))
