@@ -6,6 +6,7 @@ use crate::db::DbError;
 use crate::embed::EmbedError;
 use crate::index::IndexError;
 use crate::ingest::chunk::ChunkError;
+use crate::ingest::formats::FormatError;
 use crate::ingest::load::LoadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,9 @@ pub enum Error {
     Chunk(#[from] ChunkError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// An uploaded file we cannot or will not read.
+    #[error(transparent)]
+    Format(#[from] FormatError),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]

@@ -42,6 +42,13 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Run job workers only, without the HTTP server: ingestion and crawls
+    /// that scale apart from serving (see docs/ARCHITECTURE.md).
+    Worker {
+        /// Workers in this process (default `jobs.workers`, at least 1).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Ingest a file or directory (.txt, .md, .html, BEIR .jsonl) into a collection.
     Ingest {
         path: PathBuf,
@@ -238,6 +245,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Error> {
 async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
     match command {
         Command::Serve { .. } => http::serve(app.clone()).await,
+        Command::Worker { workers } => worker(app.clone(), workers).await,
         Command::Ingest {
             path,
             collection,
@@ -535,3 +543,23 @@ async fn eval(app: &Arc<App>, opts: EvalOptions) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Run job workers until SIGINT or SIGTERM; the job in progress goes back to
+/// the queue at its next checkpoint.
+async fn worker(app: Arc<App>, workers: Option<usize>) -> Result<(), Error> {
+    let n = workers.unwrap_or(app.settings.jobs.workers).max(1);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = ragchat::jobs::start(app.clone(), n, stopped);
+    println!("ragchat worker running {n} job worker(s)");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping job workers");
+    let _ = stop.send(true);
+    let _ = handle.await;
+    app.flush().await
+}
+

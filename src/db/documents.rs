@@ -77,6 +77,30 @@ pub async fn get(db: &Db, collection_id: &str, id: &str) -> DbResult<Option<Docu
     })
 }
 
+/// Documents a crawl from `start_url` made (`metadata.crawl`), as
+/// `(id, source)`: what a re-crawl compares with the pages it saw.
+pub async fn crawled_by(
+    db: &Db,
+    collection_id: &str,
+    start_url: &str,
+) -> DbResult<Vec<(String, String)>> {
+    let rows: Vec<(String, String, String)> = db_run!(db, conn => {
+        Ok::<_, DbError>(documents::table
+            .filter(documents::collection_id.eq(collection_id))
+            .select((documents::id, documents::source, documents::metadata))
+            .load(conn)
+            .await?)
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, meta)| {
+            serde_json::from_str::<serde_json::Value>(meta)
+                .is_ok_and(|m| m["crawl"].as_str() == Some(start_url))
+        })
+        .map(|(id, source, _)| (id, source))
+        .collect())
+}
+
 /// Every duplicate signature of a collection, to seed its deduplicator.
 pub async fn signatures(db: &Db, collection_id: &str) -> DbResult<Vec<DocumentSignature>> {
     db_run!(db, conn => {

@@ -593,6 +593,27 @@ pub async fn finish_cancelled(db: &Db, job_id: &str, worker_id: &str) -> DbResul
     })
 }
 
+/// Hand a job back untouched, as if this attempt had not started: a worker
+/// that is shutting down does not spend one of the job's attempts. False
+/// when the lease is lost.
+pub async fn release(db: &Db, job_id: &str, worker_id: &str) -> DbResult<bool> {
+    let t = now();
+    db_run!(db, conn => {
+        let n = diesel::update(held!(job_id, worker_id))
+            .set((
+                jobs::state.eq(JobState::Queued),
+                jobs::attempts.eq(jobs::attempts - 1),
+                jobs::run_after.eq(t),
+                jobs::lease_owner.eq(None::<String>),
+                jobs::lease_expires_at.eq(None::<NaiveDateTime>),
+                jobs::updated_at.eq(t),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(n > 0)
+    })
+}
+
 pub async fn get(db: &Db, id: &str) -> DbResult<Option<Job>> {
     db_run!(db, conn => {
         Ok(jobs::table

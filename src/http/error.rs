@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::embed::EmbedError;
 use crate::error::Error;
+use crate::ingest::formats::FormatError;
 
 impl Error {
     pub fn code(&self) -> &'static str {
@@ -18,7 +19,16 @@ impl Error {
             | Error::Conflict { code, .. } => code,
             Error::InvalidField { .. } => "invalid_field",
             Error::RateLimited { .. } => "rate_limited",
-            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::PayloadTooLarge(_) | Error::Format(FormatError::LimitExceeded { .. }) => {
+                "payload_too_large"
+            }
+            Error::Format(FormatError::Unsupported { .. } | FormatError::Mismatch { .. }) => {
+                "unsupported_media_type"
+            }
+            Error::Format(FormatError::UnsafePath { .. }) => "unsafe_archive",
+            Error::Format(FormatError::Malformed { .. } | FormatError::NoText { .. }) => {
+                "unreadable_file"
+            }
             Error::Embed(EmbedError::Missing { .. }) => "models_missing",
             Error::Unavailable(_) => "unavailable",
             _ => "internal",
@@ -36,7 +46,16 @@ impl ResponseError for Error {
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge(_) | Error::Format(FormatError::LimitExceeded { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Error::Format(FormatError::Unsupported { .. } | FormatError::Mismatch { .. }) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Error::Format(FormatError::UnsafePath { .. }) => StatusCode::BAD_REQUEST,
+            Error::Format(FormatError::Malformed { .. } | FormatError::NoText { .. }) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Error::Unavailable(_) | Error::Embed(EmbedError::Missing { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

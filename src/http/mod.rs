@@ -6,9 +6,11 @@ pub mod chat;
 pub mod collections;
 pub mod completions;
 pub mod conversations;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod jobs;
 pub mod keys;
 pub mod query;
 
@@ -89,7 +91,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/conversations/{id}/messages",
                     web::post().to(chat::post_message),
                 )
-                .route("/chat/ws", web::get().to(chat::ws)),
+                .route("/chat/ws", web::get().to(chat::ws))
+                .route(
+                    "/collections/{id}/documents",
+                    web::post().to(documents::upload),
+                )
+                .route("/collections/{id}/documents", web::get().to(documents::list))
+                .route(
+                    "/collections/{id}/documents/{doc}",
+                    web::get().to(documents::get),
+                )
+                .route(
+                    "/collections/{id}/documents/{doc}",
+                    web::delete().to(documents::delete),
+                )
+                .route("/collections/{id}/crawl", web::post().to(documents::crawl))
+                .route("/jobs", web::get().to(jobs::list))
+                .route("/jobs/{id}", web::get().to(jobs::get))
+                .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
+                .route("/jobs/{id}/events", web::get().to(jobs::events)),
         );
 }
 
@@ -156,7 +176,17 @@ pub async fn serve(app: Arc<App>) -> Result<(), Error> {
     .run();
     println!("ragchat listening on http://{addr}");
     tracing::info!(%addr, "listening");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let background = crate::jobs::start(app.clone(), app.settings.jobs.workers, stopped);
     let result = server.await;
+    // Jobs stop at their next checkpoint (one batch) and go back to the
+    // queue; a job still busy after the grace period is left to its lease.
+    tracing::info!("shutting down: stopping job workers");
+    let _ = stop.send(true);
+    let grace = std::time::Duration::from_secs(s.shutdown_timeout_secs.max(1) * 3);
+    if tokio::time::timeout(grace, background).await.is_err() {
+        tracing::warn!("job workers did not stop in time; their leases will lapse");
+    }
     tracing::info!("shutting down: flushing indexes");
     app.flush().await?;
     result.map_err(|e| Error::Internal(e.to_string()))

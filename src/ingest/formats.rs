@@ -191,6 +191,18 @@ impl FormatError {
     }
 }
 
+/// Refuse now what `load` would refuse for the upload as a whole: content
+/// of no supported type (or not what its name claims), and archives that
+/// break a limit or hold unsafe paths. Cheap: reads the file's head and a
+/// ZIP's central directory, decompresses nothing.
+pub fn inspect(path: &Path, source_name: &str, limits: &Limits) -> Result<Kind, FormatError> {
+    let kind = detect(path, source_name)?;
+    if kind == Kind::Zip {
+        archive::vet_zip(path, source_name, limits)?;
+    }
+    Ok(kind)
+}
+
 /// Load the upload stored at `path`. `source_name` is the name the uploader
 /// gave it: it names the documents (and archive entries below it), gives the
 /// extension that [`detect`] weighs, and the title of last resort.

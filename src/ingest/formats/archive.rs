@@ -16,6 +16,29 @@ use zip::{ZipArchive, SUPPORTED_COMPRESSION_METHODS};
 
 use super::{detect, load_kind, Bound, Capped, FormatError, Kind, Limits, Loaded, Origin, Skipped};
 
+/// Everything `load_zip` checks before decompressing anything (entry count,
+/// entry paths, declared sizes and ratios), so an upload can be refused while
+/// its client is still waiting. Decompression is still counted by `load_zip`,
+/// since declared sizes can lie.
+pub(super) fn vet_zip(path: &Path, archive_name: &str, limits: &Limits) -> Result<(), FormatError> {
+    let file = File::open(path).map_err(|source| FormatError::Io {
+        file: archive_name.to_string(),
+        source,
+    })?;
+    let zip = ZipArchive::new(BufReader::new(file)).map_err(|e| FormatError::Malformed {
+        file: archive_name.to_string(),
+        reason: format!("not a readable ZIP archive: {e}"),
+    })?;
+    if zip.len() > limits.max_entries {
+        return Err(FormatError::LimitExceeded {
+            file: archive_name.to_string(),
+            what: format!("the number of archive entries ({})", zip.len()),
+            limit: limits.max_entries.to_string(),
+        });
+    }
+    plan(&zip, archive_name, limits).map(|_| ())
+}
+
 pub(super) fn load_zip(
     path: &Path,
     archive_name: &str,

@@ -1,0 +1,228 @@
+//! Documents of a collection, for admins: upload (a job), list, show, delete.
+//! Ingesting is an admin's business; API keys need the `ingest` scope.
+
+use actix_multipart::Multipart;
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::extract::{next_cursor, rfc3339, PageParams};
+use crate::app::App;
+use crate::auth::{Caller, Scope};
+use crate::db::documents::{self, DocumentSummary};
+use crate::db::jobs::{self, NewJob};
+use crate::db::models::{Collection, Document};
+use crate::db::access;
+use crate::error::Error;
+use crate::ingest::formats;
+use crate::ingest::{pipeline, upload};
+use crate::jobs::ingest::{upload_dir, UploadPayload, UploadedFile};
+use crate::jobs::crawl::CrawlRequest;
+use crate::jobs::{job_json, KIND_CRAWL, KIND_INGEST_UPLOAD};
+
+/// Admin role, and for keys the `ingest` (or `admin`) scope.
+pub fn require_ingest(caller: &Caller) -> Result<(), Error> {
+    if !caller.is_admin() {
+        return Err(Error::forbidden("forbidden", "this needs the admin role"));
+    }
+    caller.require_any_scope(&[Scope::Ingest, Scope::Admin])
+}
+
+pub async fn collection(app: &App, id: &str) -> Result<Collection, Error> {
+    access::collection_by_id(&app.db, id)
+        .await?
+        .ok_or_else(|| Error::not_found("collection_not_found", "no such collection"))
+}
+
+fn metadata_of(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or(Value::Null)
+}
+
+fn summary_json(d: &DocumentSummary) -> Value {
+    let metadata = metadata_of(&d.metadata);
+    json!({
+        "id": d.id,
+        "collection_id": d.collection_id,
+        "source": d.source,
+        "title": d.title,
+        "chunks": d.chunk_count,
+        "indexed": d.indexed,
+        "quality_score": metadata["quality"]["score"],
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+    })
+}
+
+fn document_json(d: &Document) -> Value {
+    let mut metadata = metadata_of(&d.metadata);
+    let quality = metadata
+        .as_object_mut()
+        .and_then(|m| m.remove("quality"))
+        .unwrap_or(Value::Null);
+    json!({
+        "id": d.id,
+        "collection_id": d.collection_id,
+        "source": d.source,
+        "title": d.title,
+        "chunks": d.chunk_count,
+        "indexed": d.indexed,
+        "characters": d.content.chars().count(),
+        "content_hash": d.content_hash,
+        "quality": quality,
+        "metadata": metadata,
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+    })
+}
+
+/// `POST /collections/{id}/documents` (multipart): 202 with the job.
+pub async fn upload(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+    form: Multipart,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    let collection = collection(&app, &path).await?;
+    let upload_id = uuid::Uuid::new_v4().to_string();
+    let dir = upload_dir(&app, &upload_id);
+    match accept(&app, &caller, &collection, &upload_id, form).await {
+        Ok(job) => Ok(HttpResponse::Accepted()
+            .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
+            .json(json!({ "job": job_json(&job) }))),
+        Err(e) => {
+            // A refused upload leaves nothing behind.
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            Err(e)
+        }
+    }
+}
+
+async fn accept(
+    app: &App,
+    caller: &Caller,
+    collection: &Collection,
+    upload_id: &str,
+    form: Multipart,
+) -> Result<jobs::Job, Error> {
+    let dir = upload_dir(app, upload_id);
+    let stored = upload::receive(form, &dir, &app.settings.uploads).await?;
+    // Refuse what can never be ingested now, while the client is listening,
+    // rather than as a failed job later.
+    let limits = crate::jobs::ingest::limits(&app.settings.uploads);
+    let check = stored.clone();
+    tokio::task::spawn_blocking(move || {
+        check
+            .iter()
+            .try_for_each(|f| formats::inspect(&f.path, &f.name, &limits).map(drop))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+
+    let files = stored
+        .iter()
+        .map(|f| UploadedFile {
+            name: f.name.clone(),
+            file: f
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bytes: f.bytes,
+        })
+        .collect();
+    let payload = UploadPayload {
+        upload_id: upload_id.to_string(),
+        files,
+    };
+    let mut job = NewJob::new(
+        KIND_INGEST_UPLOAD,
+        serde_json::to_value(&payload).map_err(|e| Error::Internal(e.to_string()))?,
+    );
+    job.collection_id = Some(collection.id.clone());
+    job.created_by = Some(caller.user.id.clone());
+    job.max_attempts = app.settings.jobs.max_attempts as i32;
+    Ok(jobs::enqueue(&app.db, job).await?)
+}
+
+/// `GET /collections/{id}/documents`, newest first.
+pub async fn list(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    let collection = collection(&app, &path).await?;
+    let (limit, cursor) = page.parse()?;
+    let items = documents::list(&app.db, &collection.id, cursor, limit).await?;
+    let next = next_cursor(&items, limit, |d| (d.created_at, d.id.as_str()));
+    Ok(HttpResponse::Ok().json(json!({
+        "items": items.iter().map(summary_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+async fn document(app: &App, collection_id: &str, id: &str) -> Result<Document, Error> {
+    let collection = collection(app, collection_id).await?;
+    documents::get(&app.db, &collection.id, id)
+        .await?
+        .ok_or_else(|| Error::not_found("document_not_found", "no such document"))
+}
+
+/// `GET /collections/{id}/documents/{doc}`
+pub async fn get(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    let (cid, id) = path.into_inner();
+    let d = document(&app, &cid, &id).await?;
+    Ok(HttpResponse::Ok().json(document_json(&d)))
+}
+
+/// `DELETE /collections/{id}/documents/{doc}`: from the DB and both indexes.
+pub async fn delete(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    let (cid, id) = path.into_inner();
+    let d = document(&app, &cid, &id).await?;
+    pipeline::delete_document(&app, &d.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /collections/{id}/crawl`: 202 with the job. A crawl of the same
+/// start URL already queued or running is returned instead of a second one.
+pub async fn crawl(
+    caller: Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+    body: web::Json<CrawlRequest>,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    let collection = collection(&app, &path).await?;
+    let req = body.into_inner();
+    req.spec().validate().map_err(|e| match e {
+        crate::crawl::CrawlError::InvalidSpec { field, message } => {
+            // The API speaks in seconds.
+            let field = if field == "timeout" { "timeout_secs" } else { field };
+            Error::field(field, message)
+        }
+        other => Error::invalid("invalid_crawl", other.to_string()),
+    })?;
+    let mut job = NewJob::new(
+        KIND_CRAWL,
+        serde_json::to_value(&req).map_err(|e| Error::Internal(e.to_string()))?,
+    );
+    job.dedupe_key = Some(req.dedupe_key(&collection.id));
+    job.collection_id = Some(collection.id.clone());
+    job.created_by = Some(caller.user.id.clone());
+    job.max_attempts = app.settings.jobs.max_attempts as i32;
+    let job = jobs::enqueue(&app.db, job).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
+        .json(json!({ "job": job_json(&job) })))
+}

@@ -1,0 +1,167 @@
+//! Jobs, for admins: list, show, cancel, and a WebSocket of progress events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::chat::{ws_caller, WsParams};
+use super::documents::require_ingest;
+use super::extract::{next_cursor, PageParams};
+use crate::app::App;
+use crate::db::jobs::{self, Job, JobFilter, JobState};
+use crate::error::Error;
+use crate::jobs::{job_json, worker};
+
+/// How often the progress stream looks at the job. Workers may run in
+/// another process, so the DB row is what there is to watch.
+const POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    state: Option<String>,
+    kind: Option<String>,
+    collection_id: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn not_found() -> Error {
+    Error::not_found("job_not_found", "no such job")
+}
+
+async fn job(app: &App, id: &str) -> Result<Job, Error> {
+    jobs::get(&app.db, id).await?.ok_or_else(not_found)
+}
+
+/// `GET /jobs`, newest first.
+pub async fn list(
+    caller: crate::auth::Caller,
+    app: web::Data<App>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    let p = params.into_inner();
+    let state = p
+        .state
+        .as_deref()
+        .map(|s| {
+            s.parse::<JobState>().map_err(|_| {
+                Error::field(
+                    "state",
+                    "must be one of queued, running, succeeded, failed, cancelled, dead",
+                )
+            })
+        })
+        .transpose()?;
+    let (limit, cursor) = PageParams {
+        limit: p.limit,
+        cursor: p.cursor,
+    }
+    .parse()?;
+    let filter = JobFilter {
+        state,
+        kind: p.kind,
+        collection_id: p.collection_id,
+    };
+    let items = jobs::list(&app.db, &filter, cursor, limit).await?;
+    let next = next_cursor(&items, limit, |j| (j.created_at, j.id.as_str()));
+    Ok(HttpResponse::Ok().json(json!({
+        "items": items.iter().map(job_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// `GET /jobs/{id}`
+pub async fn get(
+    caller: crate::auth::Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    Ok(HttpResponse::Ok().json(job_json(&job(&app, &path).await?)))
+}
+
+/// `POST /jobs/{id}/cancel`: a queued job ends at once, a running one at its
+/// worker's next checkpoint (the response then shows `cancel_requested`).
+pub async fn cancel(
+    caller: crate::auth::Caller,
+    app: web::Data<App>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    require_ingest(&caller)?;
+    let before = job(&app, &path).await?;
+    if before.state.is_finished() {
+        return Err(Error::conflict(
+            "job_finished",
+            format!("the job has already ended ({})", before.state.as_str()),
+        ));
+    }
+    let after = jobs::request_cancel(&app.db, &before.id)
+        .await?
+        .ok_or_else(not_found)?;
+    if after.state.is_finished() && !before.state.is_finished() {
+        if after.state != JobState::Cancelled {
+            // It ended on its own between the two reads.
+            return Err(Error::conflict(
+                "job_finished",
+                format!("the job has already ended ({})", after.state.as_str()),
+            ));
+        }
+        worker::cleanup(&app, &after).await;
+    }
+    Ok(HttpResponse::Accepted().json(job_json(&after)))
+}
+
+/// `GET /jobs/{id}/events`: a `job` frame now and at every change, until a
+/// last one in a finished state; then the server closes the socket.
+pub async fn events(
+    req: HttpRequest,
+    body: web::Payload,
+    app: web::Data<App>,
+    params: web::Query<WsParams>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let caller = ws_caller(&req, &app, params.into_inner().token).await?;
+    require_ingest(&caller)?;
+    let first = job(&app, &path).await?;
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| Error::invalid("not_a_websocket", e.to_string()))?;
+    actix_web::rt::spawn(watch(app.into_inner(), first, session, stream));
+    Ok(response)
+}
+
+async fn watch(
+    app: Arc<App>,
+    mut last: Job,
+    mut session: actix_ws::Session,
+    // Held so the connection stays open; clients have nothing to say here.
+    _incoming: actix_ws::MessageStream,
+) {
+    let frame = |j: &Job| json!({"type": "job", "job": job_json(j)}).to_string();
+    if session.text(frame(&last)).await.is_err() {
+        return;
+    }
+    while !last.state.is_finished() {
+        tokio::time::sleep(POLL).await;
+        let now = match jobs::get(&app.db, &last.id).await {
+            Ok(Some(j)) => j,
+            // Deleted with its collection.
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("job events: {e}");
+                continue;
+            }
+        };
+        if now.updated_at != last.updated_at || now.state != last.state {
+            if session.text(frame(&now)).await.is_err() {
+                return;
+            }
+            last = now;
+        }
+    }
+    let _ = session.close(None).await;
+}

@@ -1,0 +1,340 @@
+//! The `crawl` job: crawl a site into a collection. Pages are screened and
+//! ingested in batches while the crawl runs; at the end, documents of an
+//! earlier crawl of the same start URL that were not seen again are removed
+//! (only when the crawl saw the whole site it was asked to see). With a
+//! re-crawl interval the job enqueues its own next run.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{JobContext, JobError, KIND_CRAWL};
+use crate::crawl::{self, CancelToken, CrawlEvent, CrawlSpec};
+use crate::db::jobs::{self, NewJob};
+use crate::db::models::Collection;
+use crate::db::repo::now;
+use crate::db::{access, documents};
+use crate::ingest::formats;
+use crate::ingest::load::RawDocument;
+use crate::ingest::pipeline::{self, IngestReport};
+use crate::ingest::screen::{Screener, SkipReason, SkippedDoc};
+
+const BATCH: usize = 16;
+const MAX_LISTED: usize = 1000;
+
+/// What `POST /collections/{id}/crawl` takes; also the job payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrawlRequest {
+    pub start_url: String,
+    pub max_pages: usize,
+    pub max_depth: u32,
+    pub same_host: bool,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub requests_per_second: f64,
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub max_body_bytes: u64,
+    /// Crawl again this long after a successful crawl; 0 = once.
+    pub recrawl_interval_secs: u64,
+}
+
+impl Default for CrawlRequest {
+    fn default() -> Self {
+        let d = CrawlSpec::new("");
+        Self {
+            start_url: String::new(),
+            max_pages: d.max_pages,
+            max_depth: d.max_depth,
+            same_host: d.same_host,
+            include: d.include,
+            exclude: d.exclude,
+            requests_per_second: d.requests_per_second,
+            concurrency: d.concurrency,
+            timeout_secs: d.timeout.as_secs(),
+            max_body_bytes: d.max_body_bytes,
+            recrawl_interval_secs: 0,
+        }
+    }
+}
+
+impl CrawlRequest {
+    pub fn spec(&self) -> CrawlSpec {
+        CrawlSpec {
+            start_url: self.start_url.clone(),
+            max_pages: self.max_pages,
+            max_depth: self.max_depth,
+            same_host: self.same_host,
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            requests_per_second: self.requests_per_second,
+            concurrency: self.concurrency,
+            timeout: Duration::from_secs(self.timeout_secs),
+            max_body_bytes: self.max_body_bytes,
+            // PDFs and Word files go through the upload loaders.
+            extra_content_types: vec![
+                "application/pdf".into(),
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document".into(),
+            ],
+            ..CrawlSpec::new("")
+        }
+    }
+
+    /// The key that keeps one live crawl per collection and start URL.
+    pub fn dedupe_key(&self, collection_id: &str) -> String {
+        format!("crawl:{collection_id}:{}", self.start_url.trim())
+    }
+}
+
+/// Turn a fetched page into documents: HTML and text come parsed; other
+/// types the crawler kept are loaded like an upload of the same bytes.
+fn documents_of(page: crawl::Page, start: &str) -> Result<Vec<RawDocument>, String> {
+    let mut docs = match page.document {
+        Some(d) => vec![d],
+        None => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let path = dir.path().join("page");
+            std::fs::write(&path, &page.body).map_err(|e| e.to_string())?;
+            formats::load(&path, &page.final_url, &formats::Limits::default())
+                .map_err(|e| e.reason())?
+                .documents
+        }
+    };
+    for d in &mut docs {
+        d.source = page.final_url.clone();
+        if let Value::Object(m) = &mut d.metadata {
+            m.insert("crawl".into(), json!(start));
+            m.insert("url".into(), json!(page.final_url));
+        }
+    }
+    Ok(docs)
+}
+
+struct Progress {
+    started: Instant,
+    pages: usize,
+    skipped_urls: usize,
+    failed_urls: usize,
+    documents_done: usize,
+    report: IngestReport,
+    skipped_docs: Vec<SkippedDoc>,
+    skipped_counts: std::collections::BTreeMap<&'static str, usize>,
+    removed: usize,
+}
+
+impl Progress {
+    fn skip(&mut self, s: SkippedDoc) {
+        *self.skipped_counts.entry(s.reason.as_str()).or_default() += 1;
+        if self.skipped_docs.len() < MAX_LISTED {
+            self.skipped_docs.push(s);
+        }
+    }
+
+    fn json(&self, phase: &str) -> Value {
+        let secs = self.started.elapsed().as_secs_f64();
+        json!({
+            "phase": phase,
+            "pages": self.pages,
+            "urls_skipped": self.skipped_urls,
+            "urls_failed": self.failed_urls,
+            "documents_done": self.documents_done,
+            "documents_added": self.report.added,
+            "documents_updated": self.report.updated,
+            "documents_unchanged": self.report.unchanged,
+            "documents_removed": self.removed,
+            "chunks_embedded": self.report.chunks_embedded,
+            "chunks_deleted": self.report.chunks_deleted,
+            "skipped": self.skipped_counts,
+            "elapsed_secs": secs,
+            "pages_per_sec": if secs > 0.0 { self.pages as f64 / secs } else { 0.0 },
+        })
+    }
+}
+
+async fn ingest_pages(
+    ctx: &JobContext,
+    collection: &Collection,
+    screener: Screener,
+    docs: Vec<RawDocument>,
+    p: &mut Progress,
+) -> Result<Screener, JobError> {
+    let mut screener = screener;
+    let (screened, back) = tokio::task::spawn_blocking(move || {
+        let s = screener.screen(docs);
+        (s, screener)
+    })
+    .await
+    .map_err(|e| JobError::Retryable(e.to_string()))?;
+    let n = screened.accepted.len();
+    p.documents_done += n + screened.skipped.len();
+    for s in screened.skipped {
+        p.skip(s);
+    }
+    if n > 0 {
+        let r = pipeline::ingest_batch(&ctx.app, collection, screened.accepted, &|_| {}).await?;
+        documents::save_signatures(&ctx.app.db, screened.signatures).await?;
+        p.report.absorb(&r);
+    }
+    ctx.progress(&p.json("crawling")).await?;
+    Ok(back)
+}
+
+pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
+    let app = &ctx.app;
+    let req: CrawlRequest = serde_json::from_value(ctx.payload()?)
+        .map_err(|e| JobError::Permanent(format!("unreadable crawl payload: {e}")))?;
+    let spec = req.spec();
+    spec.validate()
+        .map_err(|e| JobError::Permanent(e.to_string()))?;
+    let collection_id = ctx
+        .job
+        .collection_id
+        .clone()
+        .ok_or_else(|| JobError::Permanent("crawl job without a collection".into()))?;
+    let collection = access::collection_by_id(&app.db, &collection_id)
+        .await?
+        .ok_or_else(|| JobError::Permanent("the collection was deleted".into()))?;
+    let client = crawl::build_client(&spec).map_err(|e| JobError::Retryable(e.to_string()))?;
+    let start = req.start_url.trim().to_string();
+
+    let mut screener = Screener::for_collection(&app.db, &collection.id, &app.settings.cleaning)
+        .await
+        .map_err(JobError::from)?;
+    let mut p = Progress {
+        started: Instant::now(),
+        pages: 0,
+        skipped_urls: 0,
+        failed_urls: 0,
+        documents_done: 0,
+        report: IngestReport::default(),
+        skipped_docs: Vec::new(),
+        skipped_counts: Default::default(),
+        removed: 0,
+    };
+    ctx.progress(&p.json("crawling")).await?;
+
+    // The crawler reports through a callback; pages are ingested by this
+    // task as they arrive, so a large site never sits in memory.
+    let cancel = CancelToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CrawlEvent>();
+    let crawling = {
+        let (spec, client, cancel) = (spec.clone(), client.clone(), cancel.clone());
+        tokio::spawn(async move {
+            crawl::crawl_with_cancel(&spec, &client, &cancel, move |ev| {
+                let _ = tx.send(ev);
+            })
+            .await
+        })
+    };
+    // Stop the crawl if this job stops for any reason (cancel, lease lost,
+    // an ingest error): dropping the guard cancels it.
+    struct StopOnDrop(CancelToken);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.cancel();
+        }
+    }
+    let _guard = StopOnDrop(cancel.clone());
+
+    let mut batch: Vec<RawDocument> = Vec::new();
+    let mut failures: Vec<Value> = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        ctx.checkpoint()?;
+        match ev {
+            CrawlEvent::Page(page) => {
+                p.pages += 1;
+                let url = page.final_url.clone();
+                let start = start.clone();
+                match tokio::task::spawn_blocking(move || documents_of(*page, &start))
+                    .await
+                    .map_err(|e| JobError::Retryable(e.to_string()))?
+                {
+                    Ok(docs) => batch.extend(docs),
+                    Err(reason) => p.skip(SkippedDoc {
+                        source: url,
+                        reason: SkipReason::Unreadable,
+                        detail: reason,
+                        duplicate_of: None,
+                        similarity: None,
+                    }),
+                }
+            }
+            CrawlEvent::Skipped { .. } => p.skipped_urls += 1,
+            CrawlEvent::Failed {
+                url,
+                final_url: _,
+                error,
+            } => {
+                p.failed_urls += 1;
+                if failures.len() < MAX_LISTED {
+                    failures.push(json!({"url": url, "error": error.to_string()}));
+                }
+            }
+        }
+        if batch.len() >= BATCH {
+            screener =
+                ingest_pages(ctx, &collection, screener, std::mem::take(&mut batch), &mut p)
+                    .await?;
+        }
+    }
+    if !batch.is_empty() {
+        screener = ingest_pages(ctx, &collection, screener, batch, &mut p).await?;
+    }
+    drop(screener);
+    let report = crawling
+        .await
+        .map_err(|e| JobError::Retryable(e.to_string()))?
+        .map_err(|e| JobError::Permanent(e.to_string()))?;
+    ctx.checkpoint()?;
+
+    // Only a crawl that saw everything it was asked to may conclude that a
+    // page is gone; a page that failed transiently keeps its document.
+    let complete = !report.cancelled
+        && report.fetched < spec.max_pages
+        && !report.skipped.contains_key("robots_unavailable");
+    if complete {
+        let keep: HashSet<&String> = report.page_urls.iter().chain(&report.retry_urls).collect();
+        for (id, source) in documents::crawled_by(&app.db, &collection.id, &start).await? {
+            if !keep.contains(&source) {
+                pipeline::delete_document(app, &id).await?;
+                p.removed += 1;
+            }
+        }
+    }
+    ctx.progress(&p.json("optimizing")).await?;
+    let mut changed = p.report.clone();
+    changed.chunks_deleted += p.removed;
+    pipeline::optimize_after(app, &changed)
+        .await
+        .map_err(JobError::from)?;
+
+    if req.recrawl_interval_secs > 0 {
+        let mut next = NewJob::new(
+            KIND_CRAWL,
+            serde_json::to_value(&req).map_err(|e| JobError::Permanent(e.to_string()))?,
+        );
+        next.collection_id = Some(collection.id.clone());
+        next.created_by = ctx.job.created_by.clone();
+        next.max_attempts = ctx.job.max_attempts;
+        next.run_after = Some(now() + TimeDelta::seconds(req.recrawl_interval_secs as i64));
+        // Keyed by this job: a retry of this job after a crash finds the
+        // successor it already enqueued instead of adding a second.
+        next.dedupe_key = Some(format!("recrawl-after:{}", ctx.job.id));
+        jobs::enqueue(&app.db, next).await?;
+    }
+
+    let mut out = p.json("done");
+    out["complete"] = json!(complete);
+    out["urls_fetched"] = json!(report.fetched);
+    out["requests"] = json!(report.requests);
+    out["bytes"] = json!(report.bytes);
+    out["url_skips"] = json!(report.skipped);
+    out["url_failures"] = json!(report.failed);
+    out["failed_urls"] = json!(failures);
+    out["skipped_documents"] = json!(p.skipped_docs);
+    Ok(out)
+}
