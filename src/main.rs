@@ -562,4 +562,3 @@ async fn worker(app: Arc<App>, workers: Option<usize>) -> Result<(), Error> {
     let _ = handle.await;
     app.flush().await
 }
-

@@ -110,7 +110,10 @@ fn local_model_streams_a_grounded_answer_and_is_persisted() {
 
     let text = text_of(&frames);
     assert!(!text.trim().is_empty());
-    assert!(!text.contains("<|im_end|>"), "stop tokens are not shown: {text}");
+    assert!(
+        !text.contains("<|im_end|>"),
+        "stop tokens are not shown: {text}"
+    );
     let conv = frames[0]["id"].as_str().unwrap();
     let msgs = messages(&s, &ann, conv);
     let answer = &msgs["items"][1];

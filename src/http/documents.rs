@@ -8,15 +8,15 @@ use serde_json::{json, Value};
 use super::extract::{next_cursor, rfc3339, PageParams};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
+use crate::db::access;
 use crate::db::documents::{self, DocumentSummary};
 use crate::db::jobs::{self, NewJob};
 use crate::db::models::{Collection, Document};
-use crate::db::access;
 use crate::error::Error;
 use crate::ingest::formats;
 use crate::ingest::{pipeline, upload};
-use crate::jobs::ingest::{upload_dir, UploadPayload, UploadedFile};
 use crate::jobs::crawl::CrawlRequest;
+use crate::jobs::ingest::{upload_dir, UploadPayload, UploadedFile};
 use crate::jobs::{job_json, KIND_CRAWL, KIND_INGEST_UPLOAD};
 
 /// Admin role, and for keys the `ingest` (or `admin`) scope.
@@ -208,7 +208,11 @@ pub async fn crawl(
     req.spec().validate().map_err(|e| match e {
         crate::crawl::CrawlError::InvalidSpec { field, message } => {
             // The API speaks in seconds.
-            let field = if field == "timeout" { "timeout_secs" } else { field };
+            let field = if field == "timeout" {
+                "timeout_secs"
+            } else {
+                field
+            };
             Error::field(field, message)
         }
         other => Error::invalid("invalid_crawl", other.to_string()),

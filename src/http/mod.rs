@@ -96,7 +96,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/collections/{id}/documents",
                     web::post().to(documents::upload),
                 )
-                .route("/collections/{id}/documents", web::get().to(documents::list))
+                .route(
+                    "/collections/{id}/documents",
+                    web::get().to(documents::list),
+                )
                 .route(
                     "/collections/{id}/documents/{doc}",
                     web::get().to(documents::get),

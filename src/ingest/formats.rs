@@ -306,7 +306,8 @@ fn load_text(kind: Kind, path: &Path, origin: &Origin) -> Result<Vec<RawDocument
 }
 
 /// `bytes` in binary units for limit messages, e.g. `64 MiB`.
-fn human_bytes(bytes: u64) -> String {
+/// A byte count as people write limits (`64 MiB`, `1.5 KiB`).
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

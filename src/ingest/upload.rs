@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::UploadSettings;
 use crate::error::Error;
+use crate::ingest::formats::human_bytes;
 
 /// One received file, on disk under the upload's directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,17 +37,6 @@ pub fn source_name(raw: &str) -> Option<String> {
     }
     let name = parts.join("/");
     (name.chars().count() <= 1000 && !name.chars().any(char::is_control)).then_some(name)
-}
-
-fn human(bytes: u64) -> String {
-    const MIB: u64 = 1024 * 1024;
-    if bytes >= MIB && bytes % MIB == 0 {
-        format!("{} MiB", bytes / MIB)
-    } else if bytes >= 1024 && bytes % 1024 == 0 {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} bytes")
-    }
 }
 
 /// Stream every file part of `form` into `dir` (created here). Parts without a
@@ -75,7 +65,9 @@ pub async fn receive(
             let part = field.name().unwrap_or("").to_owned();
             return Err(Error::invalid(
                 "invalid_multipart",
-                format!("part `{part}` is not a file; send files as multipart parts with a filename"),
+                format!(
+                    "part `{part}` is not a file; send files as multipart parts with a filename"
+                ),
             ));
         };
         let name = source_name(&raw_name).ok_or_else(|| {
@@ -106,13 +98,13 @@ pub async fn receive(
             if bytes > limits.max_file_bytes {
                 return Err(Error::PayloadTooLarge(format!(
                     "file `{name}` is larger than the limit of {} per file (uploads.max_file_bytes)",
-                    human(limits.max_file_bytes)
+                    human_bytes(limits.max_file_bytes)
                 )));
             }
             if total > limits.max_total_bytes {
                 return Err(Error::PayloadTooLarge(format!(
                     "upload is larger than the limit of {} in total (uploads.max_total_bytes)",
-                    human(limits.max_total_bytes)
+                    human_bytes(limits.max_total_bytes)
                 )));
             }
             out.write_all(&chunk)
@@ -140,20 +132,22 @@ mod tests {
     #[test]
     fn names_cannot_escape_or_be_empty() {
         assert_eq!(source_name("a.md").as_deref(), Some("a.md"));
-        assert_eq!(source_name("docs/guide/a.md").as_deref(), Some("docs/guide/a.md"));
-        assert_eq!(source_name("../../etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(
+            source_name("docs/guide/a.md").as_deref(),
+            Some("docs/guide/a.md")
+        );
+        assert_eq!(
+            source_name("../../etc/passwd").as_deref(),
+            Some("etc/passwd")
+        );
         assert_eq!(source_name("/abs/x.txt").as_deref(), Some("abs/x.txt"));
-        assert_eq!(source_name("C:\\Users\\x.txt").as_deref(), Some("C:/Users/x.txt"));
+        assert_eq!(
+            source_name("C:\\Users\\x.txt").as_deref(),
+            Some("C:/Users/x.txt")
+        );
         assert_eq!(source_name("./a/./b.txt").as_deref(), Some("a/b.txt"));
         assert_eq!(source_name(""), None);
         assert_eq!(source_name("../.."), None);
         assert_eq!(source_name("a\u{0}b"), None);
-    }
-
-    #[test]
-    fn limits_read_as_people_write_them() {
-        assert_eq!(human(100 * 1024 * 1024), "100 MiB");
-        assert_eq!(human(64 * 1024), "64 KiB");
-        assert_eq!(human(1000), "1000 bytes");
     }
 }

@@ -276,9 +276,14 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
             }
         }
         if batch.len() >= BATCH {
-            screener =
-                ingest_pages(ctx, &collection, screener, std::mem::take(&mut batch), &mut p)
-                    .await?;
+            screener = ingest_pages(
+                ctx,
+                &collection,
+                screener,
+                std::mem::take(&mut batch),
+                &mut p,
+            )
+            .await?;
         }
     }
     if !batch.is_empty() {

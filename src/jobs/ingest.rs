@@ -171,7 +171,8 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
             Ok(l) => l,
             Err(e) => {
                 // One bad file does not sink the upload; it is reported.
-                t.errors.push(json!({"source": file.name, "error": e.reason()}));
+                t.errors
+                    .push(json!({"source": file.name, "error": e.reason()}));
                 t.skip(SkippedDoc {
                     source: file.name.clone(),
                     reason: SkipReason::Unreadable,

@@ -71,7 +71,9 @@ async fn sweep_uploads(app: &App) -> Result<(), crate::Error> {
                 }
             }
             match page.last() {
-                Some(last) if page.len() == 500 => cursor = Some((last.created_at, last.id.clone())),
+                Some(last) if page.len() == 500 => {
+                    cursor = Some((last.created_at, last.id.clone()))
+                }
                 _ => break,
             }
         }

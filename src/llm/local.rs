@@ -263,9 +263,8 @@ impl Inner {
                 .map_err(|e| LlmError::Upstream(format!("cannot create context: {e}")))?
         };
         let decode_err = |e: llama_cpp_2::DecodeError| LlmError::Upstream(format!("decode: {e}"));
-        let add_err = |e: llama_cpp_2::llama_batch::BatchAddError| {
-            LlmError::Upstream(format!("batch: {e}"))
-        };
+        let add_err =
+            |e: llama_cpp_2::llama_batch::BatchAddError| LlmError::Upstream(format!("batch: {e}"));
 
         let n_batch = (ctx.n_batch() as usize).max(1);
         let mut batch = LlamaBatch::new(n_batch, 1);
@@ -285,9 +284,8 @@ impl Inner {
         }
 
         let mut sampler = self.sampler();
-        let mut pos = tokens.len();
         let mut pending = Vec::new();
-        for _ in 0..budget {
+        for pos in tokens.len()..tokens.len() + budget {
             let token = sampler.sample(&ctx, batch.n_tokens() - 1);
             if vocab.is_eog(token) || self.stop.contains(&token) {
                 break;
@@ -301,7 +299,6 @@ impl Inner {
             }
             batch.clear();
             batch.add(token, pos as i32, &[0], true).map_err(add_err)?;
-            pos += 1;
             ctx.decode(&mut batch).map_err(decode_err)?;
         }
         if !pending.is_empty() {
@@ -413,7 +410,10 @@ mod tests {
         let prompt = model
             .render(&[ChatMessage::system("rules"), ChatMessage::user("question")])
             .unwrap();
-        assert!(prompt.contains("<|im_start|>system\nrules<|im_end|>"), "{prompt}");
+        assert!(
+            prompt.contains("<|im_start|>system\nrules<|im_end|>"),
+            "{prompt}"
+        );
         assert!(prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
     }
 }
