@@ -684,3 +684,154 @@ fn queued_jobs_cancel_and_progress_streams_over_websocket() {
     );
     assert_eq!(last["job"]["result"]["documents_added"], 41, "{last}");
 }
+
+/// A tiny site on a local port whose pages the test can change between
+/// crawls: path → (content type, body).
+struct Site {
+    base: String,
+    pages: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+}
+
+impl Site {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let pages: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+            Default::default();
+        let shared = pages.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let pages = shared.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let page = pages.lock().unwrap().get(&path).cloned();
+                    let (status, ctype, body) = match page {
+                        Some(b) if path == "/robots.txt" => ("200 OK", "text/plain", b),
+                        Some(b) => ("200 OK", "text/html", b),
+                        None => ("404 Not Found", "text/plain", "not found".to_string()),
+                    };
+                    let mut out = stream;
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Self { base, pages }
+    }
+
+    fn set(&self, path: &str, body: &str) {
+        self.pages.lock().unwrap().insert(path.into(), body.into());
+    }
+
+    fn remove(&self, path: &str) {
+        self.pages.lock().unwrap().remove(path);
+    }
+}
+
+fn page(title: &str, body: &str, links: &[&str]) -> String {
+    let links: String = links
+        .iter()
+        .map(|l| format!("<a href=\"{l}\">{l}</a> "))
+        .collect();
+    format!("<html><head><title>{title}</title></head><body><nav>{links}</nav><main><p>{body}</p></main></body></html>")
+}
+
+#[test]
+fn crawl_jobs_ingest_a_site_and_a_re_crawl_removes_vanished_pages() {
+    let site = Site::start();
+    site.set("/robots.txt", "User-agent: *\nDisallow: /private/\n");
+    site.set(
+        "/",
+        &page(
+            "Home",
+            &essay("lighthouses", 2),
+            &["/a", "/b", "/private/x"],
+        ),
+    );
+    site.set(
+        "/a",
+        &page("Alpha", &essay("lighthouse lenses", 2), &["/b", "/"]),
+    );
+    site.set("/b", &page("Bravo", &essay("fog signals", 2), &["/a"]));
+    site.set(
+        "/private/x",
+        &page("Secret", &essay("keepers wages", 2), &[]),
+    );
+
+    let (s, admin) = stack(&[]);
+    let coll = create_collection(&s, &admin, "site");
+    let crawl = |s: &Stack| {
+        let body = expect(
+            s.api.post(
+                &format!("/api/v1/collections/{coll}/crawl"),
+                Some(&admin),
+                Some(json!({"start_url": format!("{}/", site.base), "requests_per_second": 50})),
+            ),
+            202,
+            "crawl",
+        );
+        let job = wait_job(s, &admin, body["job"]["id"].as_str().unwrap());
+        assert_eq!(job["state"], "succeeded", "{job}");
+        job
+    };
+    let job = crawl(&s);
+    let r = &job["result"];
+    assert_eq!(r["documents_added"], 3, "{r}");
+    assert_eq!(r["complete"], true, "{r}");
+    let list = |s: &Stack| -> Vec<String> {
+        let docs = expect(
+            s.api.get(
+                &format!("/api/v1/collections/{coll}/documents"),
+                Some(&admin),
+            ),
+            200,
+            "list",
+        );
+        let mut v: Vec<String> = docs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["source"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let b = format!("{}/", site.base);
+    assert_eq!(list(&s), vec![b.clone(), format!("{b}a"), format!("{b}b")]);
+
+    // Page b vanishes and a changes: the re-crawl updates a, removes b.
+    site.remove("/b");
+    site.set("/a", &page("Alpha", &essay("rotating beacons", 2), &["/"]));
+    let job = crawl(&s);
+    let r = &job["result"];
+    assert_eq!(r["documents_removed"], 1, "{r}");
+    assert_eq!(r["documents_updated"], 1, "{r}");
+    assert_eq!(list(&s), vec![b.clone(), format!("{b}a")]);
+
+    // Bad requests are refused with the field named.
+    let (status, body, _) = s.api.post(
+        &format!("/api/v1/collections/{coll}/crawl"),
+        Some(&admin),
+        Some(json!({"start_url": "ftp://example.org/"})),
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("start_url")),
+        "{body}"
+    );
+}
