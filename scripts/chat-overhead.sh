@@ -112,7 +112,8 @@ try:
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
     model = "local GGUF model" if backend == "local" else "instant OpenAI-compatible model"
-    print("%d SciFact queries, one at a time, %s" % (len(queries), model))
+    dataset = __import__("os").path.basename(__import__("os").path.dirname(__import__("os").path.abspath(queries_file)))
+    print("%d %s queries, one at a time, %s" % (len(queries), dataset, model))
     rows = [("retrieval_ms", retrieval), ("first_token_ms", first)]
     if backend == "local":
         rows += [("prompt_tokens", prompt_tokens), ("answer_tokens", completion), ("tokens_per_s", rates)]
