@@ -140,6 +140,17 @@ fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
     run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
     run_ok(&data, &["reindex"]);
     check_consistent(&data);
+
+    // A planted inconsistency: the full-text index loses its files. `check`
+    // reports every chunk missing there and fails; `reindex` repairs it.
+    std::fs::remove_dir_all(data.join("tantivy")).unwrap();
+    let out = run(&data, &["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("missing in lexical index"), "{stdout}");
+    assert!(stdout.contains("lexical index 0 documents"), "{stdout}");
+    run_ok(&data, &["reindex"]);
+    check_consistent(&data);
 }
 
 fn post(api: &Api, token: &str, body: Value) -> (u16, Value) {
