@@ -12,7 +12,11 @@ data="${RAGCHAT_DATA_DIR:-./data}"
 bind="${RAGCHAT_BIND:-127.0.0.1:8080}"
 
 scripts/setup-build-deps.sh
-scripts/setup-models.sh --with-llm "$RAGCHAT_MODELS_DIR"
+# Without the local chat model: SmolLM2-135M is a demo that invents details,
+# so newcomers get the extractive answerer, which only quotes the sources.
+# `scripts/setup-models.sh --with-llm` installs it; `chat.backend = "auto"`
+# then uses it.
+scripts/setup-models.sh "$RAGCHAT_MODELS_DIR"
 echo "building ragchat (the first build compiles the dependency tree and takes a while)..."
 cargo build --release --locked --bin ragchat
 bin="$CARGO_TARGET_DIR/release/ragchat"

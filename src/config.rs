@@ -451,7 +451,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             format: "text".into(),
-            level: "info,qdrant_edge=error".into(),
+            level: "info,qdrant_edge=error,llama-cpp-2=warn,llama_cpp_2=error".into(),
         }
     }
 }
