@@ -86,9 +86,7 @@ pub async fn upload(
     let upload_id = uuid::Uuid::new_v4().to_string();
     let dir = upload_dir(&app, &upload_id);
     match accept(&app, &caller, &collection, &upload_id, form).await {
-        Ok(job) => Ok(HttpResponse::Accepted()
-            .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
-            .json(json!({ "job": job_json(&job) }))),
+        Ok(job) => Ok(accepted(&job)),
         Err(e) => {
             // A refused upload leaves nothing behind.
             let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -134,14 +132,32 @@ async fn accept(
         upload_id: upload_id.to_string(),
         files,
     };
-    let mut job = NewJob::new(
-        KIND_INGEST_UPLOAD,
-        serde_json::to_value(&payload).map_err(|e| Error::Internal(e.to_string()))?,
-    );
+    let payload = serde_json::to_value(&payload).map_err(|e| Error::Internal(e.to_string()))?;
+    enqueue(app, caller, collection, KIND_INGEST_UPLOAD, payload, None).await
+}
+
+/// Queue a job of `kind` on `collection` for `caller`.
+async fn enqueue(
+    app: &App,
+    caller: &Caller,
+    collection: &Collection,
+    kind: &str,
+    payload: Value,
+    dedupe_key: Option<String>,
+) -> Result<jobs::Job, Error> {
+    let mut job = NewJob::new(kind, payload);
     job.collection_id = Some(collection.id.clone());
     job.created_by = Some(caller.user.id.clone());
     job.max_attempts = app.settings.jobs.max_attempts as i32;
+    job.dedupe_key = dedupe_key;
     Ok(jobs::enqueue(&app.db, job).await?)
+}
+
+/// `202` with the job, pointing at where to follow it.
+fn accepted(job: &jobs::Job) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
+        .json(json!({ "job": job_json(job) }))
 }
 
 /// `GET /collections/{id}/documents`, newest first.
@@ -217,16 +233,8 @@ pub async fn crawl(
         }
         other => Error::invalid("invalid_crawl", other.to_string()),
     })?;
-    let mut job = NewJob::new(
-        KIND_CRAWL,
-        serde_json::to_value(&req).map_err(|e| Error::Internal(e.to_string()))?,
-    );
-    job.dedupe_key = Some(req.dedupe_key(&collection.id));
-    job.collection_id = Some(collection.id.clone());
-    job.created_by = Some(caller.user.id.clone());
-    job.max_attempts = app.settings.jobs.max_attempts as i32;
-    let job = jobs::enqueue(&app.db, job).await?;
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
-        .json(json!({ "job": job_json(&job) })))
+    let payload = serde_json::to_value(&req).map_err(|e| Error::Internal(e.to_string()))?;
+    let key = req.dedupe_key(&collection.id);
+    let job = enqueue(&app, &caller, &collection, KIND_CRAWL, payload, Some(key)).await?;
+    Ok(accepted(&job))
 }
