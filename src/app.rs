@@ -98,16 +98,17 @@ impl App {
 /// file is installed and falls back to the extractive answerer, which needs
 /// nothing beyond the embedder.
 async fn chat_model(settings: &Settings, embedder: &Arc<Embedder>) -> Result<Arc<dyn ChatModel>> {
+    use crate::config::ChatBackend;
     let extractive = || -> Arc<dyn ChatModel> { Arc::new(ExtractiveModel::new(embedder.clone())) };
-    match settings.chat.backend.as_str() {
-        "openai" => Ok(Arc::new(
+    match settings.chat.backend {
+        ChatBackend::OpenAi => Ok(Arc::new(
             OpenAiModel::new(&settings.llm).map_err(|e| Error::Unavailable(e.to_string()))?,
         )),
-        "extractive" => Ok(extractive()),
+        ChatBackend::Extractive => Ok(extractive()),
         #[cfg(feature = "local-llm")]
-        backend => {
+        backend @ (ChatBackend::Auto | ChatBackend::Local) => {
             let path = crate::llm::local::model_path(&settings.local_llm, &settings.models_dir);
-            if backend == "auto" && !path.is_file() {
+            if backend == ChatBackend::Auto && !path.is_file() {
                 return Ok(extractive());
             }
             let local = settings.local_llm.clone();
@@ -118,7 +119,7 @@ async fn chat_model(settings: &Settings, embedder: &Arc<Embedder>) -> Result<Arc
             .map_err(|e| Error::Internal(e.to_string()))?;
             match loaded {
                 Ok(model) => Ok(Arc::new(model)),
-                Err(e) if backend == "auto" => {
+                Err(e) if backend == ChatBackend::Auto => {
                     tracing::warn!(
                         "local model unusable, answering extractively instead: {e} \
                          (set chat.backend to silence this)"
@@ -130,7 +131,7 @@ async fn chat_model(settings: &Settings, embedder: &Arc<Embedder>) -> Result<Arc
         }
         // Settings validation refuses `local` in a build without it.
         #[cfg(not(feature = "local-llm"))]
-        _ => Ok(extractive()),
+        ChatBackend::Auto | ChatBackend::Local => Ok(extractive()),
     }
 }
 

@@ -210,7 +210,7 @@ async fn main() -> ExitCode {
             }
         }
         if *dev {
-            settings.auth.registration = "open".into();
+            settings.auth.registration = ragchat::config::Registration::Open;
         }
     }
     telemetry::init(&settings.log);

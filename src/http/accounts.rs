@@ -41,7 +41,7 @@ pub async fn register(
     app: web::Data<App>,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, Error> {
-    if app.settings.auth.registration != "open" {
+    if app.settings.auth.registration != crate::config::Registration::Open {
         return Err(Error::forbidden(
             "registration_closed",
             "registration is closed; ask an admin for an account",

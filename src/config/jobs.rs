@@ -1,0 +1,60 @@
+//! `[jobs]`: the durable job queue and its workers.
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, ConfigError};
+
+/// The durable job queue and its workers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSettings {
+    /// Workers `serve` runs in process; 0 leaves jobs to `ragchat worker`.
+    pub workers: usize,
+    /// A worker renews its lease every third of this; a job whose lease
+    /// lapses (its worker died) is taken by another worker.
+    pub lease_secs: u64,
+    pub max_attempts: u32,
+    /// Retry backoff: base × 2^(attempt-1), capped.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// How often an idle worker looks for work.
+    pub poll_interval_ms: u64,
+    /// Periodic vector index optimisation; 0 turns it off.
+    pub optimize_interval_secs: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            lease_secs: 30,
+            max_attempts: 5,
+            retry_base_secs: 5,
+            retry_max_secs: 600,
+            poll_interval_ms: 500,
+            optimize_interval_secs: 3600,
+        }
+    }
+}
+
+impl JobSettings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("jobs.lease_secs", self.lease_secs),
+            ("jobs.max_attempts", self.max_attempts as u64),
+            ("jobs.retry_base_secs", self.retry_base_secs),
+            ("jobs.poll_interval_ms", self.poll_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.retry_max_secs < self.retry_base_secs {
+            return Err(invalid(
+                "jobs.retry_max_secs",
+                "must be at least jobs.retry_base_secs",
+            ));
+        }
+        Ok(())
+    }
+}
