@@ -395,7 +395,7 @@ mod tests {
     }
 
     /// Runs when the model is installed (CI installs it); generation itself is
-    /// tested black-box in tests/chat_local.rs.
+    /// tested black-box in tests/api/chat_local.rs.
     #[test]
     fn counts_tokens_and_renders_chatml_when_installed() {
         let dir = std::env::var("RAGCHAT_MODELS_DIR").unwrap_or_else(|_| "models".into());

@@ -778,7 +778,7 @@ impl SseReader {
 }
 
 #[cfg(test)]
-#[path = "../../tests/common/openai_mock.rs"]
+#[path = "../../tests/api/helpers/openai_mock.rs"]
 mod mock;
 
 #[cfg(test)]

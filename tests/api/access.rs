@@ -3,18 +3,18 @@
 //! collection access inside every search mode, and the CRUD endpoints of
 //! collections and conversations.
 
-mod common;
-
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use common::client::{
+use crate::helpers;
+use crate::helpers::client::{
     assert_error, assert_invalid_field, collection_id, create_api_key, expect, timestamp, Api,
-    Stack, PASSWORD,
+    PASSWORD,
 };
-use common::fixtures;
+use crate::helpers::fixtures;
+use crate::helpers::TestApp;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -35,7 +35,7 @@ const CALLERS: [&str; 8] = [
 ];
 
 struct World {
-    s: Stack,
+    s: TestApp,
     /// Token per caller (None for anon), in `CALLERS` order.
     tokens: Vec<Option<String>>,
     a: String,
@@ -327,7 +327,7 @@ fn kb() -> std::path::PathBuf {
 
 fn setup_world() -> World {
     let kb = kb();
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("root", true), ("usera", false), ("userb", false)],
         &[("pub", &kb), ("granted", &kb), ("private", &kb)],
         &[],
@@ -691,7 +691,7 @@ fn collection_access_applies_in_every_search_mode() {
     let scratch = tempfile::tempdir().unwrap();
     let crowded = crowded_kb(scratch.path());
     let kb = kb();
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("root", true), ("uma", false)],
         &[("shared", &kb), ("secret", &crowded)],
         &[],
@@ -887,7 +887,7 @@ fn collection_access_applies_in_every_search_mode() {
 #[test]
 fn collections_crud_and_grants() {
     let kb = kb();
-    let s = Stack::start(&[("root", true), ("ulla", false)], &[("kb", &kb)], &[]);
+    let s = TestApp::start(&[("root", true), ("ulla", false)], &[("kb", &kb)], &[]);
     let api = &s.api;
     let (root, _) = s.login("root");
     let (ulla, _) = s.login("ulla");
@@ -1039,9 +1039,9 @@ fn collections_crud_and_grants() {
             .0,
         404
     );
-    let Stack { server, data, .. } = s;
+    let TestApp { server, data, .. } = s;
     assert!(server.stop().success());
-    let out = common::run_ok(&data, &["check"]);
+    let out = helpers::run_ok(&data, &["check"]);
     assert!(
         out.contains("database 0 chunks, vector index 0 points, lexical index 0 documents")
             && out.contains("consistent"),
@@ -1051,7 +1051,7 @@ fn collections_crud_and_grants() {
 
 #[test]
 fn conversations_crud_and_pagination() {
-    let s = Stack::start(&[("pat", false)], &[], &[]);
+    let s = TestApp::start(&[("pat", false)], &[], &[]);
     let api = &s.api;
     let (pat, _) = s.login("pat");
 

@@ -8,11 +8,12 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use super::client::{collection_id, expect, Stack};
+use super::client::{collection_id, expect};
+use super::TestApp;
 
 pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
-pub fn ws_url(s: &Stack) -> String {
+pub fn ws_url(s: &TestApp) -> String {
     format!(
         "{}/api/v1/chat/ws",
         s.server.base.replacen("http://", "ws://", 1)
@@ -20,7 +21,7 @@ pub fn ws_url(s: &Stack) -> String {
 }
 
 /// Connect with the token in the `Authorization` header.
-pub fn connect(s: &Stack, token: &str) -> Ws {
+pub fn connect(s: &TestApp, token: &str) -> Ws {
     let mut req = ws_url(s).into_client_request().expect("ws request");
     req.headers_mut().insert(
         "authorization",
@@ -64,7 +65,7 @@ pub fn answer_frames(ws: &mut Ws) -> Vec<Value> {
 }
 
 /// An admin marks the ingested collection `name` public.
-pub fn make_public(s: &Stack, name: &str) {
+pub fn make_public(s: &TestApp, name: &str) {
     let (admin, _) = s.login("admin");
     let id = collection_id(&s.api, &admin, name);
     expect(
@@ -79,7 +80,7 @@ pub fn make_public(s: &Stack, name: &str) {
 }
 
 /// The stored messages of a conversation.
-pub fn messages(s: &Stack, token: &str, conversation: &str) -> Value {
+pub fn messages(s: &TestApp, token: &str, conversation: &str) -> Value {
     expect(
         s.api.get(
             &format!("/api/v1/conversations/{conversation}/messages"),

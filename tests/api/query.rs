@@ -1,157 +1,10 @@
-//! Black-box tests: the real binary, a real data directory, the real server
-//! over HTTP.
+//! Black-box tests of the query API over a data directory ingested with the
+//! CLI: the real binary, the real server over HTTP.
 
-mod common;
-
-use common::client::{assert_unauthorized, create_user_cli, login, Api, PASSWORD};
-use common::{fixtures, run, run_ok, Server};
+use crate::helpers;
+use crate::helpers::client::{assert_unauthorized, create_user_cli, login, Api, PASSWORD};
+use crate::helpers::{check_consistent, fixtures, run_ok, Server};
 use serde_json::{json, Value};
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
-fn check_consistent(data: &std::path::Path) -> String {
-    let out = run_ok(data, &["check"]);
-    assert!(out.contains("consistent"), "{out}");
-    out
-}
-
-#[test]
-fn bad_config_exits_with_the_key_named() {
-    let dir = common::TestDir::new();
-    let data = dir.path().join("data");
-    let out = common::cmd(&data)
-        .env("RAGCHAT_RETRIEVAL_RRF_K", "zero")
-        .args(["check"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("retrieval.rrf_k"), "{err}");
-
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[chunking]\nmax_tokens = 9999\n").unwrap();
-    let out = run(&data, &["--config", cfg.to_str().unwrap(), "check"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("chunking.max_tokens"), "{err}");
-}
-
-#[test]
-fn missing_models_is_a_clear_error() {
-    let dir = common::TestDir::new();
-    let data = dir.path().join("data");
-    let out = common::cmd(&data)
-        .env("RAGCHAT_MODELS_DIR", dir.path().join("nomodels"))
-        .env_remove("ORT_DYLIB_PATH")
-        .args(["check"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("scripts/setup-models.sh"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-#[test]
-fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
-    let dir = common::TestDir::new();
-    let data = dir.path().join("data");
-    let kb = dir.path().join("kb");
-    copy_dir(&fixtures().join("kb"), &kb);
-    let kb_s = kb.to_str().unwrap();
-
-    let first = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
-    assert!(
-        first.contains("3 documents") && first.contains("3 new"),
-        "{first}"
-    );
-    check_consistent(&data);
-
-    // Unchanged: nothing is embedded again.
-    let second = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
-    assert!(
-        second.contains("3 unchanged") && second.contains(" 0 chunks embedded"),
-        "{second}"
-    );
-
-    // HTML chrome is not indexed; content is.
-    let q = |text: &str| -> Value {
-        serde_json::from_str(&run_ok(
-            &data,
-            &[
-                "query",
-                text,
-                "--collection",
-                "aero",
-                "--mode",
-                "lexical",
-                "--json",
-            ],
-        ))
-        .unwrap()
-    };
-    assert_eq!(
-        q("zebrafish giraffe walrus")["results"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
-    assert_eq!(
-        q("ablative heat shields")["results"][0]["title"],
-        "Heat transfer at hypersonic speeds"
-    );
-
-    // Change one document: the old text disappears from the lexical index and
-    // the new one is found; the DB and both indexes still agree.
-    std::fs::write(
-        kb.join("shock-waves.txt"),
-        "Shock waves\n\nA bow shock stands ahead of a blunt body in a supersonic stream; \
-         behind it a subsonic pocket forms near the stagnation point.",
-    )
-    .unwrap();
-    let third = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
-    assert!(
-        third.contains("1 updated") && third.contains("2 unchanged"),
-        "{third}"
-    );
-    assert!(q("oblique")["results"].as_array().unwrap().is_empty());
-    assert_eq!(
-        q("bow shock blunt body")["results"][0]["source"],
-        "shock-waves.txt"
-    );
-    check_consistent(&data);
-
-    // Deleting the collection removes it from the DB and both indexes.
-    run_ok(&data, &["delete-collection", "aero"]);
-    let out = check_consistent(&data);
-    assert!(
-        out.contains("database 0 chunks, vector index 0 points, lexical index 0 documents"),
-        "{out}"
-    );
-
-    // And reindex rebuilds from the DB.
-    run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
-    run_ok(&data, &["reindex"]);
-    check_consistent(&data);
-
-    // A planted inconsistency: the full-text index loses its files. `check`
-    // reports every chunk missing there and fails; `reindex` repairs it.
-    std::fs::remove_dir_all(data.join("tantivy")).unwrap();
-    let out = run(&data, &["check"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
-    assert!(stdout.contains("missing in lexical index"), "{stdout}");
-    assert!(stdout.contains("lexical index 0 documents"), "{stdout}");
-    run_ok(&data, &["reindex"]);
-    check_consistent(&data);
-}
 
 fn post(api: &Api, token: &str, body: Value) -> (u16, Value) {
     let (status, body, _) = api.post("/api/v1/query", Some(token), Some(body));
@@ -177,7 +30,7 @@ fn assert_error(status: u16, body: &Value, code: &str) {
 
 #[test]
 fn query_api_happy_path_and_errors() {
-    let dir = common::TestDir::new();
+    let dir = helpers::TestDir::new();
     let data = dir.path().join("data");
     run_ok(
         &data,
@@ -192,7 +45,7 @@ fn query_api_happy_path_and_errors() {
         &data,
         &[
             "ingest",
-            common::repo_root().join("corpus").to_str().unwrap(),
+            helpers::repo_root().join("corpus").to_str().unwrap(),
             "--collection",
             "docs",
         ],

@@ -1,24 +1,23 @@
 //! Black-box test of the OpenAI-compatible backend: the real server, started
 //! with `chat.backend = "openai"`, against a mock OpenAI-compatible server that
-//! speaks the real wire format (see `common::openai_mock`). Checks what the
+//! speaks the real wire format (see `helpers::openai_mock`). Checks what the
 //! model is sent (numbered sources, the question) and what the client gets
 //! (deltas, citations checked against the sources, errors mid-stream).
 
-mod common;
-
 use std::time::Duration;
 
-use common::client::{expect, Stack};
-use common::fixtures;
-use common::openai_mock::{self, End, MockLlm, Reply};
-use common::ws::{answer_frames, connect, make_public, send, Ws};
+use crate::helpers::client::expect;
+use crate::helpers::fixtures;
+use crate::helpers::openai_mock::{self, End, MockLlm, Reply};
+use crate::helpers::ws::{answer_frames, connect, make_public, send, Ws};
+use crate::helpers::TestApp;
 use serde_json::{json, Value};
 
 const QUESTION: &str = "What happens to the pressure across a normal shock wave?";
 
-fn stack(mock: &MockLlm) -> Stack {
+fn stack(mock: &MockLlm) -> TestApp {
     let kb = fixtures().join("kb");
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("admin", true), ("ann", false)],
         &[("kb", kb.as_path())],
         &[
@@ -54,7 +53,7 @@ fn text_of(frames: &[Value]) -> String {
         .collect()
 }
 
-fn stored_answer(s: &Stack, token: &str, conv: &str) -> Value {
+fn stored_answer(s: &TestApp, token: &str, conv: &str) -> Value {
     let msgs = expect(
         s.api.get(
             &format!("/api/v1/conversations/{conv}/messages"),

@@ -1,12 +1,13 @@
 //! Black-box helpers: run the real `ragchat` binary against a throwaway data
 //! directory, and start the real server on a random port.
 
-#![allow(dead_code)]
-
+mod app;
 pub mod client;
 pub mod openai_mock;
 mod pg;
 pub mod ws;
+
+pub use app::TestApp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -38,7 +39,8 @@ pub const TEST_JWT_SECRET: &str = "0123456789abcdef0123456789abcdef-test-only";
 /// it also owns a fresh database on it, created here and dropped on drop, and
 /// every `ragchat` command for this directory uses that database.
 pub struct TestDir {
-    db: Option<pg::Database>,
+    // Held for its drop, which drops the database.
+    _db: Option<pg::Database>,
     dir: tempfile::TempDir,
 }
 
@@ -46,7 +48,7 @@ impl TestDir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = pg::admin_url().map(|admin| pg::Database::create(&admin, dir.path()));
-        Self { db, dir }
+        Self { _db: db, dir }
     }
 
     pub fn path(&self) -> &Path {
@@ -68,16 +70,6 @@ pub fn database_url(data_dir: &Path) -> Option<String> {
         data_dir.display()
     );
     url
-}
-
-/// The SQL backend this run tests: `sqlite`, or `postgres` when
-/// `RAGCHAT_TEST_POSTGRES` is set.
-pub fn backend() -> &'static str {
-    if pg::admin_url().is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    }
 }
 
 pub fn fixtures() -> PathBuf {
@@ -129,6 +121,13 @@ pub fn run_ok(data_dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Run `ragchat check` and require a consistent data directory; returns its report.
+pub fn check_consistent(data: &Path) -> String {
+    let out = run_ok(data, &["check"]);
+    assert!(out.contains("consistent"), "{out}");
+    out
 }
 
 pub struct Server {

@@ -2,17 +2,17 @@
 //! "Authentication", "API keys", "Admin: users", "Limits"): the real binary,
 //! the real server, HTTP only.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::client::{
+use crate::helpers;
+use crate::helpers::client::{
     assert_error, assert_invalid_field, assert_unauthorized, create_api_key, expect, hmac_sha256,
-    jwt_parts, login, now_secs, retry_after, sign_jwt, token_pair, Api, Stack, PASSWORD,
+    jwt_parts, login, now_secs, retry_after, sign_jwt, token_pair, Api, PASSWORD,
 };
-use common::{fixtures, TEST_JWT_SECRET};
+use crate::helpers::TestApp;
+use crate::helpers::{fixtures, TEST_JWT_SECRET};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -24,7 +24,7 @@ const REGISTER: &str = "/api/v1/auth/register";
 const PASSWORD_PATH: &str = "/api/v1/users/me/password";
 const KEYS: &str = "/api/v1/api-keys";
 
-fn refresh(api: &Api, token: &str) -> common::client::Resp {
+fn refresh(api: &Api, token: &str) -> helpers::client::Resp {
     api.post(REFRESH, None, Some(json!({ "refresh_token": token })))
 }
 
@@ -64,7 +64,7 @@ fn hmac_helper_matches_rfc_4231() {
 
 #[test]
 fn registration_is_closed_by_default() {
-    let s = Stack::start(&[], &[], &[]);
+    let s = TestApp::start(&[], &[], &[]);
     let (status, body, _) = s.api.post(
         REGISTER,
         None,
@@ -82,7 +82,7 @@ fn registration_is_closed_by_default() {
 
 #[test]
 fn open_registration_validation_and_case_insensitive_names() {
-    let s = Stack::start(
+    let s = TestApp::start(
         &[],
         &[],
         &[
@@ -220,7 +220,7 @@ fn open_registration_validation_and_case_insensitive_names() {
 
 #[test]
 fn login_failures_do_not_tell_why() {
-    let s = Stack::start(&[("carol", false)], &[], &[]);
+    let s = TestApp::start(&[("carol", false)], &[], &[]);
     let api = &s.api;
     let attempt = |user: &str, pw: &str| {
         let (status, body, _) =
@@ -243,7 +243,7 @@ fn login_failures_do_not_tell_why() {
 
 #[test]
 fn access_token_expires_and_refresh_token_still_works() {
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("dan", false)],
         &[],
         &[("RAGCHAT_AUTH_ACCESS_TTL_SECS", "1")],
@@ -275,7 +275,7 @@ fn access_token_expires_and_refresh_token_still_works() {
 
 #[test]
 fn refresh_rotates_and_reuse_revokes_the_session() {
-    let s = Stack::start(&[("erin", false)], &[], &[]);
+    let s = TestApp::start(&[("erin", false)], &[], &[]);
     let api = &s.api;
     let (other_access, other_refresh) = s.login("erin");
     let (a1, r1) = s.login("erin");
@@ -322,7 +322,7 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
 
 #[test]
 fn logout_revokes_that_session_only() {
-    let s = Stack::start(&[("fay", false)], &[], &[]);
+    let s = TestApp::start(&[("fay", false)], &[], &[]);
     let api = &s.api;
     let (a1, r1) = s.login("fay");
     let (a2, r2) = s.login("fay");
@@ -346,7 +346,7 @@ fn logout_revokes_that_session_only() {
 
 #[test]
 fn admin_disables_enables_promotes_and_demotes_users() {
-    let s = Stack::start(&[("root", true), ("dave", false)], &[], &[]);
+    let s = TestApp::start(&[("root", true), ("dave", false)], &[], &[]);
     let api = &s.api;
     let (root, _) = s.login("root");
     let dave_id = s.id("dave").to_string();
@@ -473,7 +473,7 @@ fn admin_disables_enables_promotes_and_demotes_users() {
 
 #[test]
 fn admin_user_listing_and_creation() {
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("root", true), ("user1", false), ("user2", false)],
         &[],
         &[],
@@ -579,7 +579,7 @@ fn admin_user_listing_and_creation() {
 
 #[test]
 fn password_change() {
-    let s = Stack::start(&[("gail", false)], &[], &[]);
+    let s = TestApp::start(&[("gail", false)], &[], &[]);
     let api = &s.api;
     let (a1, r1) = s.login("gail");
     let (a2, r2) = s.login("gail");
@@ -639,14 +639,14 @@ fn password_change() {
 #[test]
 fn api_keys() {
     let kb = fixtures().join("kb");
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("root", true), ("frank", false), ("gina", false)],
         &[("kb", &kb)],
         &[],
     );
     let api = &s.api;
     let (root, _) = s.login("root");
-    let kb_id = common::client::collection_id(api, &root, "kb");
+    let kb_id = helpers::client::collection_id(api, &root, "kb");
     expect(
         api.patch(
             &format!("/api/v1/collections/{kb_id}"),
@@ -728,7 +728,7 @@ fn api_keys() {
     assert!(items.iter().all(|k| k.get("key").is_none()), "{list}");
     let created_at: Vec<_> = items
         .iter()
-        .map(|k| common::client::timestamp(&k["created_at"]))
+        .map(|k| helpers::client::timestamp(&k["created_at"]))
         .collect();
     assert!(
         created_at.windows(2).all(|w| w[0] >= w[1]),
@@ -951,10 +951,10 @@ impl Drop for Spawned {
 
 #[test]
 fn serve_refuses_to_start_without_a_jwt_secret() {
-    let dir = common::TestDir::new();
+    let dir = helpers::TestDir::new();
     let data = dir.path().join("data");
     for unset in [false, true] {
-        let mut c = common::cmd(&data);
+        let mut c = helpers::cmd(&data);
         if unset {
             c.env_remove("RAGCHAT_AUTH_JWT_SECRET");
         } else {
@@ -1002,11 +1002,11 @@ fn serve_refuses_to_start_without_a_jwt_secret() {
 
 #[test]
 fn serve_dev_starts_without_a_jwt_secret() {
-    let dir = common::TestDir::new();
+    let dir = helpers::TestDir::new();
     let data = dir.path().join("data");
-    common::client::create_user_cli(&data, "hal", PASSWORD, false);
+    helpers::client::create_user_cli(&data, "hal", PASSWORD, false);
     let mut child = Spawned(
-        common::cmd(&data)
+        helpers::cmd(&data)
             .env("RAGCHAT_AUTH_JWT_SECRET", "")
             .args(["serve", "--dev", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -1045,7 +1045,7 @@ fn serve_dev_starts_without_a_jwt_secret() {
 
 #[test]
 fn body_limits_and_malformed_input() {
-    let s = Stack::start(&[("root", true), ("judy", false)], &[], &[]);
+    let s = TestApp::start(&[("root", true), ("judy", false)], &[], &[]);
     let api = &s.api;
     let (root, _) = s.login("root");
     let (judy, _) = s.login("judy");
@@ -1165,7 +1165,7 @@ fn body_limits_and_malformed_input() {
 
 #[test]
 fn login_is_rate_limited() {
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("kim", false)],
         &[],
         &[
@@ -1205,7 +1205,7 @@ fn from_ip(ip: &str) -> [(&'static str, &str); 1] {
 
 #[test]
 fn login_is_rate_limited_per_ip_and_per_username() {
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("kim", false), ("lee", false)],
         &[],
         &[
@@ -1265,7 +1265,7 @@ fn login_is_rate_limited_per_ip_and_per_username() {
 fn query_is_rate_limited_per_user() {
     let kb = fixtures().join("kb");
     // Admins read every collection, so both users see the fixtures.
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("ann", true), ("ben", true)],
         &[("kb", &kb)],
         &[
@@ -1319,7 +1319,7 @@ fn query_is_rate_limited_per_user() {
 
 #[test]
 fn bad_authorization_is_401_with_www_authenticate() {
-    let s = Stack::start(&[("ivan", false), ("root", true)], &[], &[]);
+    let s = TestApp::start(&[("ivan", false), ("root", true)], &[], &[]);
     let api = &s.api;
     let (access, refresh_token) = s.login("ivan");
     let (header, claims) = jwt_parts(&access);

@@ -2,22 +2,21 @@
 //! cancel, disconnect, one answer in flight, malformed frames, auth, other
 //! users' conversations), refusal, persistence, and the SSE / JSON fallback.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::client::{create_api_key, expect, Stack};
-use common::fixtures;
-use common::ws::{answer_frames, connect, make_public, messages, next, send, ws_url};
+use crate::helpers::client::{create_api_key, expect};
+use crate::helpers::fixtures;
+use crate::helpers::ws::{answer_frames, connect, make_public, messages, next, send, ws_url};
+use crate::helpers::TestApp;
 use serde_json::{json, Value};
 use tungstenite::Message;
 
 const QUESTION: &str = "What happens to the pressure across a normal shock wave?";
 
-fn stack() -> Stack {
+fn stack() -> TestApp {
     let kb = fixtures().join("kb");
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("admin", true), ("ann", false), ("bob", false)],
         &[("kb", kb.as_path()), ("private", kb.as_path())],
         &[],

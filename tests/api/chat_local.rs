@@ -6,20 +6,20 @@
 //! they say so and pass, unless `RAGCHAT_TEST_REQUIRE_LLM=1` (set by
 //! scripts/test.sh, which installs the model) makes a missing model a failure.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::client::{expect, Stack};
-use common::fixtures;
-use common::ws::{answer_frames, connect, make_public, messages, send};
+use crate::helpers;
+use crate::helpers::client::expect;
+use crate::helpers::fixtures;
+use crate::helpers::ws::{answer_frames, connect, make_public, messages, send};
+use crate::helpers::TestApp;
 use serde_json::{json, Value};
 
 const QUESTION: &str = "What happens to the pressure across a normal shock wave?";
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
 
 fn installed() -> bool {
-    let path = common::models_dir().join(format!("llm/{MODEL}.gguf"));
+    let path = helpers::models_dir().join(format!("llm/{MODEL}.gguf"));
     if path.is_file() {
         return true;
     }
@@ -37,9 +37,9 @@ fn installed() -> bool {
 /// each answer (and the test's request timeout) a matter of machine load.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn stack() -> Stack {
+fn stack() -> TestApp {
     let kb = fixtures().join("kb");
-    let s = Stack::start(
+    let s = TestApp::start(
         &[("admin", true), ("ann", false)],
         &[("kb", kb.as_path())],
         &[

@@ -373,61 +373,6 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-/// A server on a fresh data directory with users (created with [`PASSWORD`])
-/// and collections ingested before it starts.
-pub struct Stack {
-    // Declared first so the server stops before its directory goes away.
-    pub server: Server,
-    pub api: Api,
-    pub data: std::path::PathBuf,
-    /// User name → id.
-    pub users: std::collections::HashMap<String, String>,
-    pub dir: super::TestDir,
-}
-
-impl Stack {
-    /// `users`: (name, admin); `collections`: (name, path to ingest);
-    /// `env`: extra server environment.
-    pub fn start(
-        users: &[(&str, bool)],
-        collections: &[(&str, &Path)],
-        env: &[(&str, &str)],
-    ) -> Self {
-        let dir = super::TestDir::new();
-        let data = dir.path().join("data");
-        let mut ids = std::collections::HashMap::new();
-        for (name, admin) in users {
-            ids.insert(
-                name.to_string(),
-                create_user_cli(&data, name, PASSWORD, *admin),
-            );
-        }
-        for (name, path) in collections {
-            ingest(&data, path, name);
-        }
-        let server = Server::start_with(&data, env);
-        let api = Api::new(&server);
-        Self {
-            server,
-            api,
-            data,
-            users: ids,
-            dir,
-        }
-    }
-
-    pub fn id(&self, user: &str) -> &str {
-        self.users
-            .get(user)
-            .unwrap_or_else(|| panic!("no user {user}"))
-    }
-
-    /// Log in `user` with [`PASSWORD`]: (access, refresh).
-    pub fn login(&self, user: &str) -> (String, String) {
-        login(&self.api, user, PASSWORD)
-    }
-}
-
 /// An RFC 3339 timestamp field.
 #[track_caller]
 pub fn timestamp(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {

@@ -8,8 +8,6 @@
 //! tests (blocking) and the unit tests in `src/llm/openai.rs` (async, which
 //! include this file with `#[path]`) use the same server.
 
-#![allow(dead_code)]
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,6 +28,7 @@ pub enum Reply {
         end: End,
     },
     /// Any status with a JSON body and `Content-Length`.
+    #[allow(dead_code, reason = "only the unit tests in src/llm/openai.rs use it")]
     Status { code: u16, body: String },
 }
 
@@ -42,14 +41,17 @@ pub enum End {
     Close,
     /// Keep the response open without sending anything more, until the
     /// client goes away.
+    #[allow(dead_code, reason = "only the unit tests in src/llm/openai.rs use it")]
     Hang,
     /// Keep sending content, `gap` apart, until the client goes away.
+    #[allow(dead_code, reason = "only the unit tests in src/llm/openai.rs use it")]
     Endless,
 }
 
 /// One request as the server read it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    #[allow(dead_code, reason = "only the unit tests in src/llm/openai.rs use it")]
     pub method: String,
     pub path: String,
     /// Names lowercased.
@@ -131,13 +133,15 @@ impl MockLlm {
         self.requests().len()
     }
 
+    #[allow(dead_code, reason = "only the unit tests in src/llm/openai.rs use it")]
     pub fn client_gone(&self) -> usize {
         self.state.client_gone.load(Ordering::SeqCst)
     }
 
-    /// [`MockLlm::wait_client_gone`] for async tests: it must not block the
-    /// thread, since the client's connection tasks (which do the closing)
-    /// may run on it.
+    /// Wait until at least `n` responses were abandoned by the client. Async:
+    /// it must not block the thread, since the client's connection tasks
+    /// (which do the closing) may run on it.
+    #[allow(dead_code, reason = "only the unit tests in src/llm/openai.rs use it")]
     pub async fn client_gone_within(&self, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -145,18 +149,6 @@ impl MockLlm {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.client_gone() >= n
-    }
-
-    /// Wait until at least `n` responses were abandoned by the client.
-    pub fn wait_client_gone(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.client_gone() >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
         self.client_gone() >= n
     }

@@ -2,14 +2,16 @@
 //! `POST /collections/{id}/documents`, the limits (413s and refusals that
 //! change nothing), durable jobs (progress over the WebSocket, cancel),
 //! cleaning (duplicates, near-duplicates, quality), re-upload diffs, document
-//! listing and deletion everywhere.
-
-mod common;
+//! listing and deletion everywhere; and ingestion from the CLI, idempotent, with
+//! every change reaching the database and both indexes.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::client::{expect, Stack};
+use crate::helpers;
+use crate::helpers::client::expect;
+use crate::helpers::TestApp;
+use crate::helpers::{check_consistent, fixtures, run, run_ok};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -32,7 +34,7 @@ fn multipart(files: &[(&str, &[u8])]) -> Vec<u8> {
     body
 }
 
-fn upload(s: &Stack, token: &str, collection: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
+fn upload(s: &TestApp, token: &str, collection: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
     let auth = format!("Bearer {token}");
     let ctype = format!("multipart/form-data; boundary={BOUNDARY}");
     let (status, body, _) = s.api.raw(
@@ -44,7 +46,7 @@ fn upload(s: &Stack, token: &str, collection: &str, files: &[(&str, &[u8])]) -> 
     (status, body)
 }
 
-fn create_collection(s: &Stack, token: &str, name: &str) -> String {
+fn create_collection(s: &TestApp, token: &str, name: &str) -> String {
     let c = expect(
         s.api.post(
             "/api/v1/collections",
@@ -58,7 +60,7 @@ fn create_collection(s: &Stack, token: &str, name: &str) -> String {
 }
 
 /// Poll the job until it has finished; returns it.
-fn wait_job(s: &Stack, token: &str, id: &str) -> Value {
+fn wait_job(s: &TestApp, token: &str, id: &str) -> Value {
     let started = Instant::now();
     loop {
         let job = expect(
@@ -78,7 +80,7 @@ fn wait_job(s: &Stack, token: &str, id: &str) -> Value {
     }
 }
 
-fn upload_and_wait(s: &Stack, token: &str, collection: &str, files: &[(&str, &[u8])]) -> Value {
+fn upload_and_wait(s: &TestApp, token: &str, collection: &str, files: &[(&str, &[u8])]) -> Value {
     let (status, body) = upload(s, token, collection, files);
     assert_eq!(status, 202, "{body}");
     let job = wait_job(s, token, body["job"]["id"].as_str().unwrap());
@@ -86,7 +88,7 @@ fn upload_and_wait(s: &Stack, token: &str, collection: &str, files: &[(&str, &[u
     job
 }
 
-fn search(s: &Stack, token: &str, collection_name: &str, q: &str, mode: &str) -> Vec<Value> {
+fn search(s: &TestApp, token: &str, collection_name: &str, q: &str, mode: &str) -> Vec<Value> {
     let body = expect(
         s.api.post(
             "/api/v1/query",
@@ -269,14 +271,14 @@ fn essay(topic: &str, n: usize) -> String {
     out
 }
 
-fn uploads_left(s: &Stack) -> usize {
+fn uploads_left(s: &TestApp) -> usize {
     std::fs::read_dir(s.data.join("uploads"))
         .map(|d| d.count())
         .unwrap_or(0)
 }
 
-fn stack(env: &[(&str, &str)]) -> (Stack, String) {
-    let s = Stack::start(&[("admin", true), ("ann", false)], &[], env);
+fn stack(env: &[(&str, &str)]) -> (TestApp, String) {
+    let s = TestApp::start(&[("admin", true), ("ann", false)], &[], env);
     let (admin, _) = s.login("admin");
     (s, admin)
 }
@@ -775,7 +777,7 @@ fn crawl_jobs_ingest_a_site_and_a_re_crawl_removes_vanished_pages() {
 
     let (s, admin) = stack(&[]);
     let coll = create_collection(&s, &admin, "site");
-    let crawl = |s: &Stack| {
+    let crawl = |s: &TestApp| {
         let body = expect(
             s.api.post(
                 &format!("/api/v1/collections/{coll}/crawl"),
@@ -793,7 +795,7 @@ fn crawl_jobs_ingest_a_site_and_a_re_crawl_removes_vanished_pages() {
     let r = &job["result"];
     assert_eq!(r["documents_added"], 3, "{r}");
     assert_eq!(r["complete"], true, "{r}");
-    let list = |s: &Stack| -> Vec<String> {
+    let list = |s: &TestApp| -> Vec<String> {
         let docs = expect(
             s.api.get(
                 &format!("/api/v1/collections/{coll}/documents"),
@@ -834,4 +836,107 @@ fn crawl_jobs_ingest_a_site_and_a_re_crawl_removes_vanished_pages() {
         (422, Some("start_url")),
         "{body}"
     );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn ingest_is_idempotent_and_changes_reach_db_and_both_indexes() {
+    let dir = helpers::TestDir::new();
+    let data = dir.path().join("data");
+    let kb = dir.path().join("kb");
+    copy_dir(&fixtures().join("kb"), &kb);
+    let kb_s = kb.to_str().unwrap();
+
+    let first = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
+    assert!(
+        first.contains("3 documents") && first.contains("3 new"),
+        "{first}"
+    );
+    check_consistent(&data);
+
+    // Unchanged: nothing is embedded again.
+    let second = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
+    assert!(
+        second.contains("3 unchanged") && second.contains(" 0 chunks embedded"),
+        "{second}"
+    );
+
+    // HTML chrome is not indexed; content is.
+    let q = |text: &str| -> Value {
+        serde_json::from_str(&run_ok(
+            &data,
+            &[
+                "query",
+                text,
+                "--collection",
+                "aero",
+                "--mode",
+                "lexical",
+                "--json",
+            ],
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        q("zebrafish giraffe walrus")["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        q("ablative heat shields")["results"][0]["title"],
+        "Heat transfer at hypersonic speeds"
+    );
+
+    // Change one document: the old text disappears from the lexical index and
+    // the new one is found; the DB and both indexes still agree.
+    std::fs::write(
+        kb.join("shock-waves.txt"),
+        "Shock waves\n\nA bow shock stands ahead of a blunt body in a supersonic stream; \
+         behind it a subsonic pocket forms near the stagnation point.",
+    )
+    .unwrap();
+    let third = run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
+    assert!(
+        third.contains("1 updated") && third.contains("2 unchanged"),
+        "{third}"
+    );
+    assert!(q("oblique")["results"].as_array().unwrap().is_empty());
+    assert_eq!(
+        q("bow shock blunt body")["results"][0]["source"],
+        "shock-waves.txt"
+    );
+    check_consistent(&data);
+
+    // Deleting the collection removes it from the DB and both indexes.
+    run_ok(&data, &["delete-collection", "aero"]);
+    let out = check_consistent(&data);
+    assert!(
+        out.contains("database 0 chunks, vector index 0 points, lexical index 0 documents"),
+        "{out}"
+    );
+
+    // And reindex rebuilds from the DB.
+    run_ok(&data, &["ingest", kb_s, "--collection", "aero"]);
+    run_ok(&data, &["reindex"]);
+    check_consistent(&data);
+
+    // A planted inconsistency: the full-text index loses its files. `check`
+    // reports every chunk missing there and fails; `reindex` repairs it.
+    std::fs::remove_dir_all(data.join("tantivy")).unwrap();
+    let out = run(&data, &["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("missing in lexical index"), "{stdout}");
+    assert!(stdout.contains("lexical index 0 documents"), "{stdout}");
+    run_ok(&data, &["reindex"]);
+    check_consistent(&data);
 }

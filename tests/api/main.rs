@@ -1,0 +1,13 @@
+//! The black-box suite, one test binary: the real `ragchat` binary, a real
+//! data directory, the real server over HTTP. One module per feature; shared
+//! helpers (the server, the client, [`helpers::TestApp`]) under `helpers/`.
+
+mod access;
+mod auth;
+mod chat;
+mod chat_local;
+mod chat_openai;
+mod cli;
+mod helpers;
+mod ingest;
+mod query;
