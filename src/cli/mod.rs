@@ -164,7 +164,7 @@ enum UserCommand {
 /// success, 2 for unusable settings, 1 for any other error.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match settings(&cli) {
+    let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -183,7 +183,7 @@ pub async fn main() -> ExitCode {
 
 /// The settings file (explicit, or `./ragchat.toml` if present) with the
 /// environment over it, and `serve`'s flags over both.
-fn settings(cli: &Cli) -> Result<Settings, crate::config::ConfigError> {
+fn load_settings(cli: &Cli) -> Result<Settings, crate::config::ConfigError> {
     let (file, explicit) = match &cli.config {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from("ragchat.toml"), false),

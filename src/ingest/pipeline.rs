@@ -278,10 +278,10 @@ async fn ingest_group(
 
     let collection_uuid =
         Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
-    let (docs, rows, fresh) = rows_of(collection, changed, &present, report)?;
-    repo::replace_documents(&ix.db, docs, rows).await?;
+    let rows = rows_of(collection, changed, &present, report)?;
+    repo::replace_documents(&ix.db, rows.docs, rows.chunks).await?;
 
-    index_chunks(ix, collection_uuid, fresh).await?;
+    index_chunks(ix, collection_uuid, rows.fresh).await?;
     ix.vectors.flush().await?;
     report.chunks_embedded += new_ids.len() - present.len();
     repo::mark_indexed(&ix.db, &doc_ids).await?;
@@ -366,14 +366,21 @@ async fn remove_vanished(
 /// A chunk to embed and index: (chunk id, document id, title, text).
 type FreshChunk = (Uuid, Uuid, String, String);
 
-/// The documents and chunk rows to store, and the chunks not already in both
-/// indexes (those in `present` are counted as kept).
+/// What a group writes: documents and chunk rows for the DB, and the chunks
+/// not already in both indexes.
+struct Rows {
+    docs: Vec<Document>,
+    chunks: Vec<Chunk>,
+    fresh: Vec<FreshChunk>,
+}
+
+/// The rows to store for `changed`; chunks in `present` are counted as kept.
 fn rows_of(
     collection: &Collection,
     changed: Vec<Prepared>,
     present: &HashSet<String>,
     report: &mut IngestReport,
-) -> Result<(Vec<Document>, Vec<Chunk>, Vec<FreshChunk>), Error> {
+) -> Result<Rows, Error> {
     let mut rows = Vec::new();
     let mut fresh: Vec<FreshChunk> = Vec::new();
     let mut docs = Vec::with_capacity(changed.len());
@@ -399,7 +406,11 @@ fn rows_of(
         }
         docs.push(p.doc);
     }
-    Ok((docs, rows, fresh))
+    Ok(Rows {
+        docs,
+        chunks: rows,
+        fresh,
+    })
 }
 
 /// Embed chunks `(chunk id, document id, title, text)` and write them to both
@@ -549,7 +560,7 @@ impl CheckReport {
 
 pub async fn check(ix: &Indexer) -> Result<CheckReport, Error> {
     let db: HashSet<String> = repo::all_chunk_ids(&ix.db).await?.into_iter().collect();
-    let vec_ids: Vec<String> = app
+    let vec_ids: Vec<String> = ix
         .vectors
         .chunk_ids()
         .await?
