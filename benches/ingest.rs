@@ -63,7 +63,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let collection = repo::ensure_collection(&app.db, "bench").await?;
-    let report = pipeline::ingest(&app, &collection, docs, &|_| {}).await?;
+    let report = pipeline::ingest(&app.indexer(), &collection, docs, &|_| {}).await?;
     println!(
         "ingest:        {} documents, {} chunks in {:.1} s = {:.1} chunks/s, {:.1} documents/s",
         report.documents,

@@ -11,6 +11,7 @@ use crate::index::edge::EdgeVectorIndex;
 use crate::index::lexical::{self, LexicalIndex};
 use crate::index::VectorIndex;
 use crate::ingest::chunk::Chunker;
+use crate::ingest::pipeline::Indexer;
 use crate::llm::extractive::ExtractiveModel;
 use crate::llm::openai::OpenAiModel;
 use crate::llm::ChatModel;
@@ -84,6 +85,17 @@ impl App {
             vectors: Arc::new(vectors),
             lexical: Arc::new(lexical),
         }))
+    }
+
+    /// What the ingestion pipeline needs of the app, and nothing else.
+    pub fn indexer(&self) -> Indexer {
+        Indexer {
+            db: self.db.clone(),
+            vectors: self.vectors.clone(),
+            lexical: self.lexical.clone(),
+            embedder: self.embedder.clone(),
+            chunker: self.chunker.clone(),
+        }
     }
 
     /// Make index writes durable; called on shutdown.

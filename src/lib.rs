@@ -3,6 +3,7 @@
 pub mod app;
 pub mod auth;
 pub mod chat;
+pub mod cli;
 pub mod config;
 pub mod crawl;
 pub mod db;
@@ -17,6 +18,8 @@ pub mod llm;
 pub mod metrics;
 pub mod ratelimit;
 pub mod retrieve;
+pub mod startup;
 pub mod telemetry;
+pub mod text;
 
 pub use error::{Error, Result};

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::citations::CitationFilter;
 use super::prompt::{build_prompt_for, PromptError, DEFAULT_SYSTEM_RULES};
 use crate::app::App;
 use crate::auth::{Access, Caller};
@@ -22,6 +21,7 @@ use crate::db::repo::{self, now};
 use crate::error::{Error, Result};
 use crate::llm::{ChatMessage, Role, Source, Usage};
 use crate::retrieve::{self, SearchRequest, MAX_QUERY_CHARS};
+use crate::text::citations::CitationFilter;
 
 /// What the knowledge base says when it has nothing relevant.
 pub const REFUSAL: &str = "The knowledge base does not cover this question: none of the documents you can access contain a relevant passage.";

@@ -2,5 +2,4 @@
 //! answer pipeline the WebSocket and SSE endpoints share.
 
 pub mod answer;
-pub mod citations;
 pub mod prompt;

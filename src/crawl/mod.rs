@@ -50,7 +50,9 @@ use futures::{stream, StreamExt};
 use tokio::sync::Notify;
 use url::Url;
 
-use crate::ingest::load::RawDocument;
+// The title rules are ingestion's, so a page crawled from a site and the
+// same file uploaded get the same title.
+use crate::ingest::load::{markdown_title, text_title, RawDocument};
 
 use fetch::{ContentKind, Fetched, Fetcher, Hop};
 use html::Directives;
@@ -912,22 +914,6 @@ impl<'a> Crawler<'a> {
         };
         (CrawlEvent::Page(Box::new(page)), links)
     }
-}
-
-// The two title rules below match `ingest::load` (private there), so a page
-// crawled from a site and the same file uploaded get the same title.
-
-fn markdown_title(text: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("# "))
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-}
-
-fn text_title(text: &str) -> Option<String> {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty())?;
-    (first.chars().count() <= 120).then(|| first.to_string())
 }
 
 /// A page without a title is named after its last path segment, or its host.

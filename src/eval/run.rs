@@ -97,7 +97,8 @@ pub async fn prepare(
             .map(|d| RawDocument::from_beir(d, None))
             .collect();
         let total = docs.len();
-        let report = pipeline::ingest(app, &collection, docs, &|n| progress(n, total)).await?;
+        let report =
+            pipeline::ingest(&app.indexer(), &collection, docs, &|n| progress(n, total)).await?;
         repo::set_collection_description(&app.db, &collection.id, &marker).await?;
         ingest = Some(report);
     }

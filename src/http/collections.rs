@@ -175,7 +175,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, Error> {
     let c = visible(&app, &caller, &path).await?;
     caller.require_admin()?;
-    pipeline::delete_collection(&app, &c).await?;
+    pipeline::delete_collection(&app.indexer(), &c).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -206,7 +206,7 @@ pub async fn delete(
     require_ingest(&caller)?;
     let (cid, id) = path.into_inner();
     let d = document(&app, &cid, &id).await?;
-    pipeline::delete_document(&app, &d.id).await?;
+    pipeline::delete_document(&app.indexer(), &d.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -146,9 +146,10 @@ fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
     ))
 }
 
-/// Serve until SIGINT/SIGTERM, then flush the indexes. The bound address is
-/// printed on stdout first, so a caller that asked for port 0 learns the port.
-pub async fn serve(app: Arc<App>) -> Result<(), Error> {
+/// Bind and start the server; awaiting it serves until SIGINT/SIGTERM. The
+/// bound address is printed on stdout first, so a caller that asked for port
+/// 0 learns the port. Job workers and the final flush are `startup`'s.
+pub fn start(app: Arc<App>) -> Result<actix_web::dev::Server, Error> {
     let s = &app.settings.server;
     let listener = TcpListener::bind(&s.bind)
         .map_err(|e| Error::Unavailable(format!("cannot bind {}: {e}", s.bind)))?;
@@ -179,18 +180,5 @@ pub async fn serve(app: Arc<App>) -> Result<(), Error> {
     .run();
     println!("ragchat listening on http://{addr}");
     tracing::info!(%addr, "listening");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let background = crate::jobs::start(app.clone(), app.settings.jobs.workers, stopped);
-    let result = server.await;
-    // Jobs stop at their next checkpoint (one batch) and go back to the
-    // queue; a job still busy after the grace period is left to its lease.
-    tracing::info!("shutting down: stopping job workers");
-    let _ = stop.send(true);
-    let grace = std::time::Duration::from_secs(s.shutdown_timeout_secs.max(1) * 3);
-    if tokio::time::timeout(grace, background).await.is_err() {
-        tracing::warn!("job workers did not stop in time; their leases will lapse");
-    }
-    tracing::info!("shutting down: flushing indexes");
-    app.flush().await?;
-    result.map_err(|e| Error::Internal(e.to_string()))
+    Ok(server)
 }

@@ -1204,7 +1204,7 @@ mod tests {
     }
 
     fn near_duplicate_pairs(name: &str, path: &std::path::Path) {
-        let docs = crate::eval::beir::load_corpus(path).unwrap();
+        let docs = crate::ingest::formats::beir::load_corpus(path).unwrap();
         let started = Instant::now();
         let texts: Vec<(String, String)> = docs
             .into_iter()

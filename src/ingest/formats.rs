@@ -7,6 +7,7 @@
 //! records), PDF (text layer only), DOCX, and ZIP archives of these.
 
 mod archive;
+pub mod beir;
 mod docx;
 mod jsonl;
 mod pdf;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use scraper::{ElementRef, Html, Node, Selector};
 
-use crate::eval::beir;
+use super::formats::beir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

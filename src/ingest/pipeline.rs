@@ -10,6 +10,7 @@
 //! to find it by.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -18,12 +19,24 @@ use uuid::Uuid;
 use super::chunk::{Chunker, Piece};
 use super::clean::clean_text;
 use super::load::RawDocument;
-use crate::app::App;
 use crate::db::models::{Chunk, Collection, Document};
-use crate::db::repo;
+use crate::db::{repo, Db};
+use crate::embed::Embedder;
 use crate::error::Error;
-use crate::index::lexical::{self, LexicalDoc};
-use crate::index::VectorPoint;
+use crate::index::lexical::{self, LexicalDoc, LexicalIndex};
+use crate::index::{VectorIndex, VectorPoint};
+
+/// What the pipeline writes through: the database, both indexes, and the
+/// models that cut documents into chunks and turn chunks into vectors. Built
+/// by `App::indexer`; cloning it clones handles, not data.
+#[derive(Clone)]
+pub struct Indexer {
+    pub db: Db,
+    pub vectors: Arc<dyn VectorIndex>,
+    pub lexical: Arc<LexicalIndex>,
+    pub embedder: Arc<Embedder>,
+    pub chunker: Arc<Chunker>,
+}
 
 /// Documents handled per DB transaction and index commit.
 const GROUP: usize = 256;
@@ -160,14 +173,14 @@ fn chunk_document(chunker: &Chunker, p: &mut Prepared) {
 /// Ingest documents into `collection`. `progress` is called with the number of
 /// documents processed so far.
 pub async fn ingest(
-    app: &App,
+    ix: &Indexer,
     collection: &Collection,
     docs: Vec<RawDocument>,
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<IngestReport, Error> {
     let started = Instant::now();
-    let mut report = ingest_batch(app, collection, docs, progress).await?;
-    optimize_after(app, &report).await?;
+    let mut report = ingest_batch(ix, collection, docs, progress).await?;
+    optimize_after(ix, &report).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -175,10 +188,10 @@ pub async fn ingest(
 /// Rebuild the vector index's search structures if `report` changed it.
 /// Costly (seconds to tens of seconds for large shards), so a job ingesting
 /// in batches calls it once at the end rather than per batch.
-pub async fn optimize_after(app: &App, report: &IngestReport) -> Result<(), Error> {
+pub async fn optimize_after(ix: &Indexer, report: &IngestReport) -> Result<(), Error> {
     if report.chunks_embedded > 0 || report.chunks_deleted > 0 {
-        app.vectors.optimize().await?;
-        app.vectors.flush().await?;
+        ix.vectors.optimize().await?;
+        ix.vectors.flush().await?;
     }
     Ok(())
 }
@@ -186,7 +199,7 @@ pub async fn optimize_after(app: &App, report: &IngestReport) -> Result<(), Erro
 /// `ingest` without the final index optimisation: every write is durable in
 /// the DB and both indexes, and searchable, when it returns.
 pub async fn ingest_batch(
-    app: &App,
+    ix: &Indexer,
     collection: &Collection,
     docs: Vec<RawDocument>,
     progress: &(dyn Fn(usize) + Send + Sync),
@@ -215,7 +228,7 @@ pub async fn ingest_batch(
     while iter.peek().is_some() {
         let group: Vec<RawDocument> = iter.by_ref().take(GROUP).collect();
         let n = group.len();
-        ingest_group(app, collection, group, &mut report).await?;
+        ingest_group(ix, collection, group, &mut report).await?;
         done += n;
         progress(done);
     }
@@ -224,12 +237,67 @@ pub async fn ingest_batch(
 }
 
 async fn ingest_group(
-    app: &App,
+    ix: &Indexer,
     collection: &Collection,
     group: Vec<RawDocument>,
     report: &mut IngestReport,
 ) -> Result<(), Error> {
-    let chunker = app.chunker.clone();
+    let (changed, fully_indexed) = changed_documents(ix, collection, group, report).await?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let chunker = ix.chunker.clone();
+    let changed: Vec<Prepared> = tokio::task::spawn_blocking(move || {
+        let mut changed = changed;
+        for p in changed.iter_mut() {
+            chunk_document(&chunker, p);
+        }
+        changed
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+
+    let doc_ids: Vec<String> = changed.iter().map(|p| p.doc.id.clone()).collect();
+    let old: Vec<(String, String)> = repo::chunk_ids_of_documents(&ix.db, &doc_ids).await?;
+    let new_ids: HashSet<String> = changed
+        .iter()
+        .flat_map(|p| p.pieces.iter().map(|(id, _, _)| id.to_string()))
+        .collect();
+    // Chunks already in both indexes: those of fully indexed documents that survive.
+    let present: HashSet<String> = old
+        .iter()
+        .filter(|(id, doc)| fully_indexed.contains(doc) && new_ids.contains(id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let vanished: Vec<Uuid> = old
+        .iter()
+        .filter(|(id, _)| !new_ids.contains(id))
+        .filter_map(|(id, _)| Uuid::parse_str(id).ok())
+        .collect();
+    remove_vanished(ix, vanished, report).await?;
+
+    let collection_uuid =
+        Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
+    let rows = rows_of(collection, changed, &present, report)?;
+    repo::replace_documents(&ix.db, rows.docs, rows.chunks).await?;
+
+    index_chunks(ix, collection_uuid, rows.fresh).await?;
+    ix.vectors.flush().await?;
+    report.chunks_embedded += new_ids.len() - present.len();
+    repo::mark_indexed(&ix.db, &doc_ids).await?;
+    Ok(())
+}
+
+/// Clean and hash `group`, and keep the documents that are new or changed
+/// (or not yet in both indexes), counting the rest in `report`. Also returns
+/// the ids of the kept documents whose previous chunks are fully indexed.
+async fn changed_documents(
+    ix: &Indexer,
+    collection: &Collection,
+    group: Vec<RawDocument>,
+    report: &mut IngestReport,
+) -> Result<(Vec<Prepared>, HashSet<String>), Error> {
+    let chunker = ix.chunker.clone();
     let cid = collection.id.clone();
     let n = group.len();
     // Cleaning, hashing and tokenising are CPU work: keep them off the async executor.
@@ -245,7 +313,7 @@ async fn ingest_group(
 
     let sources: Vec<String> = prepared.iter().map(|p| p.doc.source.clone()).collect();
     let states: HashMap<String, (String, bool)> =
-        repo::document_states(&app.db, &collection.id, &sources)
+        repo::document_states(&ix.db, &collection.id, &sources)
             .await?
             .into_iter()
             .map(|s| (s.source, (s.content_hash, s.indexed)))
@@ -269,55 +337,52 @@ async fn ingest_group(
             }
         }
     }
-    if changed.is_empty() {
+    Ok((changed, fully_indexed))
+}
+
+/// Remove the chunks a changed document no longer has from both indexes,
+/// durably, before the DB forgets them.
+async fn remove_vanished(
+    ix: &Indexer,
+    vanished: Vec<Uuid>,
+    report: &mut IngestReport,
+) -> Result<(), Error> {
+    if vanished.is_empty() {
         return Ok(());
     }
-    let chunker = app.chunker.clone();
-    let changed: Vec<Prepared> = tokio::task::spawn_blocking(move || {
-        let mut changed = changed;
-        for p in changed.iter_mut() {
-            chunk_document(&chunker, p);
-        }
-        changed
+    ix.vectors.delete(vanished.clone()).await?;
+    // qdrant-edge does not replay its WAL on load: only flushed writes survive a crash.
+    ix.vectors.flush().await?;
+    let ids = vanished.clone();
+    lexical::blocking(&ix.lexical, move |l| {
+        l.delete(&ids)?;
+        l.commit()
     })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    .await?;
+    report.chunks_deleted += vanished.len();
+    Ok(())
+}
 
-    let doc_ids: Vec<String> = changed.iter().map(|p| p.doc.id.clone()).collect();
-    let old: Vec<(String, String)> = repo::chunk_ids_of_documents(&app.db, &doc_ids).await?;
-    let new_ids: HashSet<String> = changed
-        .iter()
-        .flat_map(|p| p.pieces.iter().map(|(id, _, _)| id.to_string()))
-        .collect();
-    // Chunks already in both indexes: those of fully indexed documents that survive.
-    let present: HashSet<String> = old
-        .iter()
-        .filter(|(id, doc)| fully_indexed.contains(doc) && new_ids.contains(id))
-        .map(|(id, _)| id.clone())
-        .collect();
-    let vanished: Vec<Uuid> = old
-        .iter()
-        .filter(|(id, _)| !new_ids.contains(id))
-        .filter_map(|(id, _)| Uuid::parse_str(id).ok())
-        .collect();
+/// A chunk to embed and index: (chunk id, document id, title, text).
+type FreshChunk = (Uuid, Uuid, String, String);
 
-    if !vanished.is_empty() {
-        app.vectors.delete(vanished.clone()).await?;
-        // qdrant-edge does not replay its WAL on load: only flushed writes survive a crash.
-        app.vectors.flush().await?;
-        let ids = vanished.clone();
-        lexical::blocking(&app.lexical, move |l| {
-            l.delete(&ids)?;
-            l.commit()
-        })
-        .await?;
-        report.chunks_deleted += vanished.len();
-    }
+/// What a group writes: documents and chunk rows for the DB, and the chunks
+/// not already in both indexes.
+struct Rows {
+    docs: Vec<Document>,
+    chunks: Vec<Chunk>,
+    fresh: Vec<FreshChunk>,
+}
 
+/// The rows to store for `changed`; chunks in `present` are counted as kept.
+fn rows_of(
+    collection: &Collection,
+    changed: Vec<Prepared>,
+    present: &HashSet<String>,
+    report: &mut IngestReport,
+) -> Result<Rows, Error> {
     let mut rows = Vec::new();
-    let mut fresh: Vec<(Uuid, Uuid, String, String)> = Vec::new();
-    let collection_uuid =
-        Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut fresh: Vec<FreshChunk> = Vec::new();
     let mut docs = Vec::with_capacity(changed.len());
     for p in changed {
         let doc_uuid = Uuid::parse_str(&p.doc.id).map_err(|e| Error::Internal(e.to_string()))?;
@@ -341,19 +406,17 @@ async fn ingest_group(
         }
         docs.push(p.doc);
     }
-    repo::replace_documents(&app.db, docs, rows).await?;
-
-    index_chunks(app, collection_uuid, fresh).await?;
-    app.vectors.flush().await?;
-    report.chunks_embedded += new_ids.len() - present.len();
-    repo::mark_indexed(&app.db, &doc_ids).await?;
-    Ok(())
+    Ok(Rows {
+        docs,
+        chunks: rows,
+        fresh,
+    })
 }
 
 /// Embed chunks `(chunk id, document id, title, text)` and write them to both
 /// indexes, committing the lexical index.
 pub async fn index_chunks(
-    app: &App,
+    ix: &Indexer,
     collection_id: Uuid,
     chunks: Vec<(Uuid, Uuid, String, String)>,
 ) -> Result<(), Error> {
@@ -364,7 +427,7 @@ pub async fn index_chunks(
         .iter()
         .map(|(_, _, title, text)| embedding_text(title, text))
         .collect();
-    let vectors = app.embedder.embed(texts).await?;
+    let vectors = ix.embedder.embed(texts).await?;
     let points: Vec<VectorPoint> = chunks
         .iter()
         .zip(vectors)
@@ -375,7 +438,7 @@ pub async fn index_chunks(
             vector,
         })
         .collect();
-    app.vectors.upsert(points).await?;
+    ix.vectors.upsert(points).await?;
     let docs: Vec<LexicalDoc> = chunks
         .into_iter()
         .map(|(chunk_id, document_id, title, text)| LexicalDoc {
@@ -386,7 +449,7 @@ pub async fn index_chunks(
             text,
         })
         .collect();
-    lexical::blocking(&app.lexical, move |l| {
+    lexical::blocking(&ix.lexical, move |l| {
         l.upsert(&docs)?;
         l.commit()
     })
@@ -395,44 +458,47 @@ pub async fn index_chunks(
 }
 
 /// Delete a document from the DB and both indexes. Returns false if unknown.
-pub async fn delete_document(app: &App, document_id: &str) -> Result<bool, Error> {
-    let Some(ids) = repo::delete_document(&app.db, document_id).await? else {
+pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Error> {
+    let Some(ids) = repo::delete_document(&ix.db, document_id).await? else {
         return Ok(false);
     };
-    remove_from_indexes(app, ids).await?;
+    remove_from_indexes(ix, ids).await?;
     Ok(true)
 }
 
 /// Delete a collection everywhere.
-pub async fn delete_collection(app: &App, collection: &Collection) -> Result<(), Error> {
-    repo::delete_collection(&app.db, &collection.id).await?;
+pub async fn delete_collection(ix: &Indexer, collection: &Collection) -> Result<(), Error> {
+    repo::delete_collection(&ix.db, &collection.id).await?;
     let id = Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
-    app.vectors.delete_collection(id).await?;
-    lexical::blocking(&app.lexical, move |l| {
+    ix.vectors.delete_collection(id).await?;
+    lexical::blocking(&ix.lexical, move |l| {
         l.delete_collection(id)?;
         l.commit()
     })
     .await?;
-    app.vectors.flush().await?;
+    ix.vectors.flush().await?;
     Ok(())
 }
 
-async fn remove_from_indexes(app: &App, ids: Vec<String>) -> Result<(), Error> {
+async fn remove_from_indexes(ix: &Indexer, ids: Vec<String>) -> Result<(), Error> {
     let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
-    app.vectors.delete(ids.clone()).await?;
-    lexical::blocking(&app.lexical, move |l| {
+    ix.vectors.delete(ids.clone()).await?;
+    lexical::blocking(&ix.lexical, move |l| {
         l.delete(&ids)?;
         l.commit()
     })
     .await?;
-    app.vectors.flush().await?;
+    ix.vectors.flush().await?;
     Ok(())
 }
 
 /// Rebuild both indexes from the DB. Returns the number of chunks indexed.
-pub async fn reindex(app: &App, progress: &(dyn Fn(usize) + Send + Sync)) -> Result<usize, Error> {
-    app.vectors.clear().await?;
-    lexical::blocking(&app.lexical, |l| {
+pub async fn reindex(
+    ix: &Indexer,
+    progress: &(dyn Fn(usize) + Send + Sync),
+) -> Result<usize, Error> {
+    ix.vectors.clear().await?;
+    lexical::blocking(&ix.lexical, |l| {
         l.clear()?;
         l.commit()
     })
@@ -440,7 +506,7 @@ pub async fn reindex(app: &App, progress: &(dyn Fn(usize) + Send + Sync)) -> Res
     let mut after: Option<String> = None;
     let mut total = 0usize;
     loop {
-        let page = repo::chunks_page(&app.db, after.as_deref(), 1024).await?;
+        let page = repo::chunks_page(&ix.db, after.as_deref(), 1024).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.chunk.id.clone());
         // Group by collection: index_chunks writes one collection at a time.
@@ -459,13 +525,13 @@ pub async fn reindex(app: &App, progress: &(dyn Fn(usize) + Send + Sync)) -> Res
         }
         for (collection, chunks) in by_collection {
             let cid = Uuid::parse_str(&collection).map_err(|e| Error::Internal(e.to_string()))?;
-            index_chunks(app, cid, chunks).await?;
+            index_chunks(ix, cid, chunks).await?;
         }
         total += page.len();
         progress(total);
     }
-    app.vectors.optimize().await?;
-    app.vectors.flush().await?;
+    ix.vectors.optimize().await?;
+    ix.vectors.flush().await?;
     Ok(total)
 }
 
@@ -492,16 +558,16 @@ impl CheckReport {
     }
 }
 
-pub async fn check(app: &App) -> Result<CheckReport, Error> {
-    let db: HashSet<String> = repo::all_chunk_ids(&app.db).await?.into_iter().collect();
-    let vec_ids: Vec<String> = app
+pub async fn check(ix: &Indexer) -> Result<CheckReport, Error> {
+    let db: HashSet<String> = repo::all_chunk_ids(&ix.db).await?.into_iter().collect();
+    let vec_ids: Vec<String> = ix
         .vectors
         .chunk_ids()
         .await?
         .into_iter()
         .map(|u| u.to_string())
         .collect();
-    let lex_ids: Vec<String> = lexical::blocking(&app.lexical, |l| l.chunk_ids())
+    let lex_ids: Vec<String> = lexical::blocking(&ix.lexical, |l| l.chunk_ids())
         .await?
         .into_iter()
         .map(|u| u.to_string())

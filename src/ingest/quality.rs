@@ -445,8 +445,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::eval::beir;
     use crate::ingest::clean::clean_text;
+    use crate::ingest::formats::beir;
     use crate::ingest::load;
 
     fn check(raw: &str) -> QualityReport {

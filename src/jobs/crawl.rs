@@ -175,7 +175,8 @@ async fn ingest_pages(
         p.skip(s);
     }
     if n > 0 {
-        let r = pipeline::ingest_batch(&ctx.app, collection, screened.accepted, &|_| {}).await?;
+        let r = pipeline::ingest_batch(&ctx.app.indexer(), collection, screened.accepted, &|_| {})
+            .await?;
         documents::save_signatures(&ctx.app.db, screened.signatures).await?;
         p.report.absorb(&r);
     }
@@ -305,7 +306,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         let keep: HashSet<&String> = report.page_urls.iter().chain(&report.retry_urls).collect();
         for (id, source) in documents::crawled_by(&app.db, &collection.id, &start).await? {
             if !keep.contains(&source) {
-                pipeline::delete_document(app, &id).await?;
+                pipeline::delete_document(&app.indexer(), &id).await?;
                 p.removed += 1;
             }
         }
@@ -313,7 +314,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     ctx.progress(&p.json("optimizing")).await?;
     let mut changed = p.report.clone();
     changed.chunks_deleted += p.removed;
-    pipeline::optimize_after(app, &changed)
+    pipeline::optimize_after(&app.indexer(), &changed)
         .await
         .map_err(JobError::from)?;
 

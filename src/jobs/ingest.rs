@@ -216,7 +216,8 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
             }
             if n_accepted > 0 {
                 let report =
-                    pipeline::ingest_batch(app, &collection, screened.accepted, &|_| {}).await?;
+                    pipeline::ingest_batch(&app.indexer(), &collection, screened.accepted, &|_| {})
+                        .await?;
                 // After the documents exist (the signatures reference them);
                 // a crash in between is mended by the retry, which re-screens
                 // the unchanged documents and stores their signatures then.
@@ -231,7 +232,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     }
     ctx.checkpoint()?;
     ctx.progress(&t.json("optimizing")).await?;
-    pipeline::optimize_after(app, &t.report)
+    pipeline::optimize_after(&app.indexer(), &t.report)
         .await
         .map_err(JobError::from)?;
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use super::{ChatModel, ChatRequest, LlmError, Source, TokenStream};
-use crate::chat::citations::strip_markers;
+use crate::text::citations::strip_markers;
 
 /// What the extractive model says when no sentence is similar enough.
 pub const NO_ANSWER: &str = "The knowledge base does not cover this: none of the retrieved sources contain an answer to the question.";
@@ -516,8 +516,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
     use super::*;
-    use crate::chat::citations::CitationFilter;
     use crate::llm::ChatMessage;
+    use crate::text::citations::CitationFilter;
 
     const DIM: usize = 4096;
     const STOPWORDS: &[&str] = &[

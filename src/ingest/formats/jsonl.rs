@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::beir::BeirDoc;
 use super::{FormatError, Kind, Origin, RawDocument};
-use crate::eval::beir::BeirDoc;
 
 pub(super) fn load(path: &Path, origin: &Origin) -> Result<Vec<RawDocument>, FormatError> {
     let file = File::open(path).map_err(|e| origin.io(e))?;

@@ -1,0 +1,21 @@
+//! `ragchat delete-collection`: remove a collection from the database and
+//! both indexes.
+
+use crate::app::App;
+use crate::db::repo;
+use crate::error::Error;
+use crate::ingest::pipeline;
+
+pub(super) async fn run(app: &App, name: &str) -> Result<(), Error> {
+    let c = repo::collection_by_name(&app.db, name)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                "collection_not_found",
+                format!("no collection named `{name}`"),
+            )
+        })?;
+    pipeline::delete_collection(&app.indexer(), &c).await?;
+    println!("deleted collection {name}");
+    Ok(())
+}
