@@ -254,47 +254,86 @@ struct Finding {
     reason: String,
 }
 
-/// Scores a cleaned text. Deterministic: the same text and settings always
-/// give the same report.
-pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
-    let mut chars = 0usize;
-    let mut non_space = 0usize;
-    let mut letters = 0usize;
-    let mut digits = 0usize;
-    let mut garbage = 0usize;
+/// Findings in the order noted: from the most to the least specific check,
+/// so that among equally bad findings the most telling one is named first.
+#[derive(Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn note(&mut self, factor: f32, reason: String) {
+        if factor < 1.0 {
+            self.0.push(Finding { factor, reason });
+        }
+    }
+}
+
+/// The signals and the counts the checks need besides them.
+struct Measured {
+    signals: QualitySignals,
+    non_space: usize,
+    /// Lines with a letter or digit.
+    content_lines: usize,
+    /// The most frequent normalised word and its count.
+    top: Option<(String, usize)>,
+}
+
+#[derive(Default)]
+struct CharCounts {
+    chars: usize,
+    non_space: usize,
+    letters: usize,
+    digits: usize,
+    garbage: usize,
+}
+
+fn count_chars(text: &str) -> CharCounts {
+    let mut n = CharCounts::default();
     for c in text.chars() {
-        chars += 1;
+        n.chars += 1;
         if c.is_whitespace() {
             continue;
         }
-        non_space += 1;
+        n.non_space += 1;
         if c.is_alphabetic() {
-            letters += 1;
+            n.letters += 1;
         } else if c.is_numeric() {
-            digits += 1;
+            n.digits += 1;
         } else if is_garbage(c) {
-            garbage += 1;
+            n.garbage += 1;
         }
     }
+    n
+}
 
-    let mut lines = 0usize;
-    let mut no_letter_lines = 0usize;
-    let mut content_lines = 0usize;
-    let mut duplicate_lines = 0usize;
+#[derive(Default)]
+struct LineCounts {
+    lines: usize,
+    no_letter_lines: usize,
+    content_lines: usize,
+    duplicate_lines: usize,
+}
+
+fn count_lines(text: &str) -> LineCounts {
+    let mut n = LineCounts::default();
     let mut seen_lines: HashSet<String> = HashSet::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        lines += 1;
+        n.lines += 1;
         if !line.chars().any(char::is_alphabetic) {
-            no_letter_lines += 1;
+            n.no_letter_lines += 1;
         }
         if line.chars().any(char::is_alphanumeric) {
-            content_lines += 1;
+            n.content_lines += 1;
             if !seen_lines.insert(line.to_lowercase()) {
-                duplicate_lines += 1;
+                n.duplicate_lines += 1;
             }
         }
     }
+    n
+}
 
+fn measure(text: &str) -> Measured {
+    let c = count_chars(text);
+    let l = count_lines(text);
     let (words, word_chars) = word_stats(text);
     let norm = normalized_words(text);
     let mut freq: HashMap<&str, usize> = HashMap::new();
@@ -308,38 +347,61 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
         .map(|(w, n)| ((*w).to_string(), *n));
 
     let signals = QualitySignals {
-        chars,
+        chars: c.chars,
         words,
-        lines,
-        letter_ratio: round(ratio(letters, non_space), 4),
-        digit_ratio: round(ratio(digits, non_space), 4),
-        garbage_ratio: round(ratio(garbage, non_space), 4),
+        lines: l.lines,
+        letter_ratio: round(ratio(c.letters, c.non_space), 4),
+        digit_ratio: round(ratio(c.digits, c.non_space), 4),
+        garbage_ratio: round(ratio(c.garbage, c.non_space), 4),
         mean_word_len: round(ratio(word_chars, words), 4),
         unique_word_ratio: round(ratio(freq.len(), norm.len()), 4),
         top_word_fraction: round(ratio(top.as_ref().map_or(0, |t| t.1), norm.len()), 4),
-        duplicate_line_fraction: round(ratio(duplicate_lines, content_lines), 4),
+        duplicate_line_fraction: round(ratio(l.duplicate_lines, l.content_lines), 4),
         duplicate_ngram_fraction: round(duplicate_ngram_fraction(&norm, NGRAM), 4),
-        no_letter_line_fraction: round(ratio(no_letter_lines, lines), 4),
+        no_letter_line_fraction: round(ratio(l.no_letter_lines, l.lines), 4),
     };
+    Measured {
+        signals,
+        non_space: c.non_space,
+        content_lines: l.content_lines,
+        top,
+    }
+}
 
-    let s = settings;
-    let mut findings: Vec<Finding> = Vec::new();
-    // Findings are noted from the most to the least specific check, so that
-    // among equally bad findings the most telling one is named first.
-    let mut note = |factor: f32, reason: String| {
-        if factor < 1.0 {
-            findings.push(Finding { factor, reason });
-        }
-    };
+/// Scores a cleaned text. Deterministic: the same text and settings always
+/// give the same report.
+pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
+    let m = measure(text);
+    let mut findings = Findings::default();
+    check_content(&m, settings, &mut findings);
+    check_repetition(&m, settings, &mut findings);
 
+    let mut findings = findings.0;
+    findings.sort_by(|a, b| a.factor.total_cmp(&b.factor));
+    let score = round(
+        findings.first().map_or(1.0, |f| f.factor).clamp(0.0, 1.0),
+        3,
+    );
+    QualityReport {
+        score,
+        passed: score >= settings.min_score,
+        signals: m.signals,
+        reasons: findings.into_iter().map(|f| f.reason).collect(),
+    }
+}
+
+/// Length, characters and words.
+fn check_content(m: &Measured, s: &QualitySettings, findings: &mut Findings) {
+    let signals = &m.signals;
+    let words = signals.words;
     if words < s.min_words {
-        note(
+        findings.note(
             0.5 * ratio(words, s.min_words),
             format!("too short: {words} words (minimum {})", s.min_words),
         );
     }
-    if non_space > 0 {
-        note(
+    if m.non_space > 0 {
+        findings.note(
             falling_share(signals.garbage_ratio, s.max_garbage_ratio),
             format!(
                 "garbage: {} of characters are replacement or private-use characters (limit {})",
@@ -349,7 +411,7 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
         );
         let lr = signals.letter_ratio;
         let min = s.min_letter_ratio;
-        note(
+        findings.note(
             // "At least" shape: normal from 1.25 × the limit, worthless at half of it.
             if min <= 0.0 {
                 1.0
@@ -365,7 +427,7 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
     }
     if words > 0 {
         let limit = s.max_mean_word_len;
-        note(
+        findings.note(
             falling(signals.mean_word_len, limit * 0.75, limit, limit * 2.0),
             format!(
                 "word length: mean word length is {:.1} characters (limit {limit})",
@@ -373,8 +435,13 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             ),
         );
     }
-    if content_lines >= 2 {
-        note(
+}
+
+/// Repeated lines, n-grams and words, and lines without letters.
+fn check_repetition(m: &Measured, s: &QualitySettings, findings: &mut Findings) {
+    let signals = &m.signals;
+    if m.content_lines >= 2 {
+        findings.note(
             falling_share(
                 signals.duplicate_line_fraction,
                 s.max_duplicate_line_fraction,
@@ -386,7 +453,7 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             ),
         );
     }
-    note(
+    findings.note(
         falling_share(
             signals.duplicate_ngram_fraction,
             s.max_duplicate_ngram_fraction,
@@ -397,10 +464,10 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             pct(s.max_duplicate_ngram_fraction)
         ),
     );
-    if let Some((word, count)) = &top {
+    if let Some((word, count)) = &m.top {
         if *count >= 3 {
             let shown: String = word.chars().take(30).collect();
-            note(
+            findings.note(
                 falling_share(signals.top_word_fraction, s.max_top_word_fraction),
                 format!(
                     "repetition: \"{shown}\" is {} of all words (limit {})",
@@ -410,8 +477,8 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             );
         }
     }
-    if lines > 0 {
-        note(
+    if signals.lines > 0 {
+        findings.note(
             falling_share(
                 signals.no_letter_line_fraction,
                 s.max_no_letter_line_fraction,
@@ -422,18 +489,6 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
                 pct(s.max_no_letter_line_fraction)
             ),
         );
-    }
-
-    findings.sort_by(|a, b| a.factor.total_cmp(&b.factor));
-    let score = round(
-        findings.first().map_or(1.0, |f| f.factor).clamp(0.0, 1.0),
-        3,
-    );
-    QualityReport {
-        score,
-        passed: score >= s.min_score,
-        signals,
-        reasons: findings.into_iter().map(|f| f.reason).collect(),
     }
 }
 
