@@ -210,6 +210,32 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The level's URLs that robots.txt allows, up to the page budget; the rest
+/// are skipped.
+fn admit<F: FnMut(CrawlEvent)>(
+    level: Vec<Url>,
+    robots_of: &HashMap<String, Arc<Robots>>,
+    budget: &mut usize,
+    max_pages: usize,
+    rec: &mut Recorder<F>,
+) -> Vec<Url> {
+    let mut admitted = Vec::new();
+    for url in level {
+        let verdict = robots_of
+            .get(&url.origin().ascii_serialization())
+            .map_or(Ok(()), |r| r.check(&url));
+        if let Err(reason) = verdict {
+            rec.skip(&url, reason);
+        } else if *budget == 0 {
+            rec.skip(&url, SkipReason::MaxPages(max_pages));
+        } else {
+            *budget -= 1;
+            admitted.push(url);
+        }
+    }
+    admitted
+}
+
 /// One crawl's shared state. Futures for concurrent pages borrow it; nothing
 /// is spawned, so dropping the crawl future drops every request.
 struct Crawler<'a> {
@@ -257,88 +283,109 @@ impl<'a> Crawler<'a> {
         let mut depth: u32 = 0;
         let mut budget = spec.max_pages;
         while !level.is_empty() {
-            // robots.txt of the level's origins first (concurrently, once
-            // each), so admission below can go in queue order.
-            let mut origins = HashSet::new();
-            let first_of_origin: Vec<Url> = level
-                .iter()
-                .filter(|u| origins.insert(u.origin().ascii_serialization()))
-                .cloned()
-                .collect();
-            let robots_of = stream::iter(first_of_origin)
-                .map(|u| async move {
-                    let robots = self.robots.get(&self.fetcher, &u).await;
-                    (u.origin().ascii_serialization(), robots)
-                })
-                .buffer_unordered(spec.concurrency)
-                .collect::<HashMap<String, Arc<Robots>>>();
-            let robots_of = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return true,
-                r = robots_of => r,
+            let Some(robots_of) = self.robots_of(&level, cancel).await else {
+                return true;
             };
-
-            let mut admitted = Vec::new();
-            for url in level {
-                let verdict = robots_of
-                    .get(&url.origin().ascii_serialization())
-                    .map_or(Ok(()), |r| r.check(&url));
-                if let Err(reason) = verdict {
-                    rec.skip(&url, reason);
-                } else if budget == 0 {
-                    rec.skip(&url, SkipReason::MaxPages(spec.max_pages));
-                } else {
-                    budget -= 1;
-                    admitted.push(url);
-                }
-            }
+            let admitted = admit(level, &robots_of, &mut budget, spec.max_pages, rec);
             rec.report.fetched += admitted.len();
-
-            let seed = depth == 0;
-            let mut fetches = stream::iter(admitted.into_iter().enumerate())
-                .map(move |(i, url)| async move { (i, self.fetch_page(url, depth, seed).await) })
-                .buffer_unordered(spec.concurrency);
-            let mut found: Vec<(usize, Vec<Url>)> = Vec::new();
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return true,
-                    next = fetches.next() => next,
-                };
-                let Some((i, (event, links))) = next else {
-                    break;
-                };
-                rec.emit(event);
-                if !links.is_empty() {
-                    found.push((i, links));
-                }
-            }
-
-            // The next level, in the order of the pages that linked to it.
-            found.sort_by_key(|(i, _)| *i);
-            let mut next = Vec::new();
-            for link in found.into_iter().flat_map(|(_, links)| links) {
-                // mailto:, javascript:, tel: and the like are not pages.
-                let Some(link) = urls::normalize(link) else {
-                    continue;
-                };
-                if !self.mark_seen(&link) {
-                    continue;
-                }
-                if let Err(reason) = self.in_scope(&link) {
-                    rec.skip(&link, reason);
-                } else if depth >= spec.max_depth {
-                    rec.skip(&link, SkipReason::TooDeep(spec.max_depth));
-                } else if budget == 0 {
-                    rec.skip(&link, SkipReason::MaxPages(spec.max_pages));
-                } else {
-                    next.push(link);
-                }
-            }
-            level = next;
+            let Some(found) = self.fetch_level(admitted, depth, cancel, rec).await else {
+                return true;
+            };
+            level = self.next_level(found, depth, budget, rec);
             depth += 1;
         }
         false
+    }
+
+    /// robots.txt of the level's origins first (concurrently, once each), so
+    /// admission can go in queue order; None when cancelled.
+    async fn robots_of(
+        &self,
+        level: &[Url],
+        cancel: &CancelToken,
+    ) -> Option<HashMap<String, Arc<Robots>>> {
+        let mut origins = HashSet::new();
+        let first_of_origin: Vec<Url> = level
+            .iter()
+            .filter(|u| origins.insert(u.origin().ascii_serialization()))
+            .cloned()
+            .collect();
+        let robots_of = stream::iter(first_of_origin)
+            .map(|u| async move {
+                let robots = self.robots.get(&self.fetcher, &u).await;
+                (u.origin().ascii_serialization(), robots)
+            })
+            .buffer_unordered(self.spec.concurrency)
+            .collect::<HashMap<String, Arc<Robots>>>();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            r = robots_of => Some(r),
+        }
+    }
+
+    /// Fetch a level's admitted URLs, emitting their events; the links each
+    /// found, by its position in `admitted`; None when cancelled.
+    async fn fetch_level<F: FnMut(CrawlEvent)>(
+        &self,
+        admitted: Vec<Url>,
+        depth: u32,
+        cancel: &CancelToken,
+        rec: &mut Recorder<F>,
+    ) -> Option<Vec<(usize, Vec<Url>)>> {
+        let seed = depth == 0;
+        let mut fetches = stream::iter(admitted.into_iter().enumerate())
+            .map(move |(i, url)| async move { (i, self.fetch_page(url, depth, seed).await) })
+            .buffer_unordered(self.spec.concurrency);
+        let mut found: Vec<(usize, Vec<Url>)> = Vec::new();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return None,
+                next = fetches.next() => next,
+            };
+            let Some((i, (event, links))) = next else {
+                break;
+            };
+            rec.emit(event);
+            if !links.is_empty() {
+                found.push((i, links));
+            }
+        }
+        Some(found)
+    }
+
+    /// The next level, in the order of the pages that linked to it; links
+    /// out of scope, too deep or over the budget are skipped.
+    fn next_level<F: FnMut(CrawlEvent)>(
+        &self,
+        mut found: Vec<(usize, Vec<Url>)>,
+        depth: u32,
+        budget: usize,
+        rec: &mut Recorder<F>,
+    ) -> Vec<Url> {
+        let spec = self.spec;
+        found.sort_by_key(|(i, _)| *i);
+        let mut next = Vec::new();
+        for link in found.into_iter().flat_map(|(_, links)| links) {
+            // mailto:, javascript:, tel: and the like are not pages.
+            let Some(link) = urls::normalize(link) else {
+                continue;
+            };
+            if !self.mark_seen(&link) {
+                continue;
+            }
+            if let Err(reason) = self.in_scope(&link) {
+                rec.skip(&link, reason);
+            } else if depth >= spec.max_depth {
+                rec.skip(&link, SkipReason::TooDeep(spec.max_depth));
+            } else if budget == 0 {
+                rec.skip(&link, SkipReason::MaxPages(spec.max_pages));
+            } else {
+                next.push(link);
+            }
+        }
+        next
     }
 
     /// `true` if the URL is new to this crawl.

@@ -280,27 +280,10 @@ async fn serve(mut sock: TcpStream, routes: Routes, stats: Arc<Stats>) {
         .local_addr()
         .map(|a| a.port().to_string())
         .unwrap_or_default();
-    let mut head = Vec::new();
     let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match sock.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        if head.len() > 64 * 1024 {
-            return;
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let host = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case("host").then(|| v.trim())
-        })
-        .unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
+    let Some((host, target)) = read_head(&mut sock, &mut buf).await else {
+        return;
+    };
     lock(&stats.log).push(format!("{host} {target}"));
     let _in_flight = InFlight::new(&stats);
     let mut reply = routes(&host, &target);
@@ -338,41 +321,82 @@ async fn serve(mut sock: TcpStream, routes: Routes, stats: Arc<Stats>) {
             total,
             declare_length,
         } => {
-            if declare_length {
-                out.push_str(&format!("content-length: {total}\r\n\r\n"));
-            } else {
-                out.push_str("transfer-encoding: chunked\r\n\r\n");
-            }
-            if sock.write_all(out.as_bytes()).await.is_err() {
+            if !stream_body(&mut sock, out, total, declare_length, &stats).await {
                 return;
-            }
-            let filler = b"<p>filler filler filler filler filler filler filler.</p>\n";
-            let chunk: Vec<u8> = filler.iter().copied().cycle().take(64 * 1024).collect();
-            let mut sent = 0;
-            while sent < total {
-                let part = &chunk[..chunk.len().min(total - sent)];
-                let framed = if declare_length {
-                    part.to_vec()
-                } else {
-                    let mut f = format!("{:x}\r\n", part.len()).into_bytes();
-                    f.extend_from_slice(part);
-                    f.extend_from_slice(b"\r\n");
-                    f
-                };
-                if sock.write_all(&framed).await.is_err() {
-                    return;
-                }
-                sent += part.len();
-                stats
-                    .streamed
-                    .fetch_add(part.len() as u64, Ordering::SeqCst);
-            }
-            if !declare_length {
-                let _ = sock.write_all(b"0\r\n\r\n").await;
             }
         }
     }
     let _ = sock.shutdown().await;
+}
+
+/// Read a request's head; its host (without port) and target, or None when
+/// the client hung up or sent too much.
+async fn read_head(sock: &mut TcpStream, buf: &mut [u8]) -> Option<(String, String)> {
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 64 * 1024 {
+            return None;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let host = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case("host").then(|| v.trim())
+        })
+        .unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
+    Some((host, target))
+}
+
+/// Send `out` (the head so far) and `total` bytes of filler, with a length
+/// or chunked, counting what was sent; false if the client hung up.
+async fn stream_body(
+    sock: &mut TcpStream,
+    mut out: String,
+    total: usize,
+    declare_length: bool,
+    stats: &Stats,
+) -> bool {
+    if declare_length {
+        out.push_str(&format!("content-length: {total}\r\n\r\n"));
+    } else {
+        out.push_str("transfer-encoding: chunked\r\n\r\n");
+    }
+    if sock.write_all(out.as_bytes()).await.is_err() {
+        return false;
+    }
+    let filler = b"<p>filler filler filler filler filler filler filler.</p>\n";
+    let chunk: Vec<u8> = filler.iter().copied().cycle().take(64 * 1024).collect();
+    let mut sent = 0;
+    while sent < total {
+        let part = &chunk[..chunk.len().min(total - sent)];
+        let framed = if declare_length {
+            part.to_vec()
+        } else {
+            let mut f = format!("{:x}\r\n", part.len()).into_bytes();
+            f.extend_from_slice(part);
+            f.extend_from_slice(b"\r\n");
+            f
+        };
+        if sock.write_all(&framed).await.is_err() {
+            return false;
+        }
+        sent += part.len();
+        stats
+            .streamed
+            .fetch_add(part.len() as u64, Ordering::SeqCst);
+    }
+    if !declare_length {
+        let _ = sock.write_all(b"0\r\n\r\n").await;
+    }
+    true
 }
 
 const HOME: &str = r#"<html><head><title>Home</title>

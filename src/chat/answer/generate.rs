@@ -10,8 +10,9 @@ use tokio::sync::watch;
 
 use super::sources::Found;
 use super::{ms, save, Answering, Event, SourceItem, Timings, REFUSAL};
+use crate::app::App;
 use crate::chat::citations::{CitationFilter, CitationReport};
-use crate::chat::prompt::{build_prompt_for, PromptError, DEFAULT_SYSTEM_RULES};
+use crate::chat::prompt::{build_prompt_for, Prompt, PromptError, DEFAULT_SYSTEM_RULES};
 use crate::error::{Error, Result};
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, Role, Usage};
 
@@ -75,19 +76,7 @@ pub(super) async fn reply(
 ) -> Result<()> {
     let app = a.app;
     let model = app.chat_model.clone();
-    let prompt = build_prompt_for(
-        model.as_ref(),
-        DEFAULT_SYSTEM_RULES,
-        &found.sources,
-        history,
-        question,
-        app.settings.chat.answer_reserve_tokens,
-    )
-    .map_err(|e| match e {
-        // The reserve not fitting the window is a setting, not the caller's fault.
-        PromptError::ReserveTooLarge { .. } => Error::Internal(e.to_string()),
-        _ => Error::invalid("prompt_too_long", e.to_string()),
-    })?;
+    let prompt = prompt_for(app, model.as_ref(), &found, history, question)?;
     let filter = CitationFilter::new(&prompt.source_numbers());
     let prompt_tokens = prompt.prompt_tokens;
     let mut request = prompt.into_request();
@@ -150,6 +139,29 @@ pub(super) async fn reply(
         })
         .await;
     Ok(())
+}
+
+/// The prompt for `question` with the sources found, within the model's window.
+fn prompt_for(
+    app: &App,
+    model: &dyn ChatModel,
+    found: &Found,
+    history: &[ChatMessage],
+    question: &str,
+) -> Result<Prompt> {
+    build_prompt_for(
+        model,
+        DEFAULT_SYSTEM_RULES,
+        &found.sources,
+        history,
+        question,
+        app.settings.chat.answer_reserve_tokens,
+    )
+    .map_err(|e| match e {
+        // The reserve not fitting the window is a setting, not the caller's fault.
+        PromptError::ReserveTooLarge { .. } => Error::Internal(e.to_string()),
+        _ => Error::invalid("prompt_too_long", e.to_string()),
+    })
 }
 
 /// Run the model, passing its deltas through `filter` to `sink` until it
