@@ -219,6 +219,11 @@ pub fn client_builder(spec: &CrawlSpec) -> reqwest::ClientBuilder {
         .pool_max_idle_per_host(spec.concurrency)
 }
 
+/// The error for a bad `field`.
+fn bad(field: &'static str, message: String) -> Result<(), CrawlError> {
+    Err(CrawlError::InvalidSpec { field, message })
+}
+
 /// [`client_builder`], validated and built.
 pub fn build_client(spec: &CrawlSpec) -> Result<reqwest::Client, CrawlError> {
     spec.validate()?;
