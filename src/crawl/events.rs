@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use super::MAX_REDIRECTS;
 use crate::ingest::load::RawDocument;
 
 /// A fetched page. `document` is `Some` for HTML, plain text and markdown;
