@@ -38,7 +38,7 @@ pub struct CrawlSpec {
     /// Only follow links to the start URL's host (any port or scheme).
     /// Default true.
     pub same_host: bool,
-    /// Globs over a URL's path and query ([`Pattern`]); when any are given a
+    /// Globs over a URL's path and query ([`Pattern`](super::Pattern)); when any are given a
     /// URL must match one. Default empty (everything).
     pub include: Vec<String>,
     /// Globs over a URL's path and query; a match is skipped. Wins over
@@ -59,7 +59,7 @@ pub struct CrawlSpec {
     /// `<meta name="…">` are matched against. Default [`DEFAULT_USER_AGENT`].
     pub user_agent: String,
     /// Media types besides HTML, plain text and markdown to deliver as
-    /// [`Page`]s with raw bytes and no document (e.g. `application/pdf` once
+    /// [`Page`](super::Page)s with raw bytes and no document (e.g. `application/pdf` once
     /// a loader exists for it). Default empty: such responses are skipped
     /// without reading their bodies.
     pub extra_content_types: Vec<String>,
