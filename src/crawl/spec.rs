@@ -38,8 +38,8 @@ pub struct CrawlSpec {
     /// Only follow links to the start URL's host (any port or scheme).
     /// Default true.
     pub same_host: bool,
-    /// Globs over a URL's path and query ([`Pattern`](super::Pattern)); when any are given a
-    /// URL must match one. Default empty (everything).
+    /// Globs over a URL's path and query ([`Pattern`](super::Pattern)); when
+    /// any are given a URL must match one. Default empty (everything).
     pub include: Vec<String>,
     /// Globs over a URL's path and query; a match is skipped. Wins over
     /// `include`. Default empty.
