@@ -520,7 +520,7 @@ fn check_main_site_requests(site: &Site) {
 /// One event per URL found, with what became of it.
 fn check_main_site_outcomes(site: &Site, events: &[CrawlEvent]) {
     assert_eq!(
-        site.outcomes(&events),
+        site.outcomes(events),
         pairs(&[
             ("/", "page /"),
             ("/a", "page /a"),
