@@ -3,25 +3,23 @@
 //! citation filter, persist both messages, report sources, usage and timings.
 //! The same events drive the WebSocket and the SSE/JSON endpoints.
 
-use std::sync::atomic::Ordering;
+mod generate;
+mod sources;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::prompt::{build_prompt_for, PromptError, DEFAULT_SYSTEM_RULES};
 use crate::app::App;
-use crate::auth::{Access, Caller};
+use crate::auth::Caller;
 use crate::db::conversations;
 use crate::db::models::{Conversation, Message};
-use crate::db::repo::{self, now};
+use crate::db::repo::now;
 use crate::error::{Error, Result};
-use crate::llm::{ChatMessage, Role, Source, Usage};
-use crate::retrieve::{self, SearchRequest, MAX_QUERY_CHARS};
-use crate::text::citations::CitationFilter;
+use crate::llm::{ChatMessage, Role, Usage};
 
 /// What the knowledge base says when it has nothing relevant.
 pub const REFUSAL: &str = "The knowledge base does not cover this question: none of the documents you can access contain a relevant passage.";
@@ -226,6 +224,16 @@ pub async fn run(
     }
 }
 
+/// One answer in progress: where its events and messages go, and how long
+/// it has taken.
+struct Answering<'a> {
+    app: &'a Arc<App>,
+    conv: Option<&'a Conversation>,
+    sink: &'a mut Sink,
+    started: Instant,
+    timings: Timings,
+}
+
 async fn answer(
     app: &Arc<App>,
     caller: &Caller,
@@ -250,20 +258,7 @@ async fn answer(
     }
 
     // History first, so the question being asked is not part of it.
-    let history: Vec<ChatMessage> = match thread {
-        Thread::Stored(c) => {
-            conversations::recent_messages(&app.db, &c.id, settings.history_messages as i64)
-                .await?
-                .into_iter()
-                .filter_map(|m| match m.role.as_str() {
-                    "user" => Some(ChatMessage::user(m.content)),
-                    "assistant" => Some(ChatMessage::assistant(m.content)),
-                    _ => None,
-                })
-                .collect()
-        }
-        Thread::Given(h) => h.clone(),
-    };
+    let history = sources::history(app, thread).await?;
     save(
         app,
         conv,
@@ -273,288 +268,33 @@ async fn answer(
     )
     .await?;
 
-    let access = Access::of(&app.db, caller).await?;
-    let top_k = ask.top_k.unwrap_or(settings.default_top_k as i64);
-    // Questions may be longer than a search query; search with their start.
-    let first: String = question.chars().take(MAX_QUERY_CHARS).collect();
-    let mut search = retrieve_for(app, &first, ask, top_k, &access).await?;
-    // A follow-up such as "how thick does it get?" means little alone. When
-    // the question by itself finds nothing relevant, ask again with the
-    // previous question in front of it; keep that only if it does better.
-    let mut retrieval_query = question.clone();
-    if best_similarity(&search) < settings.refusal_threshold {
-        if let Some(prev) = history.iter().rev().find(|m| m.role == Role::User) {
-            // Keep the end: the question itself, then as much context as fits.
-            let joined = format!("{} {}", prev.content, question);
-            let skip = joined.chars().count().saturating_sub(MAX_QUERY_CHARS);
-            let contextual: String = joined.chars().skip(skip).collect();
-            let second = retrieve_for(app, &contextual, ask, top_k, &access).await?;
-            if best_similarity(&second) > best_similarity(&search) {
-                search = second;
-                retrieval_query = contextual;
-            }
-        }
-    }
-    let ids: Vec<String> = search
-        .results
-        .iter()
-        .map(|r| r.chunk_id.to_string())
-        .collect();
-    let texts: std::collections::HashMap<String, String> = repo::chunks_by_ids(&app.db, &ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.chunk.id.clone(), c.chunk.text))
-        .collect();
-    let mut sources = Vec::new();
-    let mut items = Vec::new();
-    for r in &search.results {
-        let Some(text) = texts.get(&r.chunk_id.to_string()) else {
-            continue;
-        };
-        let n = sources.len() + 1;
-        sources.push(Source {
-            n,
-            chunk_id: r.chunk_id.to_string(),
-            document_id: r.document_id.to_string(),
-            title: r.title.clone(),
-            text: text.clone(),
-            score: r.score,
-        });
-        items.push(SourceItem {
-            n,
-            document_id: r.document_id.to_string(),
-            chunk_id: r.chunk_id.to_string(),
-            collection: r.collection.clone(),
-            title: r.title.clone(),
-            source: r.source.clone(),
-            snippet: r.snippet.text.clone(),
-            score: r.score,
-        });
-    }
-    let best_similarity = best_similarity(&search);
-    let mut timings = Timings {
+    let found = sources::find(app, caller, ask, &question, &history).await?;
+    let timings = Timings {
         retrieval_ms: ms(started),
         ..Timings::default()
     };
-    let metrics = &app.metrics.chat;
-    metrics.retrieval_ms.observe(timings.retrieval_ms);
-    let refused = sources.is_empty() || best_similarity < settings.refusal_threshold;
+    app.metrics.chat.retrieval_ms.observe(timings.retrieval_ms);
+    let refused = found.sources.is_empty() || found.best_similarity < settings.refusal_threshold;
     sink.send(Event::Sources {
-        items: if refused { Vec::new() } else { items.clone() },
+        items: if refused {
+            Vec::new()
+        } else {
+            found.items.clone()
+        },
     })
     .await;
 
-    let model = app.chat_model.clone();
-    if refused {
-        metrics.answers.fetch_add(1, Ordering::Relaxed);
-        metrics.refusals.fetch_add(1, Ordering::Relaxed);
-        sink.send(Event::Delta {
-            text: REFUSAL.to_string(),
-        })
-        .await;
-        timings.total_ms = ms(started);
-        let id = save(
-            app,
-            conv,
-            Role::Assistant,
-            REFUSAL,
-            json!({
-                "refused": true, "sources": [], "citations": [], "dropped_citations": 0,
-                "model": null, "usage": Usage::default(), "timings": timings,
-                "best_similarity": best_similarity.max(-1.0),
-            }),
-        )
-        .await?;
-        sink.send(Event::Done {
-            message_id: id,
-            citations: Vec::new(),
-            dropped_citations: 0,
-            refused: true,
-            cancelled: false,
-            model: "none".into(),
-            usage: Usage::default(),
-            timings,
-        })
-        .await;
-        return Ok(());
-    }
-
-    let prompt = build_prompt_for(
-        model.as_ref(),
-        DEFAULT_SYSTEM_RULES,
-        &sources,
-        &history,
-        &question,
-        settings.answer_reserve_tokens,
-    )
-    .map_err(|e| match e {
-        // The reserve not fitting the window is a setting, not the caller's fault.
-        PromptError::ReserveTooLarge { .. } => Error::Internal(e.to_string()),
-        _ => Error::invalid("prompt_too_long", e.to_string()),
-    })?;
-    let sent: Vec<usize> = prompt.source_numbers();
-    let prompt_tokens = prompt.prompt_tokens;
-    let mut filter = CitationFilter::new(&sent);
-    let mut raw = String::new();
-    let mut answer = String::new();
-    let mut failure = None;
-    let mut cancelled = false;
-    let mut request = prompt.into_request();
-    // Models that read the prompt see the history; the extractive one reads
-    // only `question`, so it gets the question retrieval actually used.
-    request.question = retrieval_query;
-    match model.stream(request).await {
-        Err(e) => failure = Some(e),
-        Ok(mut stream) => loop {
-            tokio::select! {
-                biased;
-                _ = cancel.changed() => {
-                    cancelled = true;
-                    break;
-                }
-                next = stream.next() => match next {
-                    Some(Ok(delta)) => {
-                        if timings.first_token_ms.is_none() {
-                            timings.first_token_ms = Some(ms(started));
-                        }
-                        raw.push_str(&delta);
-                        let out = filter.push(&delta);
-                        if !out.is_empty() {
-                            answer.push_str(&out);
-                            sink.send(Event::Delta { text: out }).await;
-                            if sink.gone {
-                                cancelled = true;
-                                break;
-                            }
-                        }
-                    }
-                    Some(Err(e)) => {
-                        failure = Some(e);
-                        break;
-                    }
-                    None => break,
-                },
-            }
-        },
-    }
-    // The stream is gone here, which is what stops the model.
-    let (rest, report) = filter.finish();
-    if !rest.is_empty() {
-        answer.push_str(&rest);
-        if failure.is_none() && !cancelled {
-            sink.send(Event::Delta { text: rest }).await;
-        }
-    }
-    let usage = Usage {
-        prompt_tokens,
-        completion_tokens: model.count_tokens(&raw),
-    };
-    timings.total_ms = ms(started);
-    record(
-        metrics,
-        &timings,
-        &usage,
-        report.dropped,
-        cancelled,
-        failure.is_some(),
-    );
-    let cited: Vec<&SourceItem> = items
-        .iter()
-        .filter(|s| report.cited.contains(&s.n))
-        .collect();
-    let id = save(
+    let mut a = Answering {
         app,
         conv,
-        Role::Assistant,
-        &answer,
-        json!({
-            "refused": false, "cancelled": cancelled,
-            "error": failure.as_ref().map(|e| json!({"code": e.code(), "message": e.to_string()})),
-            "sources": items, "cited_sources": cited, "citations": report.cited,
-            "dropped_citations": report.dropped, "model": model.name(),
-            "usage": usage, "timings": timings,
-        }),
-    )
-    .await?;
-    if let Some(e) = failure {
-        sink.send(Event::Error {
-            code: e.code().to_string(),
-            message: e.to_string(),
-        })
-        .await;
-        return Ok(());
-    }
-    sink.send(Event::Done {
-        message_id: id,
-        citations: report.cited,
-        dropped_citations: report.dropped,
-        refused: false,
-        cancelled,
-        model: model.name().to_string(),
-        usage,
+        sink,
+        started,
         timings,
-    })
-    .await;
-    Ok(())
-}
-
-async fn retrieve_for(
-    app: &Arc<App>,
-    query: &str,
-    ask: &Ask,
-    top_k: i64,
-    access: &Access,
-) -> Result<retrieve::SearchResponse> {
-    retrieve::search(
-        app,
-        SearchRequest {
-            query: query.to_string(),
-            collections: ask.collections.clone(),
-            top_k: Some(top_k),
-            mode: None,
-            dense_weight: None,
-            lexical_weight: None,
-        },
-        access,
-    )
-    .await
-}
-
-/// Cosine similarity of the best source (the dense signal; the fused score is
-/// rank-based and says nothing about relevance).
-fn best_similarity(search: &retrieve::SearchResponse) -> f32 {
-    search
-        .results
-        .iter()
-        .filter_map(|r| r.dense.map(|d| d.score))
-        .fold(f32::NEG_INFINITY, f32::max)
-}
-
-fn record(
-    m: &crate::metrics::ChatMetrics,
-    timings: &Timings,
-    usage: &Usage,
-    dropped: usize,
-    cancelled: bool,
-    failed: bool,
-) {
-    m.answers.fetch_add(1, Ordering::Relaxed);
-    m.dropped_citations
-        .fetch_add(dropped as u64, Ordering::Relaxed);
-    if cancelled {
-        m.cancelled.fetch_add(1, Ordering::Relaxed);
+    };
+    if refused {
+        return generate::refuse(&mut a, found.best_similarity).await;
     }
-    if failed {
-        m.errors.fetch_add(1, Ordering::Relaxed);
-    }
-    if let Some(first) = timings.first_token_ms {
-        m.first_token_ms.observe(first);
-        let generating = (timings.total_ms - first) / 1000.0;
-        if generating > 0.0 && usage.completion_tokens > 1 {
-            m.tokens_per_second
-                .observe(usage.completion_tokens as f64 / generating);
-        }
-    }
+    generate::reply(&mut a, cancel, found, &history, &question).await
 }
 
 /// Store a message in the conversation, if there is one; its id.

@@ -31,20 +31,21 @@
 //!   [`crawl_with_cancel`] also stops on a [`CancelToken`] and still returns
 //!   the report of what was done.
 
+mod events;
 mod fetch;
 mod html;
 mod limit;
 mod robots;
+mod spec;
 pub mod urls;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::{stream, StreamExt};
 use tokio::sync::Notify;
@@ -54,424 +55,16 @@ use url::Url;
 // same file uploaded get the same title.
 use crate::ingest::load::{markdown_title, text_title, RawDocument};
 
+pub use events::{CrawlEvent, CrawlReport, FetchError, Page, SkipReason};
 use fetch::{ContentKind, Fetched, Fetcher, Hop};
 use html::Directives;
 use robots::{Robots, RobotsCache};
+pub use spec::{
+    build_client, client_builder, CrawlError, CrawlSpec, DEFAULT_USER_AGENT, MAX_BODY_BYTES_CAP,
+    MAX_CONCURRENCY, MAX_DEPTH_CAP, MAX_PAGES_CAP, MAX_REDIRECTS, MAX_REQUESTS_PER_SECOND,
+    MAX_TIMEOUT,
+};
 pub use urls::Pattern;
-
-/// Default user agent. Deployments that crawl other people's sites should set
-/// one with a contact URL (`ragchat-crawler/0.1 (+https://your.site/bot)`);
-/// robots.txt rules are matched against the part before the `/`.
-pub const DEFAULT_USER_AGENT: &str = "ragchat-crawler/0.1";
-/// `max_pages` may not exceed this.
-pub const MAX_PAGES_CAP: usize = 10_000;
-/// `max_depth` may not exceed this.
-pub const MAX_DEPTH_CAP: u32 = 100;
-/// `concurrency` may not exceed this.
-pub const MAX_CONCURRENCY: usize = 64;
-/// `requests_per_second` (per host) may not exceed this.
-pub const MAX_REQUESTS_PER_SECOND: f64 = 100.0;
-/// `timeout` may not exceed this.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
-/// `max_body_bytes` may not exceed this.
-pub const MAX_BODY_BYTES_CAP: u64 = 100 * 1024 * 1024;
-/// Redirect hops followed per URL (and per robots.txt).
-pub const MAX_REDIRECTS: usize = 5;
-
-/// What to crawl and how politely. [`CrawlSpec::new`] gives the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CrawlSpec {
-    /// http or https.
-    pub start_url: String,
-    /// URLs fetched at most (a redirect chain counts once; robots.txt does
-    /// not count). Default 100, at most [`MAX_PAGES_CAP`].
-    pub max_pages: usize,
-    /// Links followed from the start URL at most. Default 3.
-    pub max_depth: u32,
-    /// Only follow links to the start URL's host (any port or scheme).
-    /// Default true.
-    pub same_host: bool,
-    /// Globs over a URL's path and query ([`Pattern`]); when any are given a
-    /// URL must match one. Default empty (everything).
-    pub include: Vec<String>,
-    /// Globs over a URL's path and query; a match is skipped. Wins over
-    /// `include`. Default empty.
-    pub exclude: Vec<String>,
-    /// Per host; lowered further by a stricter robots.txt `Crawl-delay`.
-    /// Default 2.0.
-    pub requests_per_second: f64,
-    /// Requests in flight across all hosts. Default 4.
-    pub concurrency: usize,
-    /// Per request (one redirect hop), from sending until the body is read;
-    /// rate-limit waits do not count. Default 15 s.
-    pub timeout: Duration,
-    /// Larger bodies are abandoned (and skipped) once this many bytes have
-    /// arrived. Default 5 MiB.
-    pub max_body_bytes: u64,
-    /// Sent with every request; its product token is what robots.txt and
-    /// `<meta name="…">` are matched against. Default [`DEFAULT_USER_AGENT`].
-    pub user_agent: String,
-    /// Media types besides HTML, plain text and markdown to deliver as
-    /// [`Page`]s with raw bytes and no document (e.g. `application/pdf` once
-    /// a loader exists for it). Default empty: such responses are skipped
-    /// without reading their bodies.
-    pub extra_content_types: Vec<String>,
-}
-
-impl CrawlSpec {
-    pub fn new(start_url: impl Into<String>) -> Self {
-        CrawlSpec {
-            start_url: start_url.into(),
-            max_pages: 100,
-            max_depth: 3,
-            same_host: true,
-            include: Vec::new(),
-            exclude: Vec::new(),
-            requests_per_second: 2.0,
-            concurrency: 4,
-            timeout: Duration::from_secs(15),
-            max_body_bytes: 5 * 1024 * 1024,
-            user_agent: DEFAULT_USER_AGENT.to_string(),
-            extra_content_types: Vec::new(),
-        }
-    }
-
-    /// Check every field; the error names the first bad one.
-    pub fn validate(&self) -> Result<(), CrawlError> {
-        let bad =
-            |field: &'static str, message: String| Err(CrawlError::InvalidSpec { field, message });
-        match Url::parse(self.start_url.trim()) {
-            Err(e) => return bad("start_url", format!("not a URL: {e}")),
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                return bad(
-                    "start_url",
-                    format!(
-                        "scheme {:?} is not supported (only http and https)",
-                        u.scheme()
-                    ),
-                )
-            }
-            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-                return bad("start_url", "has no host".into())
-            }
-            Ok(_) => {}
-        }
-        if self.max_pages == 0 || self.max_pages > MAX_PAGES_CAP {
-            return bad(
-                "max_pages",
-                format!(
-                    "must be between 1 and {MAX_PAGES_CAP}, got {}",
-                    self.max_pages
-                ),
-            );
-        }
-        if self.max_depth > MAX_DEPTH_CAP {
-            return bad(
-                "max_depth",
-                format!("must be at most {MAX_DEPTH_CAP}, got {}", self.max_depth),
-            );
-        }
-        let rps = self.requests_per_second;
-        if !rps.is_finite() || rps <= 0.0 || rps > MAX_REQUESTS_PER_SECOND {
-            return bad(
-                "requests_per_second",
-                format!("must be above 0 and at most {MAX_REQUESTS_PER_SECOND}, got {rps}"),
-            );
-        }
-        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
-            return bad(
-                "concurrency",
-                format!(
-                    "must be between 1 and {MAX_CONCURRENCY}, got {}",
-                    self.concurrency
-                ),
-            );
-        }
-        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
-            return bad(
-                "timeout",
-                format!(
-                    "must be above 0 and at most {MAX_TIMEOUT:?}, got {:?}",
-                    self.timeout
-                ),
-            );
-        }
-        if self.max_body_bytes == 0 || self.max_body_bytes > MAX_BODY_BYTES_CAP {
-            return bad(
-                "max_body_bytes",
-                format!(
-                    "must be between 1 and {MAX_BODY_BYTES_CAP}, got {}",
-                    self.max_body_bytes
-                ),
-            );
-        }
-        let ua = &self.user_agent;
-        if robots::agent_token(ua).is_empty()
-            || !ua.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-        {
-            return bad(
-                "user_agent",
-                "must start with a product name (`name/version …`) and be printable ASCII".into(),
-            );
-        }
-        for (field, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
-            // A pattern sees `/path?query`; one starting otherwise (say a
-            // full URL) could never match, which is surely a mistake.
-            if let Some(p) = patterns
-                .iter()
-                .map(|p| p.trim())
-                .find(|p| !(p.starts_with('/') || p.starts_with('*')))
-            {
-                return bad(
-                    field,
-                    format!("pattern {p:?} must start with / or * (it matches the path and query)"),
-                );
-            }
-        }
-        if self.extra_content_types.iter().any(|t| !t.contains('/')) {
-            return bad(
-                "extra_content_types",
-                "entries must be media types like application/pdf".into(),
-            );
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CrawlError {
-    #[error("invalid crawl spec: {field}: {message}")]
-    InvalidSpec {
-        field: &'static str,
-        message: String,
-    },
-    #[error("could not build the HTTP client: {0}")]
-    Client(String),
-}
-
-/// A client fit for crawling with `spec`: redirects are not followed (the
-/// crawler checks and follows each hop itself), our user agent, a connect
-/// timeout. Add to it (proxies, DNS overrides) before `build()`.
-pub fn client_builder(spec: &CrawlSpec) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .user_agent(spec.user_agent.as_str())
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(spec.timeout)
-        .pool_max_idle_per_host(spec.concurrency)
-}
-
-/// [`client_builder`], validated and built.
-pub fn build_client(spec: &CrawlSpec) -> Result<reqwest::Client, CrawlError> {
-    spec.validate()?;
-    client_builder(spec)
-        .build()
-        .map_err(|e| CrawlError::Client(e.to_string()))
-}
-
-/// A fetched page. `document` is `Some` for HTML, plain text and markdown;
-/// for `extra_content_types` it is `None` and `body` holds the bytes for
-/// whichever loader handles `content_type`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    /// The URL as queued (normalised).
-    pub url: String,
-    /// The normalised URL after redirects: the page's identity, and the
-    /// document's `source`.
-    pub final_url: String,
-    pub depth: u32,
-    pub status: u16,
-    /// Media type without parameters, lowercased (`text/html`).
-    pub content_type: String,
-    pub body: Vec<u8>,
-    pub document: Option<RawDocument>,
-}
-
-/// Why a URL was not fetched, or fetched but not kept. Not errors: the crawl
-/// did what it was asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkipReason {
-    DisallowedByRobots,
-    /// robots.txt could not be read (5xx, 429, unreachable, unparseable), so
-    /// the whole origin is off limits for this crawl.
-    RobotsUnavailable(String),
-    /// Another host while `same_host` is set.
-    OffHost,
-    /// Matches this exclude pattern.
-    Excluded(String),
-    /// Matches none of the include patterns.
-    NotIncluded,
-    /// Found on a page at `max_depth`.
-    TooDeep(u32),
-    /// `max_pages` URLs were already fetched.
-    MaxPages(usize),
-    /// Redirects to a URL this crawl already has (queued, fetched or skipped).
-    Duplicate,
-    /// Redirects to a URL that is not http(s).
-    UnsupportedScheme(String),
-    /// `noindex` in a meta tag or `X-Robots-Tag`.
-    NoIndex,
-    UnsupportedContentType(String),
-    /// The body is larger than this many bytes (`max_body_bytes`).
-    BodyTooLarge(u64),
-}
-
-impl SkipReason {
-    /// A stable key for counting (`CrawlReport::skipped`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            SkipReason::DisallowedByRobots => "disallowed_by_robots",
-            SkipReason::RobotsUnavailable(_) => "robots_unavailable",
-            SkipReason::OffHost => "off_host",
-            SkipReason::Excluded(_) => "excluded",
-            SkipReason::NotIncluded => "not_included",
-            SkipReason::TooDeep(_) => "too_deep",
-            SkipReason::MaxPages(_) => "max_pages",
-            SkipReason::Duplicate => "duplicate",
-            SkipReason::UnsupportedScheme(_) => "unsupported_scheme",
-            SkipReason::NoIndex => "noindex",
-            SkipReason::UnsupportedContentType(_) => "unsupported_content_type",
-            SkipReason::BodyTooLarge(_) => "body_too_large",
-        }
-    }
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SkipReason::DisallowedByRobots => write!(f, "disallowed by robots.txt"),
-            SkipReason::RobotsUnavailable(why) => {
-                write!(f, "{why}; the host is treated as disallowed")
-            }
-            SkipReason::OffHost => write!(f, "on another host"),
-            SkipReason::Excluded(p) => write!(f, "matches exclude pattern {p:?}"),
-            SkipReason::NotIncluded => write!(f, "matches no include pattern"),
-            SkipReason::TooDeep(max) => write!(f, "deeper than max_depth {max}"),
-            SkipReason::MaxPages(max) => write!(f, "max_pages {max} reached"),
-            SkipReason::Duplicate => write!(f, "redirects to a URL this crawl already has"),
-            SkipReason::UnsupportedScheme(s) => {
-                write!(f, "redirects to an unsupported scheme {s:?}")
-            }
-            SkipReason::NoIndex => write!(f, "marked noindex"),
-            SkipReason::UnsupportedContentType(t) => write!(f, "unsupported content type {t}"),
-            SkipReason::BodyTooLarge(n) => write!(f, "body larger than {n} bytes"),
-        }
-    }
-}
-
-/// A URL that could not be fetched. Recorded per URL; never ends the crawl.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    #[error("timed out after {ms} ms")]
-    Timeout { ms: u64 },
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("request failed: {0}")]
-    Request(String),
-    #[error("HTTP {0}")]
-    Status(u16),
-    #[error("more than {MAX_REDIRECTS} redirects")]
-    TooManyRedirects,
-    #[error("redirect without a usable Location: {0}")]
-    BadRedirect(String),
-    #[error("reading the body failed: {0}")]
-    Body(String),
-    #[error("processing the page failed: {0}")]
-    Process(String),
-}
-
-impl FetchError {
-    /// A stable key for counting (`CrawlReport::failed`); statuses count
-    /// separately (`http_404`, `http_503`).
-    pub fn code(&self) -> String {
-        match self {
-            FetchError::Timeout { .. } => "timeout".into(),
-            FetchError::Connect(_) => "connect".into(),
-            FetchError::Request(_) => "request".into(),
-            FetchError::Status(s) => format!("http_{s}"),
-            FetchError::TooManyRedirects => "too_many_redirects".into(),
-            FetchError::BadRedirect(_) => "bad_redirect".into(),
-            FetchError::Body(_) => "body".into(),
-            FetchError::Process(_) => "process".into(),
-        }
-    }
-
-    /// Might work next time (network trouble, 429, 5xx). A re-crawl should
-    /// keep documents whose URLs failed like this rather than delete them.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            FetchError::Timeout { .. }
-            | FetchError::Connect(_)
-            | FetchError::Request(_)
-            | FetchError::Body(_)
-            | FetchError::Process(_) => true,
-            FetchError::Status(s) => *s == 429 || *s >= 500,
-            FetchError::TooManyRedirects | FetchError::BadRedirect(_) => false,
-        }
-    }
-
-    fn from_reqwest(e: reqwest::Error) -> Self {
-        // reqwest's own message is generic; the cause is in the source chain.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        // A timeout here can only be the connect timeout (the request
-        // timeout is ours), so it is a connection failure.
-        if e.is_timeout() || e.is_connect() {
-            FetchError::Connect(message)
-        } else if e.is_body() || e.is_decode() {
-            FetchError::Body(message)
-        } else {
-            FetchError::Request(message)
-        }
-    }
-}
-
-/// What the crawl reports as it goes: one event per URL it found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CrawlEvent {
-    Page(Box<Page>),
-    /// `final_url` is where the reason applies (after redirects; else `url`).
-    Skipped {
-        url: String,
-        final_url: String,
-        reason: SkipReason,
-    },
-    Failed {
-        url: String,
-        final_url: String,
-        error: FetchError,
-    },
-}
-
-/// The totals of a crawl.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CrawlReport {
-    /// `Page` events.
-    pub pages: usize,
-    /// URLs fetched (what `max_pages` limits).
-    pub fetched: usize,
-    /// HTTP requests sent: pages, redirect hops and robots.txt files.
-    pub requests: u64,
-    /// Body bytes received, including abandoned oversized bodies.
-    pub bytes: u64,
-    /// Final URLs of every `Page`: the source names a re-crawl keeps.
-    pub page_urls: BTreeSet<String>,
-    /// URLs that failed transiently ([`FetchError::is_transient`]): a
-    /// re-crawl should keep their existing documents too. (Removing unseen
-    /// sources only makes sense when the crawl was not cancelled and hit
-    /// neither `max_pages` nor a robots.txt outage.)
-    pub retry_urls: BTreeSet<String>,
-    /// Skips per [`SkipReason::code`].
-    pub skipped: BTreeMap<String, usize>,
-    /// Failures per [`FetchError::code`].
-    pub failed: BTreeMap<String, usize>,
-    pub cancelled: bool,
-    pub elapsed: Duration,
-}
 
 /// Stops a crawl from elsewhere (an API call, shutdown). Cloning shares it.
 #[derive(Debug, Clone, Default)]
@@ -619,6 +212,32 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The level's URLs that robots.txt allows, up to the page budget; the rest
+/// are skipped.
+fn admit<F: FnMut(CrawlEvent)>(
+    level: Vec<Url>,
+    robots_of: &HashMap<String, Arc<Robots>>,
+    budget: &mut usize,
+    max_pages: usize,
+    rec: &mut Recorder<F>,
+) -> Vec<Url> {
+    let mut admitted = Vec::new();
+    for url in level {
+        let verdict = robots_of
+            .get(&url.origin().ascii_serialization())
+            .map_or(Ok(()), |r| r.check(&url));
+        if let Err(reason) = verdict {
+            rec.skip(&url, reason);
+        } else if *budget == 0 {
+            rec.skip(&url, SkipReason::MaxPages(max_pages));
+        } else {
+            *budget -= 1;
+            admitted.push(url);
+        }
+    }
+    admitted
+}
+
 /// One crawl's shared state. Futures for concurrent pages borrow it; nothing
 /// is spawned, so dropping the crawl future drops every request.
 struct Crawler<'a> {
@@ -666,88 +285,109 @@ impl<'a> Crawler<'a> {
         let mut depth: u32 = 0;
         let mut budget = spec.max_pages;
         while !level.is_empty() {
-            // robots.txt of the level's origins first (concurrently, once
-            // each), so admission below can go in queue order.
-            let mut origins = HashSet::new();
-            let first_of_origin: Vec<Url> = level
-                .iter()
-                .filter(|u| origins.insert(u.origin().ascii_serialization()))
-                .cloned()
-                .collect();
-            let robots_of = stream::iter(first_of_origin)
-                .map(|u| async move {
-                    let robots = self.robots.get(&self.fetcher, &u).await;
-                    (u.origin().ascii_serialization(), robots)
-                })
-                .buffer_unordered(spec.concurrency)
-                .collect::<HashMap<String, Arc<Robots>>>();
-            let robots_of = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return true,
-                r = robots_of => r,
+            let Some(robots_of) = self.robots_of(&level, cancel).await else {
+                return true;
             };
-
-            let mut admitted = Vec::new();
-            for url in level {
-                let verdict = robots_of
-                    .get(&url.origin().ascii_serialization())
-                    .map_or(Ok(()), |r| r.check(&url));
-                if let Err(reason) = verdict {
-                    rec.skip(&url, reason);
-                } else if budget == 0 {
-                    rec.skip(&url, SkipReason::MaxPages(spec.max_pages));
-                } else {
-                    budget -= 1;
-                    admitted.push(url);
-                }
-            }
+            let admitted = admit(level, &robots_of, &mut budget, spec.max_pages, rec);
             rec.report.fetched += admitted.len();
-
-            let seed = depth == 0;
-            let mut fetches = stream::iter(admitted.into_iter().enumerate())
-                .map(move |(i, url)| async move { (i, self.fetch_page(url, depth, seed).await) })
-                .buffer_unordered(spec.concurrency);
-            let mut found: Vec<(usize, Vec<Url>)> = Vec::new();
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return true,
-                    next = fetches.next() => next,
-                };
-                let Some((i, (event, links))) = next else {
-                    break;
-                };
-                rec.emit(event);
-                if !links.is_empty() {
-                    found.push((i, links));
-                }
-            }
-
-            // The next level, in the order of the pages that linked to it.
-            found.sort_by_key(|(i, _)| *i);
-            let mut next = Vec::new();
-            for link in found.into_iter().flat_map(|(_, links)| links) {
-                // mailto:, javascript:, tel: and the like are not pages.
-                let Some(link) = urls::normalize(link) else {
-                    continue;
-                };
-                if !self.mark_seen(&link) {
-                    continue;
-                }
-                if let Err(reason) = self.in_scope(&link) {
-                    rec.skip(&link, reason);
-                } else if depth >= spec.max_depth {
-                    rec.skip(&link, SkipReason::TooDeep(spec.max_depth));
-                } else if budget == 0 {
-                    rec.skip(&link, SkipReason::MaxPages(spec.max_pages));
-                } else {
-                    next.push(link);
-                }
-            }
-            level = next;
+            let Some(found) = self.fetch_level(admitted, depth, cancel, rec).await else {
+                return true;
+            };
+            level = self.next_level(found, depth, budget, rec);
             depth += 1;
         }
         false
+    }
+
+    /// robots.txt of the level's origins first (concurrently, once each), so
+    /// admission can go in queue order; None when cancelled.
+    async fn robots_of(
+        &self,
+        level: &[Url],
+        cancel: &CancelToken,
+    ) -> Option<HashMap<String, Arc<Robots>>> {
+        let mut origins = HashSet::new();
+        let first_of_origin: Vec<Url> = level
+            .iter()
+            .filter(|u| origins.insert(u.origin().ascii_serialization()))
+            .cloned()
+            .collect();
+        let robots_of = stream::iter(first_of_origin)
+            .map(|u| async move {
+                let robots = self.robots.get(&self.fetcher, &u).await;
+                (u.origin().ascii_serialization(), robots)
+            })
+            .buffer_unordered(self.spec.concurrency)
+            .collect::<HashMap<String, Arc<Robots>>>();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            r = robots_of => Some(r),
+        }
+    }
+
+    /// Fetch a level's admitted URLs, emitting their events; the links each
+    /// found, by its position in `admitted`; None when cancelled.
+    async fn fetch_level<F: FnMut(CrawlEvent)>(
+        &self,
+        admitted: Vec<Url>,
+        depth: u32,
+        cancel: &CancelToken,
+        rec: &mut Recorder<F>,
+    ) -> Option<Vec<(usize, Vec<Url>)>> {
+        let seed = depth == 0;
+        let mut fetches = stream::iter(admitted.into_iter().enumerate())
+            .map(move |(i, url)| async move { (i, self.fetch_page(url, depth, seed).await) })
+            .buffer_unordered(self.spec.concurrency);
+        let mut found: Vec<(usize, Vec<Url>)> = Vec::new();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return None,
+                next = fetches.next() => next,
+            };
+            let Some((i, (event, links))) = next else {
+                break;
+            };
+            rec.emit(event);
+            if !links.is_empty() {
+                found.push((i, links));
+            }
+        }
+        Some(found)
+    }
+
+    /// The next level, in the order of the pages that linked to it; links
+    /// out of scope, too deep or over the budget are skipped.
+    fn next_level<F: FnMut(CrawlEvent)>(
+        &self,
+        mut found: Vec<(usize, Vec<Url>)>,
+        depth: u32,
+        budget: usize,
+        rec: &mut Recorder<F>,
+    ) -> Vec<Url> {
+        let spec = self.spec;
+        found.sort_by_key(|(i, _)| *i);
+        let mut next = Vec::new();
+        for link in found.into_iter().flat_map(|(_, links)| links) {
+            // mailto:, javascript:, tel: and the like are not pages.
+            let Some(link) = urls::normalize(link) else {
+                continue;
+            };
+            if !self.mark_seen(&link) {
+                continue;
+            }
+            if let Err(reason) = self.in_scope(&link) {
+                rec.skip(&link, reason);
+            } else if depth >= spec.max_depth {
+                rec.skip(&link, SkipReason::TooDeep(spec.max_depth));
+            } else if budget == 0 {
+                rec.skip(&link, SkipReason::MaxPages(spec.max_pages));
+            } else {
+                next.push(link);
+            }
+        }
+        next
     }
 
     /// `true` if the URL is new to this crawl.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -279,27 +280,10 @@ async fn serve(mut sock: TcpStream, routes: Routes, stats: Arc<Stats>) {
         .local_addr()
         .map(|a| a.port().to_string())
         .unwrap_or_default();
-    let mut head = Vec::new();
     let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match sock.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        if head.len() > 64 * 1024 {
-            return;
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let host = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case("host").then(|| v.trim())
-        })
-        .unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
+    let Some((host, target)) = read_head(&mut sock, &mut buf).await else {
+        return;
+    };
     lock(&stats.log).push(format!("{host} {target}"));
     let _in_flight = InFlight::new(&stats);
     let mut reply = routes(&host, &target);
@@ -337,41 +321,82 @@ async fn serve(mut sock: TcpStream, routes: Routes, stats: Arc<Stats>) {
             total,
             declare_length,
         } => {
-            if declare_length {
-                out.push_str(&format!("content-length: {total}\r\n\r\n"));
-            } else {
-                out.push_str("transfer-encoding: chunked\r\n\r\n");
-            }
-            if sock.write_all(out.as_bytes()).await.is_err() {
+            if !stream_body(&mut sock, out, total, declare_length, &stats).await {
                 return;
-            }
-            let filler = b"<p>filler filler filler filler filler filler filler.</p>\n";
-            let chunk: Vec<u8> = filler.iter().copied().cycle().take(64 * 1024).collect();
-            let mut sent = 0;
-            while sent < total {
-                let part = &chunk[..chunk.len().min(total - sent)];
-                let framed = if declare_length {
-                    part.to_vec()
-                } else {
-                    let mut f = format!("{:x}\r\n", part.len()).into_bytes();
-                    f.extend_from_slice(part);
-                    f.extend_from_slice(b"\r\n");
-                    f
-                };
-                if sock.write_all(&framed).await.is_err() {
-                    return;
-                }
-                sent += part.len();
-                stats
-                    .streamed
-                    .fetch_add(part.len() as u64, Ordering::SeqCst);
-            }
-            if !declare_length {
-                let _ = sock.write_all(b"0\r\n\r\n").await;
             }
         }
     }
     let _ = sock.shutdown().await;
+}
+
+/// Read a request's head; its host (without port) and target, or None when
+/// the client hung up or sent too much.
+async fn read_head(sock: &mut TcpStream, buf: &mut [u8]) -> Option<(String, String)> {
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 64 * 1024 {
+            return None;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let host = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case("host").then(|| v.trim())
+        })
+        .unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
+    Some((host, target))
+}
+
+/// Send `out` (the head so far) and `total` bytes of filler, with a length
+/// or chunked, counting what was sent; false if the client hung up.
+async fn stream_body(
+    sock: &mut TcpStream,
+    mut out: String,
+    total: usize,
+    declare_length: bool,
+    stats: &Stats,
+) -> bool {
+    if declare_length {
+        out.push_str(&format!("content-length: {total}\r\n\r\n"));
+    } else {
+        out.push_str("transfer-encoding: chunked\r\n\r\n");
+    }
+    if sock.write_all(out.as_bytes()).await.is_err() {
+        return false;
+    }
+    let filler = b"<p>filler filler filler filler filler filler filler.</p>\n";
+    let chunk: Vec<u8> = filler.iter().copied().cycle().take(64 * 1024).collect();
+    let mut sent = 0;
+    while sent < total {
+        let part = &chunk[..chunk.len().min(total - sent)];
+        let framed = if declare_length {
+            part.to_vec()
+        } else {
+            let mut f = format!("{:x}\r\n", part.len()).into_bytes();
+            f.extend_from_slice(part);
+            f.extend_from_slice(b"\r\n");
+            f
+        };
+        if sock.write_all(&framed).await.is_err() {
+            return false;
+        }
+        sent += part.len();
+        stats
+            .streamed
+            .fetch_add(part.len() as u64, Ordering::SeqCst);
+    }
+    if !declare_length {
+        let _ = sock.write_all(b"0\r\n\r\n").await;
+    }
+    true
 }
 
 const HOME: &str = r#"<html><head><title>Home</title>
@@ -439,6 +464,24 @@ async fn crawls_a_site_politely_and_reports_every_url() {
     let spec = site.spec("/");
     let (report, events) = site.crawl(&spec).await;
 
+    check_main_site_requests(&site);
+    check_main_site_outcomes(&site, &events);
+    check_main_site_documents(&site, &events);
+    check_main_site_reasons(&events);
+    check_main_site_report(&site, &report);
+
+    // The oversized bodies were abandoned early: the crawler read about the
+    // cap, and the server (small send buffers) got to send a small part of
+    // its 2 × 16 MiB before the connections closed.
+    assert!(report.bytes < 1024 * 1024, "read {} bytes", report.bytes);
+    let streamed = site.stats.streamed.load(Ordering::SeqCst);
+    assert!(streamed < 4 * 1024 * 1024, "server sent {streamed} bytes");
+    // The timed-out request's connection was closed, not left hanging.
+    wait_for(|| site.stats.aborted.load(Ordering::SeqCst) == 1).await;
+}
+
+/// The requests [`main_site`] saw, robots.txt first.
+fn check_main_site_requests(site: &Site) {
     // Exactly these requests, each once: robots.txt first of all, nothing
     // under /private/, nothing off-host, no mailto:/javascript:/tel:, no
     // second fetch of /a (linked as /a, /a#frag, a, /a#top and redirected to).
@@ -472,9 +515,12 @@ async fn crawls_a_site_politely_and_reports_every_url() {
     expected_sorted.sort();
     assert_eq!(site.requests(), expected_sorted);
     assert_eq!(lock(&site.stats.log)[0], "site.test /robots.txt");
+}
 
+/// One event per URL found, with what became of it.
+fn check_main_site_outcomes(site: &Site, events: &[CrawlEvent]) {
     assert_eq!(
-        site.outcomes(&events),
+        site.outcomes(events),
         pairs(&[
             ("/", "page /"),
             ("/a", "page /a"),
@@ -499,7 +545,10 @@ async fn crawls_a_site_politely_and_reports_every_url() {
             ("/error", "failed http_500 /error"),
         ])
     );
+}
 
+/// The pages' documents, and the redirected page's final URL.
+fn check_main_site_documents(site: &Site, events: &[CrawlEvent]) {
     // Documents: titles, clean text without scripts, styles, navigation,
     // headers or footers; identity is the final URL.
     let docs: BTreeMap<String, &RawDocument> = events
@@ -573,7 +622,10 @@ async fn crawls_a_site_politely_and_reports_every_url() {
     assert_eq!(new_page.final_url, site.url("site.test", "/new"));
     assert_eq!((new_page.status, new_page.depth), (200, 1));
     assert_eq!(new_page.content_type, "text/html");
+}
 
+/// Skips and failures explain themselves.
+fn check_main_site_reasons(events: &[CrawlEvent]) {
     // Human-readable reasons.
     let reason_of = |suffix: &str| {
         events.iter().find_map(|e| match e {
@@ -599,7 +651,10 @@ async fn crawls_a_site_politely_and_reports_every_url() {
         Some("timed out after 500 ms")
     );
     assert_eq!(reason_of("/missing").as_deref(), Some("HTTP 404"));
+}
 
+/// The report's counts and URL lists.
+fn check_main_site_report(site: &Site, report: &CrawlReport) {
     // The report.
     assert_eq!(report.pages, 8);
     assert_eq!(report.fetched, 19);
@@ -643,15 +698,6 @@ async fn crawls_a_site_politely_and_reports_every_url() {
         report.failed,
         counts(&[("timeout", 1), ("http_404", 1), ("http_500", 1)])
     );
-
-    // The oversized bodies were abandoned early: the crawler read about the
-    // cap, and the server (small send buffers) got to send a small part of
-    // its 2 × 16 MiB before the connections closed.
-    assert!(report.bytes < 1024 * 1024, "read {} bytes", report.bytes);
-    let streamed = site.stats.streamed.load(Ordering::SeqCst);
-    assert!(streamed < 4 * 1024 * 1024, "server sent {streamed} bytes");
-    // The timed-out request's connection was closed, not left hanging.
-    wait_for(|| site.stats.aborted.load(Ordering::SeqCst) == 1).await;
 }
 
 /// Poll `done` for up to 10 s: for effects that follow a crawl's end
@@ -1107,7 +1153,7 @@ fn the_crawl_future_is_send() {
 }
 
 #[test]
-fn spec_defaults_and_validation() {
+fn spec_defaults_are_valid() {
     let ok = CrawlSpec::new("https://example.com/docs");
     assert_eq!(
         (ok.max_pages, ok.max_depth, ok.same_host, ok.concurrency),
@@ -1118,123 +1164,60 @@ fn spec_defaults_and_validation() {
     assert_eq!(ok.max_body_bytes, 5 * 1024 * 1024);
     assert!(ok.user_agent.starts_with("ragchat-crawler/0.1"));
     assert!(ok.validate().is_ok());
+}
 
-    let cases = [
-        (CrawlSpec::new("ftp://example.com/"), "start_url"),
-        (CrawlSpec::new("mailto:someone@example.com"), "start_url"),
-        (CrawlSpec::new("/relative"), "start_url"),
-        (
-            CrawlSpec {
-                max_pages: 0,
-                ..ok.clone()
-            },
-            "max_pages",
-        ),
-        (
-            CrawlSpec {
-                max_pages: 10_001,
-                ..ok.clone()
-            },
-            "max_pages",
-        ),
-        (
-            CrawlSpec {
-                max_depth: 101,
-                ..ok.clone()
-            },
-            "max_depth",
-        ),
-        (
-            CrawlSpec {
-                requests_per_second: 0.0,
-                ..ok.clone()
-            },
-            "requests_per_second",
-        ),
-        (
-            CrawlSpec {
-                requests_per_second: -1.0,
-                ..ok.clone()
-            },
-            "requests_per_second",
-        ),
-        (
-            CrawlSpec {
-                requests_per_second: f64::NAN,
-                ..ok.clone()
-            },
-            "requests_per_second",
-        ),
-        (
-            CrawlSpec {
-                requests_per_second: 1000.0,
-                ..ok.clone()
-            },
-            "requests_per_second",
-        ),
-        (
-            CrawlSpec {
-                concurrency: 0,
-                ..ok.clone()
-            },
-            "concurrency",
-        ),
-        (
-            CrawlSpec {
-                timeout: Duration::ZERO,
-                ..ok.clone()
-            },
-            "timeout",
-        ),
-        (
-            CrawlSpec {
-                max_body_bytes: 0,
-                ..ok.clone()
-            },
-            "max_body_bytes",
-        ),
-        (
-            CrawlSpec {
-                user_agent: " ".into(),
-                ..ok.clone()
-            },
-            "user_agent",
-        ),
-        (
-            CrawlSpec {
-                user_agent: "bot\n".into(),
-                ..ok.clone()
-            },
-            "user_agent",
-        ),
-        (
-            CrawlSpec {
-                include: vec!["".into()],
-                ..ok.clone()
-            },
-            "include",
-        ),
-        (
-            CrawlSpec {
-                exclude: vec![" ".into()],
-                ..ok.clone()
-            },
-            "exclude",
-        ),
-        (
-            CrawlSpec {
-                extra_content_types: vec!["pdf".into()],
-                ..ok.clone()
-            },
-            "extra_content_types",
-        ),
-    ];
-    for (spec, expected) in cases {
-        match spec.validate() {
-            Err(CrawlError::InvalidSpec { field, .. }) => assert_eq!(field, expected, "{spec:?}"),
-            other => panic!("{spec:?}: {other:?}"),
-        }
+/// The (valid) defaults with one change.
+fn spec_with(change: impl FnOnce(&mut CrawlSpec)) -> CrawlSpec {
+    let mut spec = CrawlSpec::new("https://example.com/docs");
+    change(&mut spec);
+    spec
+}
+
+/// `spec` is refused, naming `expected` as the bad field.
+fn assert_invalid(spec: CrawlSpec, expected: &str) {
+    match spec.validate() {
+        Err(CrawlError::InvalidSpec { field, .. }) => assert_eq!(field, expected, "{spec:?}"),
+        other => panic!("{spec:?}: {other:?}"),
     }
+}
+
+#[test]
+fn spec_start_url_must_be_an_http_url() {
+    assert_invalid(CrawlSpec::new("ftp://example.com/"), "start_url");
+    assert_invalid(CrawlSpec::new("mailto:someone@example.com"), "start_url");
+    assert_invalid(CrawlSpec::new("/relative"), "start_url");
+}
+
+#[test]
+fn spec_limits_are_bounded() {
+    assert_invalid(spec_with(|s| s.max_pages = 0), "max_pages");
+    assert_invalid(spec_with(|s| s.max_pages = 10_001), "max_pages");
+    assert_invalid(spec_with(|s| s.max_depth = 101), "max_depth");
+    for rps in [0.0, -1.0, f64::NAN, 1000.0] {
+        assert_invalid(
+            spec_with(|s| s.requests_per_second = rps),
+            "requests_per_second",
+        );
+    }
+    assert_invalid(spec_with(|s| s.concurrency = 0), "concurrency");
+    assert_invalid(spec_with(|s| s.timeout = Duration::ZERO), "timeout");
+    assert_invalid(spec_with(|s| s.max_body_bytes = 0), "max_body_bytes");
+}
+
+#[test]
+fn spec_user_agent_patterns_and_types_are_checked() {
+    assert_invalid(spec_with(|s| s.user_agent = " ".into()), "user_agent");
+    assert_invalid(spec_with(|s| s.user_agent = "bot\n".into()), "user_agent");
+    assert_invalid(spec_with(|s| s.include = vec!["".into()]), "include");
+    assert_invalid(spec_with(|s| s.exclude = vec![" ".into()]), "exclude");
+    assert_invalid(
+        spec_with(|s| s.extra_content_types = vec!["pdf".into()]),
+        "extra_content_types",
+    );
+}
+
+#[test]
+fn spec_errors_name_the_field_and_the_problem() {
     let message = CrawlSpec::new("ftp://example.com/")
         .validate()
         .map_err(|e| e.to_string());

@@ -254,47 +254,86 @@ struct Finding {
     reason: String,
 }
 
-/// Scores a cleaned text. Deterministic: the same text and settings always
-/// give the same report.
-pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
-    let mut chars = 0usize;
-    let mut non_space = 0usize;
-    let mut letters = 0usize;
-    let mut digits = 0usize;
-    let mut garbage = 0usize;
+/// Findings in the order noted: from the most to the least specific check,
+/// so that among equally bad findings the most telling one is named first.
+#[derive(Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn note(&mut self, factor: f32, reason: String) {
+        if factor < 1.0 {
+            self.0.push(Finding { factor, reason });
+        }
+    }
+}
+
+/// The signals and the counts the checks need besides them.
+struct Measured {
+    signals: QualitySignals,
+    non_space: usize,
+    /// Lines with a letter or digit.
+    content_lines: usize,
+    /// The most frequent normalised word and its count.
+    top: Option<(String, usize)>,
+}
+
+#[derive(Default)]
+struct CharCounts {
+    chars: usize,
+    non_space: usize,
+    letters: usize,
+    digits: usize,
+    garbage: usize,
+}
+
+fn count_chars(text: &str) -> CharCounts {
+    let mut n = CharCounts::default();
     for c in text.chars() {
-        chars += 1;
+        n.chars += 1;
         if c.is_whitespace() {
             continue;
         }
-        non_space += 1;
+        n.non_space += 1;
         if c.is_alphabetic() {
-            letters += 1;
+            n.letters += 1;
         } else if c.is_numeric() {
-            digits += 1;
+            n.digits += 1;
         } else if is_garbage(c) {
-            garbage += 1;
+            n.garbage += 1;
         }
     }
+    n
+}
 
-    let mut lines = 0usize;
-    let mut no_letter_lines = 0usize;
-    let mut content_lines = 0usize;
-    let mut duplicate_lines = 0usize;
+#[derive(Default)]
+struct LineCounts {
+    lines: usize,
+    no_letter_lines: usize,
+    content_lines: usize,
+    duplicate_lines: usize,
+}
+
+fn count_lines(text: &str) -> LineCounts {
+    let mut n = LineCounts::default();
     let mut seen_lines: HashSet<String> = HashSet::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        lines += 1;
+        n.lines += 1;
         if !line.chars().any(char::is_alphabetic) {
-            no_letter_lines += 1;
+            n.no_letter_lines += 1;
         }
         if line.chars().any(char::is_alphanumeric) {
-            content_lines += 1;
+            n.content_lines += 1;
             if !seen_lines.insert(line.to_lowercase()) {
-                duplicate_lines += 1;
+                n.duplicate_lines += 1;
             }
         }
     }
+    n
+}
 
+fn measure(text: &str) -> Measured {
+    let c = count_chars(text);
+    let l = count_lines(text);
     let (words, word_chars) = word_stats(text);
     let norm = normalized_words(text);
     let mut freq: HashMap<&str, usize> = HashMap::new();
@@ -308,38 +347,61 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
         .map(|(w, n)| ((*w).to_string(), *n));
 
     let signals = QualitySignals {
-        chars,
+        chars: c.chars,
         words,
-        lines,
-        letter_ratio: round(ratio(letters, non_space), 4),
-        digit_ratio: round(ratio(digits, non_space), 4),
-        garbage_ratio: round(ratio(garbage, non_space), 4),
+        lines: l.lines,
+        letter_ratio: round(ratio(c.letters, c.non_space), 4),
+        digit_ratio: round(ratio(c.digits, c.non_space), 4),
+        garbage_ratio: round(ratio(c.garbage, c.non_space), 4),
         mean_word_len: round(ratio(word_chars, words), 4),
         unique_word_ratio: round(ratio(freq.len(), norm.len()), 4),
         top_word_fraction: round(ratio(top.as_ref().map_or(0, |t| t.1), norm.len()), 4),
-        duplicate_line_fraction: round(ratio(duplicate_lines, content_lines), 4),
+        duplicate_line_fraction: round(ratio(l.duplicate_lines, l.content_lines), 4),
         duplicate_ngram_fraction: round(duplicate_ngram_fraction(&norm, NGRAM), 4),
-        no_letter_line_fraction: round(ratio(no_letter_lines, lines), 4),
+        no_letter_line_fraction: round(ratio(l.no_letter_lines, l.lines), 4),
     };
+    Measured {
+        signals,
+        non_space: c.non_space,
+        content_lines: l.content_lines,
+        top,
+    }
+}
 
-    let s = settings;
-    let mut findings: Vec<Finding> = Vec::new();
-    // Findings are noted from the most to the least specific check, so that
-    // among equally bad findings the most telling one is named first.
-    let mut note = |factor: f32, reason: String| {
-        if factor < 1.0 {
-            findings.push(Finding { factor, reason });
-        }
-    };
+/// Scores a cleaned text. Deterministic: the same text and settings always
+/// give the same report.
+pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
+    let m = measure(text);
+    let mut findings = Findings::default();
+    check_content(&m, settings, &mut findings);
+    check_repetition(&m, settings, &mut findings);
 
+    let mut findings = findings.0;
+    findings.sort_by(|a, b| a.factor.total_cmp(&b.factor));
+    let score = round(
+        findings.first().map_or(1.0, |f| f.factor).clamp(0.0, 1.0),
+        3,
+    );
+    QualityReport {
+        score,
+        passed: score >= settings.min_score,
+        signals: m.signals,
+        reasons: findings.into_iter().map(|f| f.reason).collect(),
+    }
+}
+
+/// Length, characters and words.
+fn check_content(m: &Measured, s: &QualitySettings, findings: &mut Findings) {
+    let signals = &m.signals;
+    let words = signals.words;
     if words < s.min_words {
-        note(
+        findings.note(
             0.5 * ratio(words, s.min_words),
             format!("too short: {words} words (minimum {})", s.min_words),
         );
     }
-    if non_space > 0 {
-        note(
+    if m.non_space > 0 {
+        findings.note(
             falling_share(signals.garbage_ratio, s.max_garbage_ratio),
             format!(
                 "garbage: {} of characters are replacement or private-use characters (limit {})",
@@ -349,7 +411,7 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
         );
         let lr = signals.letter_ratio;
         let min = s.min_letter_ratio;
-        note(
+        findings.note(
             // "At least" shape: normal from 1.25 × the limit, worthless at half of it.
             if min <= 0.0 {
                 1.0
@@ -365,7 +427,7 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
     }
     if words > 0 {
         let limit = s.max_mean_word_len;
-        note(
+        findings.note(
             falling(signals.mean_word_len, limit * 0.75, limit, limit * 2.0),
             format!(
                 "word length: mean word length is {:.1} characters (limit {limit})",
@@ -373,8 +435,13 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             ),
         );
     }
-    if content_lines >= 2 {
-        note(
+}
+
+/// Repeated lines, n-grams and words, and lines without letters.
+fn check_repetition(m: &Measured, s: &QualitySettings, findings: &mut Findings) {
+    let signals = &m.signals;
+    if m.content_lines >= 2 {
+        findings.note(
             falling_share(
                 signals.duplicate_line_fraction,
                 s.max_duplicate_line_fraction,
@@ -386,7 +453,7 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             ),
         );
     }
-    note(
+    findings.note(
         falling_share(
             signals.duplicate_ngram_fraction,
             s.max_duplicate_ngram_fraction,
@@ -397,10 +464,10 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             pct(s.max_duplicate_ngram_fraction)
         ),
     );
-    if let Some((word, count)) = &top {
+    if let Some((word, count)) = &m.top {
         if *count >= 3 {
             let shown: String = word.chars().take(30).collect();
-            note(
+            findings.note(
                 falling_share(signals.top_word_fraction, s.max_top_word_fraction),
                 format!(
                     "repetition: \"{shown}\" is {} of all words (limit {})",
@@ -410,8 +477,8 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             );
         }
     }
-    if lines > 0 {
-        note(
+    if signals.lines > 0 {
+        findings.note(
             falling_share(
                 signals.no_letter_line_fraction,
                 s.max_no_letter_line_fraction,
@@ -423,339 +490,7 @@ pub fn assess(text: &str, settings: &QualitySettings) -> QualityReport {
             ),
         );
     }
-
-    findings.sort_by(|a, b| a.factor.total_cmp(&b.factor));
-    let score = round(
-        findings.first().map_or(1.0, |f| f.factor).clamp(0.0, 1.0),
-        3,
-    );
-    QualityReport {
-        score,
-        passed: score >= s.min_score,
-        signals,
-        reasons: findings.into_iter().map(|f| f.reason).collect(),
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::{Path, PathBuf};
-
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    use super::*;
-    use crate::ingest::clean::clean_text;
-    use crate::ingest::formats::beir;
-    use crate::ingest::load;
-
-    fn check(raw: &str) -> QualityReport {
-        assess(&clean_text(raw), &QualitySettings::default())
-    }
-
-    fn assert_rejected(raw: &str, reason_prefix: &str) -> QualityReport {
-        let r = check(raw);
-        assert!(!r.passed(), "expected rejection ({reason_prefix}): {r:#?}");
-        assert!(r.score < 0.5);
-        assert!(
-            r.reasons
-                .first()
-                .is_some_and(|x| x.starts_with(reason_prefix)),
-            "expected the main reason to start with {reason_prefix:?}: {r:#?}"
-        );
-        r
-    }
-
-    fn assert_kept(raw: &str) -> QualityReport {
-        let r = check(raw);
-        assert!(r.passed(), "expected to keep: {r:#?}");
-        r
-    }
-
-    const PROSE: &str = "Chunks are sized in tokens, counted with the embedding model's own \
-        tokenizer, so that each chunk fits the model's input limit. Neighbouring chunks overlap \
-        a little so that text at a boundary is not cut apart. Markdown is split at headings, \
-        paragraphs and other structural boundaries where possible.";
-
-    const ABSTRACT: &str = "Background: Vitamin D deficiency (serum 25(OH)D < 20 ng/mL) is \
-        common in older adults. Methods: We randomised 2,303 participants (mean age 71.3 ± 6.2 \
-        years; 52.4% women) to 2,000 IU/d cholecalciferol or placebo for 5.3 years. Results: \
-        The hazard ratio for incident fractures was 0.98 (95% CI, 0.89-1.08; P = .70); for \
-        falls, 1.02 (95% CI, 0.95-1.10; P = .51). Conclusions: Supplementation did not reduce \
-        fractures (n = 940 vs n = 952) in this population.";
-
-    const CODE_MARKDOWN: &str = "# Configuration\n\nSettings come from `ragchat.toml`:\n\n\
-        ```toml\n[server]\nbind = \"127.0.0.1:8080\"\nworkers = 0\n\n[chunking]\nmax_tokens = 256\n\
-        overlap_tokens = 32\n```\n\n| key | default |\n|---|---|\n| `server.bind` | `127.0.0.1:8080` |\n\
-        | `chunking.max_tokens` | 256 |\n\n```json\n{\n  \"results\": [\n    {\n      \"score\": 0.0325,\n\
-        \"rank\": 1\n    },\n    {\n      \"score\": 0.0318,\n      \"rank\": 2\n    }\n  ]\n}\n```\n\n\
-        ```rust\nfn main() {\n    let x = 1;\n    println!(\"{x}\");\n}\n```\n";
-
-    #[test]
-    fn keeps_normal_documents() {
-        let r = assert_kept(PROSE);
-        assert_eq!(r.score, 1.0, "{r:#?}");
-        assert!(r.reasons.is_empty());
-        assert_kept(ABSTRACT);
-        assert_kept(CODE_MARKDOWN);
-        // Short FAQ answers.
-        assert_kept("Not yet.\n\nChat is planned for the next milestone.");
-        assert_kept("Yes: set `server.bind`.");
-        // Scripts without spaces between words.
-        assert_kept("東京は日本の首都です。人口は約千四百万人で、多くの企業の本社があります。");
-        assert_kept("Привет, мир! Это обычный текст на русском языке, ничего особенного.");
-    }
-
-    #[test]
-    fn rejects_empty_and_near_empty_text() {
-        let r = assert_rejected("", "too short");
-        assert_eq!(r.score, 0.0);
-        assert_eq!(r.reasons, ["too short: 0 words (minimum 3)"]);
-        assert_rejected("   \n\n ", "too short");
-        assert_rejected("TODO", "too short");
-        assert_rejected("-- !!! --", "too short");
-    }
-
-    #[test]
-    fn rejects_binary_garbage() {
-        let mut rng = StdRng::seed_from_u64(1);
-        let bytes: Vec<u8> = (0..4000).map(|_| rng.random()).collect();
-        // What the loaders make of a binary file: lossy UTF-8.
-        let r = assert_rejected(&String::from_utf8_lossy(&bytes), "garbage");
-        assert!(r.signals.garbage_ratio > 0.3, "{r:#?}");
-
-        // Base64 of binary data has no invalid bytes but no words either.
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(76)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        assert_rejected(&lines.join("\n"), "word length");
-    }
-
-    #[test]
-    fn rejects_repetition_spam() {
-        let r = assert_rejected("aaaa aaaa aaaa", "repetition");
-        assert_eq!(
-            r.reasons[0],
-            "repetition: \"aaaa\" is 100% of all words (limit 40%)"
-        );
-        assert_rejected(&"aaaa ".repeat(500), "repetition");
-        assert_rejected(&"buy now ".repeat(100), "repetition");
-
-        let lorem = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod \
-            tempor incididunt ut labore et dolore magna aliqua. ";
-        let r = assert_rejected(&lorem.repeat(12), "repetition");
-        assert!(r.reasons[0].contains("10-word sequences"), "{r:#?}");
-
-        let mut lines = String::from("Our shop has the best prices in town.\n");
-        for _ in 0..12 {
-            lines.push_str("Click here to subscribe to our newsletter!\n");
-        }
-        let r = assert_rejected(&lines, "repetition");
-        assert!(
-            r.reasons
-                .iter()
-                .any(|x| x == "repetition: 85% of lines are duplicates (limit 30%)"),
-            "{r:#?}"
-        );
-    }
-
-    #[test]
-    fn rejects_number_tables() {
-        let mut rng = StdRng::seed_from_u64(2);
-        let table: String = (0..40)
-            .map(|_| {
-                (0..6)
-                    .map(|_| format!("{:.2}", rng.random_range(0.0..1000.0f64)))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-                    + "\n"
-            })
-            .collect();
-        let r = assert_rejected(&table, "letters");
-        assert!(
-            r.reasons.iter().any(|x| x.starts_with("no letters")),
-            "{r:#?}"
-        );
-        assert_rejected("10 20 30 40 50 60 70 80 90 100 110 120 130 140", "letters");
-        assert_rejected("#!/%$ 12 >> 34 ~~ 56 ** 78 ++ 90", "letters");
-    }
-
-    #[test]
-    fn score_is_the_worst_factor_and_min_score_tightens() {
-        // The shape: 1 up to half the limit, 0.5 at the limit, 0 at twice it.
-        assert_eq!(falling_share(0.10, 0.3), 1.0);
-        assert!((falling_share(0.225, 0.3) - 0.75).abs() < 1e-6);
-        assert_eq!(falling_share(0.3, 0.3), 0.5);
-        assert!((falling_share(0.45, 0.3) - 0.25).abs() < 1e-6);
-        assert_eq!(falling_share(0.7, 0.3), 0.0);
-        assert_eq!(falling_share(1.0, 1.0), 0.5);
-        assert_eq!(falling_share(0.0, 0.0), 1.0);
-        assert_eq!(falling_share(0.01, 0.0), 0.0);
-
-        // 3 of 10 lines duplicated: exactly at the 30% limit, so kept with score 0.5.
-        let text = "Remember to save your work.\n\
-            The service listens on port 8080 by default.\n\
-            Chunks overlap a little at their boundaries.\n\
-            Remember to save your work.\n\
-            Tantivy builds the lexical index on disk.\n\
-            Queries fuse dense and lexical rankings.\n\
-            Remember to save your work.\n\
-            Each document keeps its source path.\n\
-            Administrators can grant read access.\n\
-            Remember to save your work.";
-        let r = check(text);
-        assert_eq!(r.signals.duplicate_line_fraction, 0.3);
-        assert_eq!(r.score, 0.5);
-        assert!(r.passed());
-        assert_eq!(
-            r.reasons[0],
-            "repetition: 30% of lines are duplicates (limit 30%)"
-        );
-        let strict = QualitySettings {
-            min_score: 0.6,
-            ..QualitySettings::default()
-        };
-        assert!(!assess(&clean_text(text), &strict).passed());
-    }
-
-    #[test]
-    fn report_and_settings_serialise() {
-        let r = check("aaaa aaaa aaaa");
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["passed"], false);
-        assert_eq!(json["signals"]["words"], 3);
-        assert!(json["reasons"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("repetition"));
-        let back: QualityReport = serde_json::from_value(json).unwrap();
-        assert_eq!(back, r);
-
-        let s: QualitySettings = serde_json::from_str(r#"{"min_words": 10}"#).unwrap();
-        assert_eq!(s.min_words, 10);
-        assert_eq!(s.min_score, QualitySettings::default().min_score);
-        assert!(serde_json::from_str::<QualitySettings>(r#"{"min_wrods": 10}"#).is_err());
-        assert!(s.validate().is_ok());
-        let bad = QualitySettings {
-            max_top_word_fraction: 1.5,
-            ..QualitySettings::default()
-        };
-        assert_eq!(bad.validate().unwrap_err().key, "max_top_word_fraction");
-        let bad = QualitySettings {
-            max_mean_word_len: f32::NAN,
-            ..QualitySettings::default()
-        };
-        assert!(bad.validate().is_err());
-    }
-
-    #[test]
-    fn is_deterministic() {
-        let text = clean_text(CODE_MARKDOWN);
-        let a = assess(&text, &QualitySettings::default());
-        for _ in 0..5 {
-            assert_eq!(assess(&text, &QualitySettings::default()), a);
-        }
-    }
-
-    /// Cleaned texts of a corpus, loaded the way ingestion loads them.
-    fn corpus_texts(path: &Path) -> Option<Vec<(String, String)>> {
-        if !path.exists() {
-            println!("note: {} is absent; skipped", path.display());
-            return None;
-        }
-        let docs = if path.extension().is_some_and(|e| e == "jsonl") {
-            beir::load_corpus(path)
-                .unwrap()
-                .into_iter()
-                .map(|d| (d.id, d.text))
-                .collect::<Vec<_>>()
-        } else {
-            load::load_path(path)
-                .unwrap()
-                .into_iter()
-                .map(|d| (d.source, d.text))
-                .collect()
-        };
-        Some(
-            docs.into_iter()
-                .map(|(id, text)| (id, clean_text(&text)))
-                .filter(|(_, text)| !text.is_empty())
-                .collect(),
-        )
-    }
-
-    pub(crate) fn real_corpora() -> Vec<(&'static str, PathBuf)> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        vec![
-            ("corpus/", root.join("corpus")),
-            ("docs/", root.join("docs")),
-            ("README.md", root.join("README.md")),
-            (
-                "scifact-train",
-                root.join("../shared/eval/scifact-train/corpus.jsonl"),
-            ),
-            (
-                "cranfield",
-                root.join("../shared/eval/cranfield/corpus.jsonl"),
-            ),
-            ("adi", root.join("../shared/eval/adi/corpus.jsonl")),
-        ]
-    }
-
-    #[test]
-    fn real_corpora_pass() {
-        let settings = QualitySettings::default();
-        let mut rejected_total = 0;
-        for (name, path) in real_corpora() {
-            let Some(docs) = corpus_texts(&path) else {
-                continue;
-            };
-            let reports: Vec<(String, QualityReport)> = docs
-                .iter()
-                .map(|(id, text)| (id.clone(), assess(text, &settings)))
-                .collect();
-            let rejected: Vec<&(String, QualityReport)> =
-                reports.iter().filter(|(_, r)| !r.passed()).collect();
-            let below_one = reports.iter().filter(|(_, r)| r.score < 1.0).count();
-            let lowest = reports
-                .iter()
-                .min_by(|a, b| a.1.score.total_cmp(&b.1.score))
-                .map(|(id, r)| format!("{id} {:.3} {:?}", r.score, r.reasons.first()))
-                .unwrap_or_default();
-            println!(
-                "{name}: {} documents, {} kept, {} rejected, {below_one} below 1.0; lowest: {lowest}",
-                reports.len(),
-                reports.len() - rejected.len(),
-                rejected.len(),
-            );
-            let extreme = |f: fn(&QualitySignals) -> f32| {
-                let mut v: Vec<f32> = reports.iter().map(|(_, r)| f(&r.signals)).collect();
-                v.sort_by(f32::total_cmp);
-                (v[0], v[v.len() / 2], v[v.len() - 1])
-            };
-            println!(
-                "  (min, median, max) letters {:?} garbage {:?} word_len {:?} dup_lines {:?} \
-                 dup_ngrams {:?} top_word {:?} no_letter_lines {:?}",
-                extreme(|s| s.letter_ratio),
-                extreme(|s| s.garbage_ratio),
-                extreme(|s| s.mean_word_len),
-                extreme(|s| s.duplicate_line_fraction),
-                extreme(|s| s.duplicate_ngram_fraction),
-                extreme(|s| s.top_word_fraction),
-                extreme(|s| s.no_letter_line_fraction),
-            );
-            for (id, r) in &rejected {
-                println!("  rejected {id}: {:.3} {:?}", r.score, r.reasons);
-            }
-            rejected_total += rejected.len();
-        }
-        assert_eq!(
-            rejected_total, 0,
-            "real documents were rejected (see above)"
-        );
-    }
-}
+mod tests;

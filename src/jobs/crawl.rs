@@ -127,6 +127,20 @@ struct Progress {
 }
 
 impl Progress {
+    fn new() -> Self {
+        Progress {
+            started: Instant::now(),
+            pages: 0,
+            skipped_urls: 0,
+            failed_urls: 0,
+            documents_done: 0,
+            report: IngestReport::default(),
+            skipped_docs: Vec::new(),
+            skipped_counts: Default::default(),
+            removed: 0,
+        }
+    }
+
     fn skip(&mut self, s: SkippedDoc) {
         *self.skipped_counts.entry(s.reason.as_str()).or_default() += 1;
         if self.skipped_docs.len() < MAX_LISTED {
@@ -184,8 +198,75 @@ async fn ingest_pages(
     Ok(back)
 }
 
+/// Stops the crawl when this job stops for any reason (cancel, lease lost,
+/// an ingest error): dropping the guard cancels it.
+struct StopOnDrop(CancelToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     let app = &ctx.app;
+    let (req, spec, collection) = load(ctx).await?;
+    let client = crawl::build_client(&spec).map_err(|e| JobError::Retryable(e.to_string()))?;
+    let start = req.start_url.trim().to_string();
+
+    let screener = Screener::for_collection(&app.db, &collection.id, &app.settings.cleaning)
+        .await
+        .map_err(JobError::from)?;
+    let mut p = Progress::new();
+    ctx.progress(&p.json("crawling")).await?;
+
+    // The crawler reports through a callback; pages are ingested by this
+    // task as they arrive, so a large site never sits in memory.
+    let cancel = CancelToken::new();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<CrawlEvent>();
+    let crawling = {
+        let (spec, client, cancel) = (spec.clone(), client.clone(), cancel.clone());
+        tokio::spawn(async move {
+            crawl::crawl_with_cancel(&spec, &client, &cancel, move |ev| {
+                let _ = tx.send(ev);
+            })
+            .await
+        })
+    };
+    let _guard = StopOnDrop(cancel.clone());
+
+    let failures = ingest_events(ctx, &collection, screener, rx, &start, &mut p).await?;
+    let report = crawling
+        .await
+        .map_err(|e| JobError::Retryable(e.to_string()))?
+        .map_err(|e| JobError::Permanent(e.to_string()))?;
+    ctx.checkpoint()?;
+
+    let complete = remove_unseen(ctx, &collection, &spec, &report, &start, &mut p).await?;
+    ctx.progress(&p.json("optimizing")).await?;
+    let mut changed = p.report.clone();
+    changed.chunks_deleted += p.removed;
+    pipeline::optimize_after(&app.indexer(), &changed)
+        .await
+        .map_err(JobError::from)?;
+    if req.recrawl_interval_secs > 0 {
+        schedule_next(ctx, &req, &collection).await?;
+    }
+
+    let mut out = p.json("done");
+    out["complete"] = json!(complete);
+    out["urls_fetched"] = json!(report.fetched);
+    out["requests"] = json!(report.requests);
+    out["bytes"] = json!(report.bytes);
+    out["url_skips"] = json!(report.skipped);
+    out["url_failures"] = json!(report.failed);
+    out["failed_urls"] = json!(failures);
+    out["skipped_documents"] = json!(p.skipped_docs);
+    Ok(out)
+}
+
+/// The job's request, its checked spec and its collection.
+async fn load(ctx: &JobContext) -> Result<(CrawlRequest, CrawlSpec, Collection), JobError> {
     let req: CrawlRequest = serde_json::from_value(ctx.payload()?)
         .map_err(|e| JobError::Permanent(format!("unreadable crawl payload: {e}")))?;
     let spec = req.spec();
@@ -196,51 +277,22 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         .collection_id
         .clone()
         .ok_or_else(|| JobError::Permanent("crawl job without a collection".into()))?;
-    let collection = access::collection_by_id(&app.db, &collection_id)
+    let collection = access::collection_by_id(&ctx.app.db, &collection_id)
         .await?
         .ok_or_else(|| JobError::Permanent("the collection was deleted".into()))?;
-    let client = crawl::build_client(&spec).map_err(|e| JobError::Retryable(e.to_string()))?;
-    let start = req.start_url.trim().to_string();
+    Ok((req, spec, collection))
+}
 
-    let mut screener = Screener::for_collection(&app.db, &collection.id, &app.settings.cleaning)
-        .await
-        .map_err(JobError::from)?;
-    let mut p = Progress {
-        started: Instant::now(),
-        pages: 0,
-        skipped_urls: 0,
-        failed_urls: 0,
-        documents_done: 0,
-        report: IngestReport::default(),
-        skipped_docs: Vec::new(),
-        skipped_counts: Default::default(),
-        removed: 0,
-    };
-    ctx.progress(&p.json("crawling")).await?;
-
-    // The crawler reports through a callback; pages are ingested by this
-    // task as they arrive, so a large site never sits in memory.
-    let cancel = CancelToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CrawlEvent>();
-    let crawling = {
-        let (spec, client, cancel) = (spec.clone(), client.clone(), cancel.clone());
-        tokio::spawn(async move {
-            crawl::crawl_with_cancel(&spec, &client, &cancel, move |ev| {
-                let _ = tx.send(ev);
-            })
-            .await
-        })
-    };
-    // Stop the crawl if this job stops for any reason (cancel, lease lost,
-    // an ingest error): dropping the guard cancels it.
-    struct StopOnDrop(CancelToken);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.cancel();
-        }
-    }
-    let _guard = StopOnDrop(cancel.clone());
-
+/// Ingest the crawl's pages in batches as its events arrive, until it ends;
+/// the failed URLs (the first [`MAX_LISTED`]).
+async fn ingest_events(
+    ctx: &JobContext,
+    collection: &Collection,
+    mut screener: Screener,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<CrawlEvent>,
+    start: &str,
+    p: &mut Progress,
+) -> Result<Vec<Value>, JobError> {
     let mut batch: Vec<RawDocument> = Vec::new();
     let mut failures: Vec<Value> = Vec::new();
     while let Some(ev) = rx.recv().await {
@@ -249,7 +301,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
             CrawlEvent::Page(page) => {
                 p.pages += 1;
                 let url = page.final_url.clone();
-                let start = start.clone();
+                let start = start.to_string();
                 match tokio::task::spawn_blocking(move || documents_of(*page, &start))
                     .await
                     .map_err(|e| JobError::Retryable(e.to_string()))?
@@ -277,26 +329,26 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
             }
         }
         if batch.len() >= BATCH {
-            screener = ingest_pages(
-                ctx,
-                &collection,
-                screener,
-                std::mem::take(&mut batch),
-                &mut p,
-            )
-            .await?;
+            screener =
+                ingest_pages(ctx, collection, screener, std::mem::take(&mut batch), p).await?;
         }
     }
     if !batch.is_empty() {
-        screener = ingest_pages(ctx, &collection, screener, batch, &mut p).await?;
+        ingest_pages(ctx, collection, screener, batch, p).await?;
     }
-    drop(screener);
-    let report = crawling
-        .await
-        .map_err(|e| JobError::Retryable(e.to_string()))?
-        .map_err(|e| JobError::Permanent(e.to_string()))?;
-    ctx.checkpoint()?;
+    Ok(failures)
+}
 
+/// Remove the documents of an earlier crawl of `start` that this one did
+/// not see again; whether the crawl was complete enough to judge that.
+async fn remove_unseen(
+    ctx: &JobContext,
+    collection: &Collection,
+    spec: &CrawlSpec,
+    report: &crawl::CrawlReport,
+    start: &str,
+    p: &mut Progress,
+) -> Result<bool, JobError> {
     // Only a crawl that saw everything it was asked to may conclude that a
     // page is gone; a page that failed transiently keeps its document.
     let complete = !report.cancelled
@@ -304,43 +356,33 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         && !report.skipped.contains_key("robots_unavailable");
     if complete {
         let keep: HashSet<&String> = report.page_urls.iter().chain(&report.retry_urls).collect();
-        for (id, source) in documents::crawled_by(&app.db, &collection.id, &start).await? {
+        for (id, source) in documents::crawled_by(&ctx.app.db, &collection.id, start).await? {
             if !keep.contains(&source) {
-                pipeline::delete_document(&app.indexer(), &id).await?;
+                pipeline::delete_document(&ctx.app.indexer(), &id).await?;
                 p.removed += 1;
             }
         }
     }
-    ctx.progress(&p.json("optimizing")).await?;
-    let mut changed = p.report.clone();
-    changed.chunks_deleted += p.removed;
-    pipeline::optimize_after(&app.indexer(), &changed)
-        .await
-        .map_err(JobError::from)?;
+    Ok(complete)
+}
 
-    if req.recrawl_interval_secs > 0 {
-        let mut next = NewJob::new(
-            KIND_CRAWL,
-            serde_json::to_value(&req).map_err(|e| JobError::Permanent(e.to_string()))?,
-        );
-        next.collection_id = Some(collection.id.clone());
-        next.created_by = ctx.job.created_by.clone();
-        next.max_attempts = ctx.job.max_attempts;
-        next.run_after = Some(now() + TimeDelta::seconds(req.recrawl_interval_secs as i64));
-        // Keyed by this job: a retry of this job after a crash finds the
-        // successor it already enqueued instead of adding a second.
-        next.dedupe_key = Some(format!("recrawl-after:{}", ctx.job.id));
-        jobs::enqueue(&app.db, next).await?;
-    }
-
-    let mut out = p.json("done");
-    out["complete"] = json!(complete);
-    out["urls_fetched"] = json!(report.fetched);
-    out["requests"] = json!(report.requests);
-    out["bytes"] = json!(report.bytes);
-    out["url_skips"] = json!(report.skipped);
-    out["url_failures"] = json!(report.failed);
-    out["failed_urls"] = json!(failures);
-    out["skipped_documents"] = json!(p.skipped_docs);
-    Ok(out)
+/// Enqueue the next crawl, `recrawl_interval_secs` from now.
+async fn schedule_next(
+    ctx: &JobContext,
+    req: &CrawlRequest,
+    collection: &Collection,
+) -> Result<(), JobError> {
+    let mut next = NewJob::new(
+        KIND_CRAWL,
+        serde_json::to_value(req).map_err(|e| JobError::Permanent(e.to_string()))?,
+    );
+    next.collection_id = Some(collection.id.clone());
+    next.created_by = ctx.job.created_by.clone();
+    next.max_attempts = ctx.job.max_attempts;
+    next.run_after = Some(now() + TimeDelta::seconds(req.recrawl_interval_secs as i64));
+    // Keyed by this job: a retry of this job after a crash finds the
+    // successor it already enqueued instead of adding a second.
+    next.dedupe_key = Some(format!("recrawl-after:{}", ctx.job.id));
+    jobs::enqueue(&ctx.app.db, next).await?;
+    Ok(())
 }

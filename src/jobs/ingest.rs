@@ -2,7 +2,7 @@
 //! (cleaning, quality, duplicates), and ingest what passes in batches, with
 //! progress after every batch and a checkpoint before the next.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,10 @@ use serde_json::{json, Value};
 use super::{JobContext, JobError};
 use crate::app::App;
 use crate::config::UploadSettings;
+use crate::db::models::Collection;
 use crate::db::{access, documents};
 use crate::ingest::formats::{self, Limits};
+use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
 use crate::ingest::screen::{Screener, SkipReason, SkippedDoc};
 
@@ -155,78 +157,11 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
 
     for file in &payload.files {
         ctx.checkpoint()?;
-        let path = dir.join(&file.file);
-        if !path.is_file() {
-            return Err(JobError::Permanent(format!(
-                "uploaded file {} is gone from {}",
-                file.name,
-                dir.display()
-            )));
-        }
-        let name = file.name.clone();
-        let loaded = tokio::task::spawn_blocking(move || formats::load(&path, &name, &limits))
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
-        let loaded = match loaded {
-            Ok(l) => l,
-            Err(e) => {
-                // One bad file does not sink the upload; it is reported.
-                t.errors
-                    .push(json!({"source": file.name, "error": e.reason()}));
-                t.skip(SkippedDoc {
-                    source: file.name.clone(),
-                    reason: SkipReason::Unreadable,
-                    detail: e.reason(),
-                    duplicate_of: None,
-                    similarity: None,
-                });
-                t.documents_seen += 1;
-                t.files_done += 1;
-                t.bytes_done += file.bytes;
-                continue;
-            }
+        let Some(docs) = load_file(&dir, file, limits, &mut t).await? else {
+            continue;
         };
-        t.documents_seen += loaded.documents.len() + loaded.skipped.len();
-        for s in loaded.skipped {
-            t.skip(SkippedDoc {
-                source: s.source,
-                reason: SkipReason::Unsupported,
-                detail: s.reason,
-                duplicate_of: None,
-                similarity: None,
-            });
-        }
         ctx.progress(&t.json("indexing")).await?;
-
-        let mut docs = loaded.documents;
-        while !docs.is_empty() {
-            ctx.checkpoint()?;
-            let rest = docs.split_off(docs.len().min(BATCH));
-            let batch = std::mem::replace(&mut docs, rest);
-            let (screened, back) = tokio::task::spawn_blocking(move || {
-                let s = screener.screen(batch);
-                (s, screener)
-            })
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
-            screener = back;
-            let n_accepted = screened.accepted.len();
-            for s in screened.skipped {
-                t.skip(s);
-            }
-            if n_accepted > 0 {
-                let report =
-                    pipeline::ingest_batch(&app.indexer(), &collection, screened.accepted, &|_| {})
-                        .await?;
-                // After the documents exist (the signatures reference them);
-                // a crash in between is mended by the retry, which re-screens
-                // the unchanged documents and stores their signatures then.
-                documents::save_signatures(&app.db, screened.signatures).await?;
-                t.report.absorb(&report);
-            }
-            t.documents_done += n_accepted;
-            ctx.progress(&t.json("indexing")).await?;
-        }
+        screener = ingest_documents(ctx, &collection, screener, docs, &mut t).await?;
         t.files_done += 1;
         t.bytes_done += file.bytes;
     }
@@ -246,4 +181,96 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     let mut result = t.json("done");
     result["skipped_documents"] = json!(t.skipped);
     Ok(result)
+}
+
+/// The documents of one uploaded file, or None when it cannot be read (then
+/// it is counted as done and reported, and the upload goes on).
+async fn load_file(
+    dir: &Path,
+    file: &UploadedFile,
+    limits: Limits,
+    t: &mut Tally,
+) -> Result<Option<Vec<RawDocument>>, JobError> {
+    let path = dir.join(&file.file);
+    if !path.is_file() {
+        return Err(JobError::Permanent(format!(
+            "uploaded file {} is gone from {}",
+            file.name,
+            dir.display()
+        )));
+    }
+    let name = file.name.clone();
+    let loaded = tokio::task::spawn_blocking(move || formats::load(&path, &name, &limits))
+        .await
+        .map_err(|e| JobError::Retryable(e.to_string()))?;
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            // One bad file does not sink the upload; it is reported.
+            t.errors
+                .push(json!({"source": file.name, "error": e.reason()}));
+            t.skip(SkippedDoc {
+                source: file.name.clone(),
+                reason: SkipReason::Unreadable,
+                detail: e.reason(),
+                duplicate_of: None,
+                similarity: None,
+            });
+            t.documents_seen += 1;
+            t.files_done += 1;
+            t.bytes_done += file.bytes;
+            return Ok(None);
+        }
+    };
+    t.documents_seen += loaded.documents.len() + loaded.skipped.len();
+    for s in loaded.skipped {
+        t.skip(SkippedDoc {
+            source: s.source,
+            reason: SkipReason::Unsupported,
+            detail: s.reason,
+            duplicate_of: None,
+            similarity: None,
+        });
+    }
+    Ok(Some(loaded.documents))
+}
+
+/// Screen and ingest `docs` in batches of [`BATCH`], with progress after
+/// each and a checkpoint before the next; the screener back.
+async fn ingest_documents(
+    ctx: &JobContext,
+    collection: &Collection,
+    mut screener: Screener,
+    mut docs: Vec<RawDocument>,
+    t: &mut Tally,
+) -> Result<Screener, JobError> {
+    while !docs.is_empty() {
+        ctx.checkpoint()?;
+        let rest = docs.split_off(docs.len().min(BATCH));
+        let batch = std::mem::replace(&mut docs, rest);
+        let (screened, back) = tokio::task::spawn_blocking(move || {
+            let s = screener.screen(batch);
+            (s, screener)
+        })
+        .await
+        .map_err(|e| JobError::Retryable(e.to_string()))?;
+        screener = back;
+        let n_accepted = screened.accepted.len();
+        for s in screened.skipped {
+            t.skip(s);
+        }
+        if n_accepted > 0 {
+            let report =
+                pipeline::ingest_batch(&ctx.app.indexer(), collection, screened.accepted, &|_| {})
+                    .await?;
+            // After the documents exist (the signatures reference them);
+            // a crash in between is mended by the retry, which re-screens
+            // the unchanged documents and stores their signatures then.
+            documents::save_signatures(&ctx.app.db, screened.signatures).await?;
+            t.report.absorb(&report);
+        }
+        t.documents_done += n_accepted;
+        ctx.progress(&t.json("indexing")).await?;
+    }
+    Ok(screener)
 }
