@@ -11,6 +11,7 @@ use ragchat::app::App;
 use ragchat::auth;
 use ragchat::config::Settings;
 use ragchat::db::{repo, Db};
+use ragchat::error::ErrorCode;
 use ragchat::eval::run::{self as eval_run, EvalOptions};
 use ragchat::ingest::{load, pipeline};
 use ragchat::retrieve::{self, Mode, SearchRequest, Weights};
@@ -157,8 +158,8 @@ fn read_password(password: Option<String>, stdin: bool) -> Result<String, Error>
                 .map_err(|e| Error::Internal(format!("reading stdin: {e}")))?;
             Ok(line.trim_end_matches(['\r', '\n']).to_string())
         }
-        (None, false) => Err(Error::invalid(
-            "password_required",
+        (None, false) => Err(Error::new(
+            ErrorCode::PasswordRequired,
             "give --password-stdin (or --password)",
         )),
     }
@@ -369,8 +370,8 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             let c = repo::collection_by_name(&app.db, &name)
                 .await?
                 .ok_or_else(|| {
-                    Error::not_found(
-                        "collection_not_found",
+                    Error::new(
+                        ErrorCode::CollectionNotFound,
                         format!("no collection named `{name}`"),
                     )
                 })?;
@@ -416,7 +417,9 @@ async fn user_command(command: UserCommand, settings: &Settings) -> Result<(), E
                 settings.auth.min_password_length,
             )
             .await?;
-            println!("{}", http::accounts::user_json(&user));
+            let json = serde_json::to_string(&http::views::UserView::from(&user))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            println!("{json}");
             Ok(())
         }
         UserCommand::SetPassword {
@@ -430,7 +433,7 @@ async fn user_command(command: UserCommand, settings: &Settings) -> Result<(), E
             let user = ragchat::db::accounts::user_by_username(&db, &username.to_lowercase())
                 .await?
                 .ok_or_else(|| {
-                    Error::not_found("user_not_found", format!("no user `{username}`"))
+                    Error::new(ErrorCode::UserNotFound, format!("no user `{username}`"))
                 })?;
             let hash = auth::password::hash(&password).await?;
             ragchat::db::accounts::set_password(&db, &user.id, &hash).await?;
@@ -450,8 +453,8 @@ async fn ingest(
     public: bool,
 ) -> Result<(), Error> {
     if collection.trim().is_empty() {
-        return Err(Error::invalid(
-            "unknown_collection",
+        return Err(Error::new(
+            ErrorCode::UnknownCollection,
             "collection name must not be empty",
         ));
     }

@@ -19,7 +19,7 @@ use crate::auth::{Access, Caller};
 use crate::db::conversations;
 use crate::db::models::{Conversation, Message};
 use crate::db::repo::{self, now};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::llm::{ChatMessage, Role, Source, Usage};
 use crate::retrieve::{self, SearchRequest, MAX_QUERY_CHARS};
 
@@ -110,7 +110,9 @@ impl Event {
 /// response instead of a stream of events.
 pub fn error_of(code: &str, message: String) -> Error {
     match code {
-        "collection_not_found" => Error::not_found("collection_not_found", message),
+        c if c == ErrorCode::CollectionNotFound.as_str() => {
+            Error::new(ErrorCode::CollectionNotFound, message)
+        }
         _ => Error::Unavailable(format!("{code}: {message}")),
     }
 }
@@ -125,7 +127,7 @@ pub async fn prepare(app: &App, caller: &Caller, ask: &Ask) -> Result<(Conversat
             let conv = conversations::get(&app.db, &caller.user.id, id)
                 .await?
                 .ok_or_else(|| {
-                    Error::not_found("conversation_not_found", "no such conversation")
+                    Error::new(ErrorCode::ConversationNotFound, "no such conversation")
                 })?;
             Ok((conv, false))
         }
@@ -219,7 +221,7 @@ pub async fn run(
 ) {
     let mut sink = Sink { tx, gone: false };
     if let Err(e) = answer(&app, &caller, &thread, &ask, &mut sink, &mut cancel).await {
-        if e.code() == "internal" {
+        if e.code() == ErrorCode::Internal {
             tracing::error!(error = %e, "chat answer failed");
         }
         sink.send(Event::error(&e)).await;
@@ -390,7 +392,7 @@ async fn answer(
     .map_err(|e| match e {
         // The reserve not fitting the window is a setting, not the caller's fault.
         PromptError::ReserveTooLarge { .. } => Error::Internal(e.to_string()),
-        _ => Error::invalid("prompt_too_long", e.to_string()),
+        _ => Error::new(ErrorCode::PromptTooLong, e.to_string()),
     })?;
     let sent: Vec<usize> = prompt.source_numbers();
     let prompt_tokens = prompt.prompt_tokens;

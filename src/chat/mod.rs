@@ -3,4 +3,5 @@
 
 pub mod answer;
 pub mod citations;
+pub mod collect;
 pub mod prompt;
