@@ -128,3 +128,43 @@ impl From<Result<String, String>> for Check {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::chat::collect::Collected;
+
+    #[test]
+    fn error_body_names_field_only_when_there_is_one() {
+        let body = serde_json::to_value(ErrorBody::new(ErrorCode::NotFound, "no such route"));
+        assert_eq!(
+            body.unwrap(),
+            json!({"error": {"code": "not_found", "message": "no such route"}})
+        );
+    }
+
+    #[test]
+    fn answer_leaves_out_what_its_events_never_said() {
+        let c = Collected {
+            answer: "hi".into(),
+            ..Collected::default()
+        };
+        let v = serde_json::to_value(AnswerView::from(&c)).unwrap();
+        assert_eq!(v, json!({"answer": "hi"}));
+    }
+
+    #[test]
+    fn checks_show_detail_or_error() {
+        let ok = serde_json::to_value(Check::from(Ok("sqlite".to_string()))).unwrap();
+        assert_eq!(ok, json!({"ok": true, "detail": "sqlite"}));
+        let bad = serde_json::to_value(Check::from(Err("down".to_string()))).unwrap();
+        assert_eq!(bad, json!({"ok": false, "error": "down"}));
+        let t = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();
+        assert_eq!(
+            serde_json::to_value(Time(t)).unwrap(),
+            json!("1970-01-01T00:00:00.000000Z")
+        );
+    }
+}
