@@ -1,5 +1,10 @@
 //! The library's error type. The HTTP layer maps it to a status and a JSON
-//! body in exactly one place (`http::error`).
+//! body in exactly one place (`http::error`), with the status its code
+//! names in the table in `codes`.
+
+mod codes;
+
+pub use codes::ErrorCode;
 
 use crate::config::ConfigError;
 use crate::db::DbError;
@@ -11,19 +16,10 @@ use crate::ingest::load::LoadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Bad input from a caller; `code` is a stable machine-readable name.
+    /// A request refused with a code from the table in `codes`, which also
+    /// names its HTTP status.
     #[error("{message}")]
-    InvalidInput { code: &'static str, message: String },
-    #[error("{message}")]
-    NotFound { code: &'static str, message: String },
-    /// No or bad credentials.
-    #[error("{message}")]
-    Unauthorized { code: &'static str, message: String },
-    /// Known caller, not allowed.
-    #[error("{message}")]
-    Forbidden { code: &'static str, message: String },
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Rejected { code: ErrorCode, message: String },
     /// A well-formed body whose `field` fails validation.
     #[error("`{field}`: {message}")]
     InvalidField { field: String, message: String },
@@ -53,36 +49,9 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidInput {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Error::NotFound {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Unauthorized {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Forbidden {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Conflict {
+    /// A refusal with `code`; its status comes from the code table.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Rejected {
             code,
             message: message.into(),
         }
@@ -93,6 +62,35 @@ impl Error {
             field: field.to_string(),
             message: message.into(),
         }
+    }
+}
+
+impl Error {
+    /// The code clients see, for every kind of error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Rejected { code, .. } => *code,
+            Error::InvalidField { .. } => ErrorCode::InvalidField,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::PayloadTooLarge(_) | Error::Format(FormatError::LimitExceeded { .. }) => {
+                ErrorCode::PayloadTooLarge
+            }
+            Error::Format(FormatError::Unsupported { .. } | FormatError::Mismatch { .. }) => {
+                ErrorCode::UnsupportedMediaType
+            }
+            Error::Format(FormatError::UnsafePath { .. }) => ErrorCode::UnsafeArchive,
+            Error::Format(FormatError::Malformed { .. } | FormatError::NoText { .. }) => {
+                ErrorCode::UnreadableFile
+            }
+            Error::Embed(EmbedError::Missing { .. }) => ErrorCode::ModelsMissing,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+
+    /// The HTTP status, from the code table.
+    pub fn status(&self) -> u16 {
+        self.code().status()
     }
 }
 

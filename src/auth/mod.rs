@@ -14,7 +14,7 @@ use crate::db::accounts::{self, RefreshOutcome};
 use crate::db::models::{ApiKey, User};
 use crate::db::repo::now;
 use crate::db::Db;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use tokens::{Claims, JwtKeys, TokenError, API_KEY_PREFIX, ISSUER, REFRESH_PREFIX};
 
 pub const ROLE_ADMIN: &str = "admin";
@@ -78,8 +78,8 @@ impl Caller {
         match &self.credential {
             Credential::Session { .. } => Ok(()),
             Credential::ApiKey { scopes, .. } if scopes.contains(&scope) => Ok(()),
-            Credential::ApiKey { .. } => Err(Error::forbidden(
-                "insufficient_scope",
+            Credential::ApiKey { .. } => Err(Error::new(
+                ErrorCode::InsufficientScope,
                 format!("this API key lacks the `{}` scope", scope.as_str()),
             )),
         }
@@ -88,7 +88,10 @@ impl Caller {
     /// Admin role, and for API keys the `admin` scope too.
     pub fn require_admin(&self) -> Result<()> {
         if !self.is_admin() {
-            return Err(Error::forbidden("forbidden", "this needs the admin role"));
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "this needs the admin role",
+            ));
         }
         self.require_scope(Scope::Admin)
     }
@@ -99,8 +102,8 @@ impl Caller {
     pub fn require_any_scope(&self, scopes: &[Scope]) -> Result<()> {
         match scopes.iter().find(|s| self.require_scope(**s).is_ok()) {
             Some(_) => Ok(()),
-            None => Err(Error::forbidden(
-                "insufficient_scope",
+            None => Err(Error::new(
+                ErrorCode::InsufficientScope,
                 format!(
                     "this API key needs one of the scopes {}",
                     scopes
@@ -116,8 +119,8 @@ impl Caller {
     pub fn require_session(&self) -> Result<&str> {
         match &self.credential {
             Credential::Session { session_id } => Ok(session_id),
-            Credential::ApiKey { .. } => Err(Error::forbidden(
-                "session_required",
+            Credential::ApiKey { .. } => Err(Error::new(
+                ErrorCode::SessionRequired,
                 "this needs a signed-in session, not an API key",
             )),
         }
@@ -149,7 +152,7 @@ impl Access {
 }
 
 fn unauthorized() -> Error {
-    Error::unauthorized("unauthorized", "missing or invalid credentials")
+    Error::new(ErrorCode::Unauthorized, "missing or invalid credentials")
 }
 
 /// The token pair a login or refresh returns.
@@ -224,8 +227,8 @@ impl Auth {
         let user = match user {
             Some(u) if ok && !u.disabled => u,
             _ => {
-                return Err(Error::unauthorized(
-                    "invalid_credentials",
+                return Err(Error::new(
+                    ErrorCode::InvalidCredentials,
                     "invalid username or password",
                 ))
             }
@@ -256,12 +259,12 @@ impl Auth {
                 let pair = self.pair(&user, &session_id, new_refresh)?;
                 Ok((user, pair))
             }
-            RefreshOutcome::Invalid => Err(Error::unauthorized(
-                "invalid_refresh_token",
+            RefreshOutcome::Invalid => Err(Error::new(
+                ErrorCode::InvalidRefreshToken,
                 "the refresh token is unknown, expired or revoked",
             )),
-            RefreshOutcome::Reused => Err(Error::unauthorized(
-                "refresh_token_reused",
+            RefreshOutcome::Reused => Err(Error::new(
+                ErrorCode::RefreshTokenReused,
                 "this refresh token was already used; the session has been revoked",
             )),
         }
@@ -280,7 +283,7 @@ impl Auth {
         }
         let claims = self.keys.verify(token).map_err(|e| match e {
             TokenError::Expired => {
-                Error::unauthorized("token_expired", "the access token has expired")
+                Error::new(ErrorCode::TokenExpired, "the access token has expired")
             }
             TokenError::Invalid => unauthorized(),
         })?;
@@ -382,8 +385,8 @@ pub async fn create_user(
     if let Some(e) = &email {
         check_email(e)?;
         if accounts::user_by_email(db, e).await?.is_some() {
-            return Err(Error::conflict(
-                "email_taken",
+            return Err(Error::new(
+                ErrorCode::EmailTaken,
                 "that email address belongs to another user",
             ));
         }
@@ -400,9 +403,12 @@ pub async fn create_user(
         created_at: t,
         updated_at: t,
     };
-    accounts::create_user(db, user)
-        .await?
-        .ok_or_else(|| Error::conflict("username_taken", format!("username `{username}` is taken")))
+    accounts::create_user(db, user).await?.ok_or_else(|| {
+        Error::new(
+            ErrorCode::UsernameTaken,
+            format!("username `{username}` is taken"),
+        )
+    })
 }
 
 #[cfg(test)]

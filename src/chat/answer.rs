@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::db::conversations;
 use crate::db::models::{Conversation, Message};
 use crate::db::repo::now;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::llm::{ChatMessage, Role, Usage};
 
 /// What the knowledge base says when it has nothing relevant.
@@ -108,7 +108,9 @@ impl Event {
 /// response instead of a stream of events.
 pub fn error_of(code: &str, message: String) -> Error {
     match code {
-        "collection_not_found" => Error::not_found("collection_not_found", message),
+        c if c == ErrorCode::CollectionNotFound.as_str() => {
+            Error::new(ErrorCode::CollectionNotFound, message)
+        }
         _ => Error::Unavailable(format!("{code}: {message}")),
     }
 }
@@ -123,7 +125,7 @@ pub async fn prepare(app: &App, caller: &Caller, ask: &Ask) -> Result<(Conversat
             let conv = conversations::get(&app.db, &caller.user.id, id)
                 .await?
                 .ok_or_else(|| {
-                    Error::not_found("conversation_not_found", "no such conversation")
+                    Error::new(ErrorCode::ConversationNotFound, "no such conversation")
                 })?;
             Ok((conv, false))
         }
@@ -217,7 +219,7 @@ pub async fn run(
 ) {
     let mut sink = Sink { tx, gone: false };
     if let Err(e) = answer(&app, &caller, &thread, &ask, &mut sink, &mut cancel).await {
-        if e.code() == "internal" {
+        if e.code() == ErrorCode::Internal {
             tracing::error!(error = %e, "chat answer failed");
         }
         sink.send(Event::error(&e)).await;

@@ -2,4 +2,5 @@
 //! answer pipeline the WebSocket and SSE endpoints share.
 
 pub mod answer;
+pub mod collect;
 pub mod prompt;

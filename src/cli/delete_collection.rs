@@ -3,15 +3,15 @@
 
 use crate::app::App;
 use crate::db::repo;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::ingest::pipeline;
 
 pub(super) async fn run(app: &App, name: &str) -> Result<(), Error> {
     let c = repo::collection_by_name(&app.db, name)
         .await?
         .ok_or_else(|| {
-            Error::not_found(
-                "collection_not_found",
+            Error::new(
+                ErrorCode::CollectionNotFound,
                 format!("no collection named `{name}`"),
             )
         })?;

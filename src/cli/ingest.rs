@@ -6,7 +6,7 @@ use super::bar;
 use crate::app::App;
 use crate::db::access::{self, CollectionChanges};
 use crate::db::repo;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::ingest::{load, pipeline};
 
 pub(super) async fn run(
@@ -16,8 +16,8 @@ pub(super) async fn run(
     public: bool,
 ) -> Result<(), Error> {
     if collection.trim().is_empty() {
-        return Err(Error::invalid(
-            "unknown_collection",
+        return Err(Error::new(
+            ErrorCode::UnknownCollection,
             "collection name must not be empty",
         ));
     }

@@ -4,7 +4,7 @@ use super::UserCommand;
 use crate::auth;
 use crate::config::Settings;
 use crate::db::{accounts, Db};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::http;
 
 pub(super) async fn run(command: UserCommand, settings: &Settings) -> Result<(), Error> {
@@ -55,7 +55,9 @@ async fn create(
         settings.auth.min_password_length,
     )
     .await?;
-    println!("{}", http::accounts::user_json(&user));
+    let json = serde_json::to_string(&http::views::UserView::from(&user))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    println!("{json}");
     Ok(())
 }
 
@@ -64,7 +66,7 @@ async fn set_password(settings: &Settings, username: &str, password: &str) -> Re
     let db = Db::connect(settings).await?;
     let user = accounts::user_by_username(&db, &username.to_lowercase())
         .await?
-        .ok_or_else(|| Error::not_found("user_not_found", format!("no user `{username}`")))?;
+        .ok_or_else(|| Error::new(ErrorCode::UserNotFound, format!("no user `{username}`")))?;
     let hash = auth::password::hash(password).await?;
     accounts::set_password(&db, &user.id, &hash).await?;
     println!(
@@ -85,8 +87,8 @@ fn read_password(password: Option<String>, stdin: bool) -> Result<String, Error>
                 .map_err(|e| Error::Internal(format!("reading stdin: {e}")))?;
             Ok(line.trim_end_matches(['\r', '\n']).to_string())
         }
-        (None, false) => Err(Error::invalid(
-            "password_required",
+        (None, false) => Err(Error::new(
+            ErrorCode::PasswordRequired,
             "give --password-stdin (or --password)",
         )),
     }

@@ -17,7 +17,7 @@ use super::metrics::{evaluate, Scores};
 use super::trec::write_run;
 use crate::app::App;
 use crate::db::repo;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
 use crate::retrieve::{rank, Mode, Weights};
@@ -58,7 +58,7 @@ pub struct Prepared {
 
 fn file_sha256(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path)
-        .map_err(|e| Error::invalid("bad_dataset", format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::new(ErrorCode::BadDataset, format!("{}: {e}", path.display())))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
@@ -69,7 +69,7 @@ pub async fn prepare(
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> Result<Prepared> {
     let dataset = BeirDataset::open(&opts.dir, &opts.split)
-        .map_err(|e| Error::invalid("bad_dataset", e.to_string()))?;
+        .map_err(|e| Error::new(ErrorCode::BadDataset, e.to_string()))?;
     let name = match &opts.collection {
         Some(n) => n.clone(),
         None => {
@@ -92,7 +92,7 @@ pub async fn prepare(
     let has_docs = repo::count_documents(&app.db, Some(&collection.id)).await? > 0;
     if collection.description != marker || !has_docs {
         let docs: Vec<RawDocument> = beir::load_corpus(&dataset.corpus_path)
-            .map_err(|e| Error::invalid("bad_dataset", e.to_string()))?
+            .map_err(|e| Error::new(ErrorCode::BadDataset, e.to_string()))?
             .into_iter()
             .map(|d| RawDocument::from_beir(d, None))
             .collect();
@@ -178,7 +178,8 @@ pub fn write_run_file(path: &Path, mode: Mode, several: bool, run: &[QueryRun]) 
     } else {
         path.to_path_buf()
     };
-    let io = |e: std::io::Error| Error::invalid("bad_run_file", format!("{}: {e}", path.display()));
+    let io =
+        |e: std::io::Error| Error::new(ErrorCode::BadRunFile, format!("{}: {e}", path.display()));
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
     write_run(&mut f, run, &format!("ragchat-{}", mode_name(mode))).map_err(io)?;
     f.flush().map_err(io)?;

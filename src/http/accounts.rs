@@ -2,31 +2,30 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::extract::{client_ip, rate_limit, rfc3339};
+use super::extract::{client_ip, rate_limit};
+use super::views::{SessionView, UserView};
 use crate::app::App;
 use crate::auth::{self, password, Caller, TokenPair, ROLE_USER};
 use crate::db::accounts;
 use crate::db::models::User;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::ratelimit::Bucket;
 
-pub fn user_json(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "username": u.username,
-        "email": u.email,
-        "role": u.role,
-        "disabled": u.disabled,
-        "created_at": rfc3339(u.created_at),
-    })
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/register", web::post().to(register))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/refresh", web::post().to(refresh))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/users/me", web::get().to(me))
+        .route("/users/me/password", web::post().to(change_password));
 }
 
-fn tokens_json(user: &User, pair: TokenPair) -> Value {
-    let mut v = json!(pair);
-    v["user"] = user_json(user);
-    v
+fn session(user: &User, tokens: TokenPair) -> SessionView<'_> {
+    SessionView {
+        tokens,
+        user: user.into(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,8 +41,8 @@ pub async fn register(
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, Error> {
     if app.settings.auth.registration != crate::config::Registration::Open {
-        return Err(Error::forbidden(
-            "registration_closed",
+        return Err(Error::new(
+            ErrorCode::RegistrationClosed,
             "registration is closed; ask an admin for an account",
         ));
     }
@@ -57,7 +56,7 @@ pub async fn register(
         app.settings.auth.min_password_length,
     )
     .await?;
-    Ok(HttpResponse::Created().json(user_json(&user)))
+    Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,13 +88,13 @@ pub async fn login(
     };
     rate_limit(&app, Bucket::Login, &ip, Some(&name)).await?;
     if b.password.len() > 1024 || name.len() > 256 {
-        return Err(Error::unauthorized(
-            "invalid_credentials",
+        return Err(Error::new(
+            ErrorCode::InvalidCredentials,
             "invalid username or password",
         ));
     }
     let (user, pair) = app.auth.login(&app.db, &name, &b.password).await?;
-    Ok(HttpResponse::Ok().json(tokens_json(&user, pair)))
+    Ok(HttpResponse::Ok().json(session(&user, pair)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +108,7 @@ pub async fn refresh(
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, Error> {
     let (user, pair) = app.auth.refresh(&app.db, &body.refresh_token).await?;
-    Ok(HttpResponse::Ok().json(tokens_json(&user, pair)))
+    Ok(HttpResponse::Ok().json(session(&user, pair)))
 }
 
 pub async fn logout(
@@ -122,7 +121,7 @@ pub async fn logout(
 }
 
 pub async fn me(caller: Caller) -> Result<HttpResponse, Error> {
-    Ok(HttpResponse::Ok().json(user_json(&caller.user)))
+    Ok(HttpResponse::Ok().json(UserView::from(&caller.user)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,8 +144,8 @@ pub async fn change_password(
         app.settings.auth.min_password_length,
     )?;
     if !password::verify(&b.current_password, Some(&caller.user.password_hash)).await? {
-        return Err(Error::unauthorized(
-            "invalid_credentials",
+        return Err(Error::new(
+            ErrorCode::InvalidCredentials,
             "the current password is wrong",
         ));
     }

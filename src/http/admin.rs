@@ -2,14 +2,20 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::accounts::user_json;
 use super::extract::{next_cursor, PageParams};
+use super::views::{Page, UserView};
 use crate::app::App;
 use crate::auth::{self, Caller, ROLE_ADMIN, ROLE_USER};
 use crate::db::accounts;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/users", web::get().to(list_users))
+        .route("/admin/users", web::post().to(create_user))
+        .route("/admin/users/{id}", web::get().to(get_user))
+        .route("/admin/users/{id}", web::patch().to(update_user));
+}
 
 fn check_role(role: &str) -> Result<(), Error> {
     if role == ROLE_ADMIN || role == ROLE_USER {
@@ -20,7 +26,7 @@ fn check_role(role: &str) -> Result<(), Error> {
 }
 
 fn user_not_found() -> Error {
-    Error::not_found("user_not_found", "no such user")
+    Error::new(ErrorCode::UserNotFound, "no such user")
 }
 
 pub async fn list_users(
@@ -32,8 +38,10 @@ pub async fn list_users(
     let (limit, cursor) = page.parse()?;
     let users = accounts::list_users(&app.db, cursor, limit).await?;
     let next = next_cursor(&users, limit, |u| (u.created_at, u.id.as_str()));
-    let items: Vec<_> = users.iter().map(user_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(Page {
+        items: users.iter().map(UserView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,7 +71,7 @@ pub async fn create_user(
         app.settings.auth.min_password_length,
     )
     .await?;
-    Ok(HttpResponse::Created().json(user_json(&user)))
+    Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
 pub async fn get_user(
@@ -75,7 +83,7 @@ pub async fn get_user(
     let user = accounts::user_by_id(&app.db, &path)
         .await?
         .ok_or_else(user_not_found)?;
-    Ok(HttpResponse::Ok().json(user_json(&user)))
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,13 +109,13 @@ pub async fn update_user(
     if id == caller.user.id
         && (b.disabled == Some(true) || b.role.as_deref().is_some_and(|r| r != ROLE_ADMIN))
     {
-        return Err(Error::conflict(
-            "cannot_modify_self",
+        return Err(Error::new(
+            ErrorCode::CannotModifySelf,
             "admins cannot disable or demote themselves",
         ));
     }
     let user = accounts::update_user(&app.db, &id, b.role, b.disabled)
         .await?
         .ok_or_else(user_not_found)?;
-    Ok(HttpResponse::Ok().json(user_json(&user)))
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }

@@ -10,15 +10,21 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::AggregatedMessage;
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::extract::{authenticate, client_ip, rate_limit};
+use super::views::AnswerView;
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::chat::answer::{self, Ask, Event, Thread};
-use crate::error::Error;
+use crate::chat::collect::collect;
+use crate::error::{Error, ErrorCode};
 use crate::ratelimit::Bucket;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/conversations/{id}/messages", web::post().to(post_message))
+        .route("/chat/ws", web::get().to(ws));
+}
 
 /// Largest client frame accepted (an `ask` is a few kilobytes at most).
 const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -69,7 +75,7 @@ pub async fn ws(
     caller.require_scope(Scope::Chat)?;
     let ip = client_ip(&req, &app);
     let (response, session, stream) = actix_ws::handle(&req, body)
-        .map_err(|e| Error::invalid("not_a_websocket", e.to_string()))?;
+        .map_err(|e| Error::new(ErrorCode::NotAWebsocket, e.to_string()))?;
     let stream = stream
         .max_frame_size(MAX_FRAME_BYTES)
         .aggregate_continuations()
@@ -85,11 +91,11 @@ async fn send_event(session: &mut actix_ws::Session, e: &Event) -> bool {
     }
 }
 
-async fn send_error(session: &mut actix_ws::Session, code: &str, message: &str) -> bool {
+async fn send_error(session: &mut actix_ws::Session, code: ErrorCode, message: &str) -> bool {
     send_event(
         session,
         &Event::Error {
-            code: code.into(),
+            code: code.as_str().into(),
             message: message.into(),
         },
     )
@@ -123,7 +129,7 @@ async fn session_loop(
                         }
                     }
                     AggregatedMessage::Binary(_) => {
-                        if !send_error(&mut session, "invalid_frame", "frames are JSON text").await {
+                        if !send_error(&mut session, ErrorCode::InvalidFrame, "frames are JSON text").await {
                             break;
                         }
                     }
@@ -179,7 +185,9 @@ async fn handle_frame(
 ) -> bool {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
-        Err(e) => return send_error(session, "invalid_frame", &format!("bad frame: {e}")).await,
+        Err(e) => {
+            return send_error(session, ErrorCode::InvalidFrame, &format!("bad frame: {e}")).await
+        }
     };
     match frame {
         ClientFrame::Cancel => match flight {
@@ -187,7 +195,14 @@ async fn handle_frame(
                 let _ = cancel.send(true);
                 true
             }
-            None => send_error(session, "nothing_to_cancel", "no answer is in flight").await,
+            None => {
+                send_error(
+                    session,
+                    ErrorCode::NothingToCancel,
+                    "no answer is in flight",
+                )
+                .await
+            }
         },
         ClientFrame::Ask {
             conversation_id,
@@ -198,7 +213,7 @@ async fn handle_frame(
             if flight.is_some() {
                 return send_error(
                     session,
-                    "busy",
+                    ErrorCode::Busy,
                     "an answer is already in flight on this connection; wait for `done` or cancel it",
                 )
                 .await;
@@ -289,40 +304,9 @@ pub async fn post_message(
             .insert_header(("Cache-Control", "no-cache"))
             .streaming(events));
     }
-    collect(rx).await.map(|v| HttpResponse::Ok().json(v))
-}
-
-/// All events of one answer folded into one JSON body.
-async fn collect(mut rx: mpsc::Receiver<Event>) -> Result<Value, Error> {
-    let mut out = json!({ "answer": "" });
-    let mut text = String::new();
-    while let Some(e) = rx.recv().await {
-        match e {
-            Event::Conversation { id, .. } => out["conversation_id"] = json!(id),
-            Event::Sources { items } => out["sources"] = json!(items),
-            Event::Delta { text: t } => text.push_str(&t),
-            Event::Done {
-                message_id,
-                citations,
-                dropped_citations,
-                refused,
-                cancelled,
-                model,
-                usage,
-                timings,
-            } => {
-                out["message_id"] = json!(message_id);
-                out["citations"] = json!(citations);
-                out["dropped_citations"] = json!(dropped_citations);
-                out["refused"] = json!(refused);
-                out["cancelled"] = json!(cancelled);
-                out["model"] = json!(model);
-                out["usage"] = json!(usage);
-                out["timings"] = json!(timings);
-            }
-            Event::Error { code, message } => return Err(answer::error_of(&code, message)),
-        }
-    }
-    out["answer"] = json!(text);
-    Ok(out)
+    let mut rx = rx;
+    let answer = collect(&mut rx).await?;
+    // The answer is over; only now may the cancel switch go.
+    drop(cancel);
+    Ok(HttpResponse::Ok().json(AnswerView::from(&answer)))
 }

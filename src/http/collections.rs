@@ -3,33 +3,42 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::extract::rfc3339;
+use super::views::{CollectionView, GrantView, Items, Page, Time};
 use crate::app::App;
 use crate::auth::{Access, Caller, Scope};
 use crate::db::access::{self, CollectionChanges};
 use crate::db::models::Collection;
 use crate::db::{accounts, repo};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::ingest::pipeline;
 
-async fn collection_json(app: &App, c: &Collection) -> Result<Value, Error> {
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/collections", web::get().to(list))
+        .route("/collections", web::post().to(create))
+        .route("/collections/{id}", web::get().to(get))
+        .route("/collections/{id}", web::patch().to(update))
+        .route("/collections/{id}", web::delete().to(delete))
+        .route("/collections/{id}/grants", web::get().to(list_grants))
+        .route(
+            "/collections/{id}/grants/{user_id}",
+            web::put().to(put_grant),
+        )
+        .route(
+            "/collections/{id}/grants/{user_id}",
+            web::delete().to(delete_grant),
+        );
+}
+
+/// The collection's view, with its document and chunk counts.
+async fn view<'a>(app: &App, c: &'a Collection) -> Result<CollectionView<'a>, Error> {
     let documents = repo::count_documents(&app.db, Some(&c.id)).await?;
     let chunks = repo::count_chunks(&app.db, Some(&c.id)).await?;
-    Ok(json!({
-        "id": c.id,
-        "name": c.name,
-        "description": c.description,
-        "public": c.public,
-        "documents": documents,
-        "chunks": chunks,
-        "created_at": rfc3339(c.created_at),
-    }))
+    Ok(CollectionView::new(c, documents, chunks))
 }
 
 fn not_found() -> Error {
-    Error::not_found("collection_not_found", "no such collection")
+    Error::new(ErrorCode::CollectionNotFound, "no such collection")
 }
 
 /// The collection if the caller may read it; otherwise it does not exist.
@@ -71,8 +80,8 @@ fn check_description(d: &str) -> Result<(), Error> {
 }
 
 fn name_taken(name: &str) -> Error {
-    Error::conflict(
-        "collection_exists",
+    Error::new(
+        ErrorCode::CollectionExists,
         format!("a collection named `{name}` exists"),
     )
 }
@@ -80,13 +89,20 @@ fn name_taken(name: &str) -> Error {
 pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, Error> {
     caller.require_any_scope(&[Scope::Query, Scope::Chat])?;
     let access = Access::of(&app.db, &caller).await?;
-    let mut items = Vec::new();
-    for c in repo::list_collections(&app.db).await? {
-        if access.can_read(&c.id) {
-            items.push(collection_json(&app, &c).await?);
-        }
+    let readable: Vec<Collection> = repo::list_collections(&app.db)
+        .await?
+        .into_iter()
+        .filter(|c| access.can_read(&c.id))
+        .collect();
+    let mut items = Vec::with_capacity(readable.len());
+    for c in &readable {
+        items.push(view(&app, c).await?);
     }
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": null })))
+    // Not paged: every readable collection is on the one page.
+    Ok(HttpResponse::Ok().json(Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,7 +133,7 @@ pub async fn create(
     let c = access::create_collection(&app.db, c)
         .await?
         .ok_or_else(|| name_taken(&name))?;
-    Ok(HttpResponse::Created().json(collection_json(&app, &c).await?))
+    Ok(HttpResponse::Created().json(view(&app, &c).await?))
 }
 
 pub async fn get(
@@ -127,7 +143,7 @@ pub async fn get(
 ) -> Result<HttpResponse, Error> {
     caller.require_any_scope(&[Scope::Query, Scope::Chat])?;
     let c = visible(&app, &caller, &path).await?;
-    Ok(HttpResponse::Ok().json(collection_json(&app, &c).await?))
+    Ok(HttpResponse::Ok().json(view(&app, &c).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,7 +181,7 @@ pub async fn update(
     let c = access::collection_by_id(&app.db, &c.id)
         .await?
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(collection_json(&app, &c).await?))
+    Ok(HttpResponse::Ok().json(view(&app, &c).await?))
 }
 
 pub async fn delete(
@@ -186,14 +202,16 @@ pub async fn list_grants(
 ) -> Result<HttpResponse, Error> {
     let c = visible(&app, &caller, &path).await?;
     caller.require_admin()?;
-    let items: Vec<Value> = access::list_grants(&app.db, &c.id)
+    let items = access::list_grants(&app.db, &c.id)
         .await?
         .into_iter()
-        .map(|(user_id, username, at)| {
-            json!({ "user_id": user_id, "username": username, "created_at": rfc3339(at) })
+        .map(|(user_id, username, at)| GrantView {
+            user_id,
+            username,
+            created_at: Time(at),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
 pub async fn put_grant(
@@ -206,7 +224,7 @@ pub async fn put_grant(
     caller.require_admin()?;
     accounts::user_by_id(&app.db, &user_id)
         .await?
-        .ok_or_else(|| Error::not_found("user_not_found", "no such user"))?;
+        .ok_or_else(|| Error::new(ErrorCode::UserNotFound, "no such user"))?;
     access::grant(&app.db, &c.id, &user_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

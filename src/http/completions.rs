@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::extract::{client_ip, rate_limit};
+use super::views::{ChunkView, CompletionView, Delta, StreamError, StreamErrorView};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::chat::answer::{self, Ask, Event, Thread};
+use crate::chat::collect::collect;
 use crate::error::Error;
 use crate::llm::ChatMessage;
 use crate::ratelimit::Bucket;
@@ -92,6 +94,17 @@ fn split(messages: &[InMessage]) -> Result<(String, Vec<ChatMessage>), Error> {
     Ok((question, history))
 }
 
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/chat/completions", web::post().to(completions));
+}
+
+/// One completion's identity, repeated in every chunk.
+struct Header {
+    id: String,
+    created: i64,
+    model: String,
+}
+
 pub async fn completions(
     caller: Caller,
     req: HttpRequest,
@@ -116,128 +129,130 @@ pub async fn completions(
         top_k: b.top_k,
     };
     answer::validate(&app, &ask)?;
-    let model = b.model.unwrap_or_else(|| app.chat_model.name().to_string());
+    let header = Header {
+        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        created: chrono::Utc::now().timestamp(),
+        model: b.model.unwrap_or_else(|| app.chat_model.name().to_string()),
+    };
+    let (rx, cancel) = spawn_answer(app, caller, history, ask);
+    if b.stream {
+        Ok(stream(rx, cancel, header))
+    } else {
+        whole(rx, cancel, header).await
+    }
+}
+
+/// Start the answer; its events arrive on the receiver, and dropping the
+/// sender cancels it.
+fn spawn_answer(
+    app: Arc<App>,
+    caller: Caller,
+    history: Vec<ChatMessage>,
+    ask: Ask,
+) -> (mpsc::Receiver<Event>, watch::Sender<bool>) {
     let (tx, rx) = mpsc::channel(64);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     actix_web::rt::spawn(answer::run(
-        app.clone(),
+        app,
         caller,
         Thread::Given(history),
         ask,
         tx,
         cancel_rx,
     ));
-    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let created = chrono::Utc::now().timestamp();
-    if b.stream {
-        let chunks = futures::stream::unfold(
-            (rx, cancel_tx, id, model, false),
-            move |(mut rx, cancel, id, model, finished)| async move {
-                if finished {
-                    return None;
-                }
-                let (data, last) = match rx.recv().await {
-                    Some(e) => match chunk(&e, &id, created, &model) {
-                        Some(c) => (c.to_string(), matches!(e, Event::Error { .. })),
-                        None => (String::new(), false),
-                    },
-                    None => ("[DONE]".to_string(), true),
-                };
-                let bytes = if data.is_empty() {
-                    web::Bytes::new()
-                } else {
-                    web::Bytes::from(format!("data: {data}\n\n"))
-                };
-                Some((
-                    Ok::<_, actix_web::Error>(bytes),
-                    (rx, cancel, id, model, last),
-                ))
-            },
-        );
-        return Ok(HttpResponse::Ok()
-            .content_type("text/event-stream")
-            .insert_header(("Cache-Control", "no-cache"))
-            .streaming(chunks));
-    }
-    let mut rx = rx;
-    let mut content = String::new();
-    let mut sources = json!([]);
-    while let Some(e) = rx.recv().await {
-        match e {
-            Event::Sources { items } => sources = json!(items),
-            Event::Delta { text } => content.push_str(&text),
-            Event::Done {
-                usage,
-                citations,
-                refused,
-                ..
-            } => {
-                drop(cancel_tx);
-                return Ok(HttpResponse::Ok().json(json!({
-                    "id": id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }],
-                    "usage": {
-                        "prompt_tokens": usage.prompt_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "total_tokens": usage.total_tokens(),
-                    },
-                    "sources": sources,
-                    "citations": citations,
-                    "refused": refused,
-                })));
-            }
-            Event::Error { code, message } => return Err(answer::error_of(&code, message)),
-            Event::Conversation { .. } => {}
-        }
-    }
-    Err(Error::Internal("the answer ended without a result".into()))
+    (rx, cancel_tx)
 }
 
-/// One streamed chunk in OpenAI's format for an answer event.
-fn chunk(e: &Event, id: &str, created: i64, model: &str) -> Option<Value> {
-    let base = |delta: Value, finish: Value| {
-        json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        })
-    };
-    match e {
-        Event::Conversation { .. } => None,
+/// The answer as `chat.completion.chunk` server-sent events, then `[DONE]`
+/// (or an error chunk, which ends the stream).
+fn stream(rx: mpsc::Receiver<Event>, cancel: watch::Sender<bool>, header: Header) -> HttpResponse {
+    // The cancel switch lives as long as the response body: a client that
+    // goes away drops the body and the answer stops.
+    let chunks = futures::stream::unfold(
+        (rx, cancel, header, false),
+        |(mut rx, cancel, header, finished)| async move {
+            if finished {
+                return None;
+            }
+            let (data, last) = match rx.recv().await {
+                Some(e) => (chunk(&e, &header), matches!(e, Event::Error { .. })),
+                None => (Some("[DONE]".to_string()), true),
+            };
+            let bytes = match data {
+                Some(data) => web::Bytes::from(format!("data: {data}\n\n")),
+                None => web::Bytes::new(),
+            };
+            Some((Ok::<_, actix_web::Error>(bytes), (rx, cancel, header, last)))
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(chunks)
+}
+
+/// The whole answer as one `chat.completion`.
+async fn whole(
+    mut rx: mpsc::Receiver<Event>,
+    cancel: watch::Sender<bool>,
+    header: Header,
+) -> Result<HttpResponse, Error> {
+    let answer = collect(&mut rx).await?;
+    drop(cancel);
+    let done = answer
+        .done
+        .as_ref()
+        .ok_or_else(|| Error::Internal("the answer ended without a result".into()))?;
+    Ok(HttpResponse::Ok().json(CompletionView::new(
+        &header.id,
+        header.created,
+        &header.model,
+        &answer,
+        done,
+    )))
+}
+
+/// One streamed chunk in OpenAI's format for an answer event, as JSON text.
+fn chunk(e: &Event, h: &Header) -> Option<String> {
+    let base = |delta| ChunkView::new(&h.id, h.created, &h.model, delta);
+    let text = match e {
+        Event::Conversation { .. } => return None,
         // The role opens the message; the sources ride along as an extension.
-        Event::Sources { items } => {
-            let mut c = base(json!({"role": "assistant", "content": ""}), Value::Null);
-            c["sources"] = json!(items);
-            Some(c)
-        }
-        Event::Delta { text } => Some(base(json!({"content": text}), Value::Null)),
+        Event::Sources { items } => serde_json::to_string(&ChunkView {
+            sources: Some(items),
+            ..base(Delta {
+                role: Some("assistant"),
+                content: Some(""),
+            })
+        }),
+        Event::Delta { text } => serde_json::to_string(&base(Delta {
+            role: None,
+            content: Some(text),
+        })),
         Event::Done {
             usage, citations, ..
         } => {
-            let mut c = base(json!({}), json!("stop"));
-            c["usage"] = json!({
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens(),
-            });
-            c["citations"] = json!(citations);
-            Some(c)
+            let mut c = base(Delta::default());
+            c.choices[0].finish_reason = Some("stop");
+            c.usage = Some((*usage).into());
+            c.citations = Some(citations);
+            serde_json::to_string(&c)
         }
-        Event::Error { code, message } => Some(json!({
-            "error": {"code": code, "message": message, "type": "server_error"}
-        })),
-    }
+        Event::Error { code, message } => serde_json::to_string(&StreamErrorView {
+            error: StreamError {
+                code,
+                message,
+                kind: "server_error",
+            },
+        }),
+    };
+    text.ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn msg(role: &str, content: Value) -> InMessage {
         InMessage {

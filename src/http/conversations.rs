@@ -2,38 +2,27 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::extract::{next_cursor, rfc3339, PageParams};
+use super::extract::{next_cursor, PageParams};
+use super::views::{ConversationView, MessageView, Page};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::db::conversations as repo;
-use crate::db::models::{Conversation, Message};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 
 const DEFAULT_TITLE: &str = "New conversation";
 
-fn conversation_json(c: &Conversation) -> Value {
-    json!({
-        "id": c.id,
-        "title": c.title,
-        "created_at": rfc3339(c.created_at),
-        "updated_at": rfc3339(c.updated_at),
-    })
-}
-
-fn message_json(m: &Message) -> Value {
-    json!({
-        "id": m.id,
-        "role": m.role,
-        "content": m.content,
-        "metadata": serde_json::from_str::<Value>(&m.metadata).unwrap_or(Value::Null),
-        "created_at": rfc3339(m.created_at),
-    })
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/conversations", web::post().to(create))
+        .route("/conversations", web::get().to(list))
+        .route("/conversations/{id}", web::get().to(get))
+        .route("/conversations/{id}", web::patch().to(rename))
+        .route("/conversations/{id}", web::delete().to(delete))
+        .route("/conversations/{id}/messages", web::get().to(messages));
 }
 
 fn not_found() -> Error {
-    Error::not_found("conversation_not_found", "no such conversation")
+    Error::new(ErrorCode::ConversationNotFound, "no such conversation")
 }
 
 fn check_title(title: &str) -> Result<String, Error> {
@@ -61,7 +50,7 @@ pub async fn create(
         None => DEFAULT_TITLE.to_string(),
     };
     let c = repo::create(&app.db, &caller.user.id, &title).await?;
-    Ok(HttpResponse::Created().json(conversation_json(&c)))
+    Ok(HttpResponse::Created().json(ConversationView::from(&c)))
 }
 
 pub async fn list(
@@ -73,8 +62,10 @@ pub async fn list(
     let (limit, cursor) = page.parse()?;
     let rows = repo::list(&app.db, &caller.user.id, cursor, limit).await?;
     let next = next_cursor(&rows, limit, |c| (c.created_at, c.id.as_str()));
-    let items: Vec<_> = rows.iter().map(conversation_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.iter().map(ConversationView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 pub async fn get(
@@ -86,7 +77,7 @@ pub async fn get(
     let c = repo::get(&app.db, &caller.user.id, &path)
         .await?
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(conversation_json(&c)))
+    Ok(HttpResponse::Ok().json(ConversationView::from(&c)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +100,7 @@ pub async fn rename(
     let c = repo::get(&app.db, &caller.user.id, &path)
         .await?
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(conversation_json(&c)))
+    Ok(HttpResponse::Ok().json(ConversationView::from(&c)))
 }
 
 pub async fn delete(
@@ -137,6 +128,8 @@ pub async fn messages(
         .ok_or_else(not_found)?;
     let rows = repo::messages(&app.db, &c.id, cursor, limit).await?;
     let next = next_cursor(&rows, limit, |m| (m.created_at, m.id.as_str()));
-    let items: Vec<_> = rows.iter().map(message_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.iter().map(MessageView::from).collect(),
+        next_cursor: next,
+    }))
 }

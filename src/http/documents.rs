@@ -3,26 +3,41 @@
 
 use actix_multipart::Multipart;
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::extract::{next_cursor, rfc3339, PageParams};
+use super::extract::{next_cursor, PageParams};
+use super::views::{DocumentSummaryView, DocumentView, JobAccepted, Page};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::db::access;
-use crate::db::documents::{self, DocumentSummary};
+use crate::db::documents;
 use crate::db::jobs::{self, NewJob};
 use crate::db::models::{Collection, Document};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::ingest::formats;
 use crate::ingest::{pipeline, upload};
 use crate::jobs::crawl::CrawlRequest;
 use crate::jobs::ingest::{upload_dir, UploadPayload, UploadedFile};
-use crate::jobs::{job_json, KIND_CRAWL, KIND_INGEST_UPLOAD};
+use crate::jobs::{KIND_CRAWL, KIND_INGEST_UPLOAD};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/collections/{id}/documents", web::post().to(upload))
+        .route("/collections/{id}/documents", web::get().to(list))
+        .route("/collections/{id}/documents/{doc}", web::get().to(get))
+        .route(
+            "/collections/{id}/documents/{doc}",
+            web::delete().to(delete),
+        )
+        .route("/collections/{id}/crawl", web::post().to(crawl));
+}
 
 /// Admin role, and for keys the `ingest` (or `admin`) scope.
 pub fn require_ingest(caller: &Caller) -> Result<(), Error> {
     if !caller.is_admin() {
-        return Err(Error::forbidden("forbidden", "this needs the admin role"));
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "this needs the admin role",
+        ));
     }
     caller.require_any_scope(&[Scope::Ingest, Scope::Admin])
 }
@@ -30,48 +45,7 @@ pub fn require_ingest(caller: &Caller) -> Result<(), Error> {
 pub async fn collection(app: &App, id: &str) -> Result<Collection, Error> {
     access::collection_by_id(&app.db, id)
         .await?
-        .ok_or_else(|| Error::not_found("collection_not_found", "no such collection"))
-}
-
-fn metadata_of(raw: &str) -> Value {
-    serde_json::from_str(raw).unwrap_or(Value::Null)
-}
-
-fn summary_json(d: &DocumentSummary) -> Value {
-    let metadata = metadata_of(&d.metadata);
-    json!({
-        "id": d.id,
-        "collection_id": d.collection_id,
-        "source": d.source,
-        "title": d.title,
-        "chunks": d.chunk_count,
-        "indexed": d.indexed,
-        "quality_score": metadata["quality"]["score"],
-        "created_at": rfc3339(d.created_at),
-        "updated_at": rfc3339(d.updated_at),
-    })
-}
-
-fn document_json(d: &Document) -> Value {
-    let mut metadata = metadata_of(&d.metadata);
-    let quality = metadata
-        .as_object_mut()
-        .and_then(|m| m.remove("quality"))
-        .unwrap_or(Value::Null);
-    json!({
-        "id": d.id,
-        "collection_id": d.collection_id,
-        "source": d.source,
-        "title": d.title,
-        "chunks": d.chunk_count,
-        "indexed": d.indexed,
-        "characters": d.content.chars().count(),
-        "content_hash": d.content_hash,
-        "quality": quality,
-        "metadata": metadata,
-        "created_at": rfc3339(d.created_at),
-        "updated_at": rfc3339(d.updated_at),
-    })
+        .ok_or_else(|| Error::new(ErrorCode::CollectionNotFound, "no such collection"))
 }
 
 /// `POST /collections/{id}/documents` (multipart): 202 with the job.
@@ -157,7 +131,7 @@ async fn enqueue(
 fn accepted(job: &jobs::Job) -> HttpResponse {
     HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
-        .json(json!({ "job": job_json(job) }))
+        .json(JobAccepted { job: job.into() })
 }
 
 /// `GET /collections/{id}/documents`, newest first.
@@ -172,17 +146,17 @@ pub async fn list(
     let (limit, cursor) = page.parse()?;
     let items = documents::list(&app.db, &collection.id, cursor, limit).await?;
     let next = next_cursor(&items, limit, |d| (d.created_at, d.id.as_str()));
-    Ok(HttpResponse::Ok().json(json!({
-        "items": items.iter().map(summary_json).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(HttpResponse::Ok().json(Page {
+        items: items.iter().map(DocumentSummaryView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 async fn document(app: &App, collection_id: &str, id: &str) -> Result<Document, Error> {
     let collection = collection(app, collection_id).await?;
     documents::get(&app.db, &collection.id, id)
         .await?
-        .ok_or_else(|| Error::not_found("document_not_found", "no such document"))
+        .ok_or_else(|| Error::new(ErrorCode::DocumentNotFound, "no such document"))
 }
 
 /// `GET /collections/{id}/documents/{doc}`
@@ -194,7 +168,7 @@ pub async fn get(
     require_ingest(&caller)?;
     let (cid, id) = path.into_inner();
     let d = document(&app, &cid, &id).await?;
-    Ok(HttpResponse::Ok().json(document_json(&d)))
+    Ok(HttpResponse::Ok().json(DocumentView::from(&d)))
 }
 
 /// `DELETE /collections/{id}/documents/{doc}`: from the DB and both indexes.
@@ -231,7 +205,7 @@ pub async fn crawl(
             };
             Error::field(field, message)
         }
-        other => Error::invalid("invalid_crawl", other.to_string()),
+        other => Error::new(ErrorCode::InvalidCrawl, other.to_string()),
     })?;
     let payload = serde_json::to_value(&req).map_err(|e| Error::Internal(e.to_string()))?;
     let key = req.dedupe_key(&collection.id);

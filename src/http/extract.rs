@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::db::accounts::Cursor;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::ratelimit::{Bucket, Subject};
 
 /// Largest JSON body accepted.
@@ -63,13 +63,14 @@ pub fn json_config() -> web::JsonConfig {
                 ))
                 .into()
             }
-            other => Error::invalid("invalid_body", format!("request body: {other}")).into(),
+            other => Error::new(ErrorCode::InvalidBody, format!("request body: {other}")).into(),
         })
 }
 
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|err, _req| Error::invalid("invalid_query_string", err.to_string()).into())
+    web::QueryConfig::default().error_handler(|err, _req| {
+        Error::new(ErrorCode::InvalidQueryString, err.to_string()).into()
+    })
 }
 
 /// The client address used for per-IP limits. `X-Forwarded-For` is believed
@@ -124,7 +125,12 @@ pub fn encode_cursor(created_at: NaiveDateTime, id: &str) -> String {
 }
 
 fn decode_cursor(s: &str) -> Result<Cursor> {
-    let bad = || Error::invalid("invalid_cursor", "`cursor` is not one this API returned");
+    let bad = || {
+        Error::new(
+            ErrorCode::InvalidCursor,
+            "`cursor` is not one this API returned",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| bad())?;
@@ -148,11 +154,6 @@ pub fn next_cursor<T>(
         let (ts, id) = key(last);
         encode_cursor(ts, id)
     })
-}
-
-pub fn rfc3339(t: NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 #[cfg(test)]

@@ -1,12 +1,23 @@
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+//! Liveness, readiness and metrics, outside `/api/v1`.
 
+use actix_web::{web, HttpResponse};
+
+use super::views::{Check, ReadyChecks, Status};
 use crate::app::App;
 use crate::index::lexical;
 
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .route("/ready", web::get().to(ready));
+}
+
 /// Liveness: the process answers.
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Status::<ReadyChecks> {
+        status: "ok",
+        checks: None,
+    })
 }
 
 /// Readiness: the DB answers, both indexes can be read and the embedding
@@ -24,19 +35,15 @@ pub async fn ready(app: web::Data<App>) -> HttpResponse {
         .map(|v| v.len())
         .map_err(|e| e.to_string());
     let ok = db.is_ok() && vectors.is_ok() && lex.is_ok() && model.is_ok();
-    let show = |r: Result<String, String>| match r {
-        Ok(s) => json!({ "ok": true, "detail": s }),
-        Err(e) => json!({ "ok": false, "error": e }),
+    let body = Status {
+        status: if ok { "ready" } else { "not_ready" },
+        checks: Some(ReadyChecks {
+            database: Check::from(db.map(|_| app.db.backend().to_string())),
+            vector_index: Check::from(vectors.map(|n| format!("{n} points"))),
+            lexical_index: Check::from(lex.map(|n| format!("{n} documents"))),
+            embedding_model: Check::from(model.map(|d| format!("{d} dimensions"))),
+        }),
     };
-    let body = json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "checks": {
-            "database": show(db.map(|_| app.db.backend().to_string())),
-            "vector_index": show(vectors.map(|n| format!("{n} points"))),
-            "lexical_index": show(lex.map(|n| format!("{n} documents"))),
-            "embedding_model": show(model.map(|d| format!("{d} dimensions"))),
-        }
-    });
     if ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -45,8 +52,8 @@ pub async fn ready(app: web::Data<App>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(app: actix_web::web::Data<crate::app::App>) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
+pub async fn metrics(app: web::Data<App>) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(app.metrics.prometheus())
 }

@@ -5,19 +5,26 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::chat::{ws_caller, WsParams};
 use super::documents::require_ingest;
 use super::extract::{next_cursor, PageParams};
+use super::views::{JobFrame, JobView, Page};
 use crate::app::App;
 use crate::db::jobs::{self, Job, JobFilter, JobState};
-use crate::error::Error;
-use crate::jobs::{job_json, worker};
+use crate::error::{Error, ErrorCode};
+use crate::jobs::worker;
 
 /// How often the progress stream looks at the job. Workers may run in
 /// another process, so the DB row is what there is to watch.
 const POLL: Duration = Duration::from_millis(250);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/jobs", web::get().to(list))
+        .route("/jobs/{id}", web::get().to(get))
+        .route("/jobs/{id}/cancel", web::post().to(cancel))
+        .route("/jobs/{id}/events", web::get().to(events));
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +37,7 @@ pub struct ListParams {
 }
 
 fn not_found() -> Error {
-    Error::not_found("job_not_found", "no such job")
+    Error::new(ErrorCode::JobNotFound, "no such job")
 }
 
 async fn job(app: &App, id: &str) -> Result<Job, Error> {
@@ -69,10 +76,10 @@ pub async fn list(
     };
     let items = jobs::list(&app.db, &filter, cursor, limit).await?;
     let next = next_cursor(&items, limit, |j| (j.created_at, j.id.as_str()));
-    Ok(HttpResponse::Ok().json(json!({
-        "items": items.iter().map(job_json).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(HttpResponse::Ok().json(Page {
+        items: items.iter().map(JobView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// `GET /jobs/{id}`
@@ -82,7 +89,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
     require_ingest(&caller)?;
-    Ok(HttpResponse::Ok().json(job_json(&job(&app, &path).await?)))
+    Ok(HttpResponse::Ok().json(JobView::from(&job(&app, &path).await?)))
 }
 
 /// `POST /jobs/{id}/cancel`: a queued job ends at once, a running one at its
@@ -95,8 +102,8 @@ pub async fn cancel(
     require_ingest(&caller)?;
     let before = job(&app, &path).await?;
     if before.state.is_finished() {
-        return Err(Error::conflict(
-            "job_finished",
+        return Err(Error::new(
+            ErrorCode::JobFinished,
             format!("the job has already ended ({})", before.state.as_str()),
         ));
     }
@@ -106,14 +113,14 @@ pub async fn cancel(
     if after.state.is_finished() && !before.state.is_finished() {
         if after.state != JobState::Cancelled {
             // It ended on its own between the two reads.
-            return Err(Error::conflict(
-                "job_finished",
+            return Err(Error::new(
+                ErrorCode::JobFinished,
                 format!("the job has already ended ({})", after.state.as_str()),
             ));
         }
         worker::cleanup(&app, &after).await;
     }
-    Ok(HttpResponse::Accepted().json(job_json(&after)))
+    Ok(HttpResponse::Accepted().json(JobView::from(&after)))
 }
 
 /// `GET /jobs/{id}/events`: a `job` frame now and at every change, until a
@@ -129,7 +136,7 @@ pub async fn events(
     require_ingest(&caller)?;
     let first = job(&app, &path).await?;
     let (response, session, stream) = actix_ws::handle(&req, body)
-        .map_err(|e| Error::invalid("not_a_websocket", e.to_string()))?;
+        .map_err(|e| Error::new(ErrorCode::NotAWebsocket, e.to_string()))?;
     actix_web::rt::spawn(watch(app.into_inner(), first, session, stream));
     Ok(response)
 }
@@ -141,7 +148,7 @@ async fn watch(
     // Held so the connection stays open; clients have nothing to say here.
     _incoming: actix_ws::MessageStream,
 ) {
-    let frame = |j: &Job| json!({"type": "job", "job": job_json(j)}).to_string();
+    let frame = |j: &Job| serde_json::to_string(&JobFrame::from(j)).unwrap_or_default();
     if session.text(frame(&last)).await.is_err() {
         return;
     }

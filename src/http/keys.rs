@@ -3,31 +3,20 @@
 use actix_web::{web, HttpResponse};
 use chrono::Duration;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::extract::rfc3339;
+use super::views::{Items, KeyView, NewKeyView};
 use crate::app::App;
 use crate::auth::tokens::{self, API_KEY_PREFIX};
-use crate::auth::{parse_scopes, Caller, Scope};
+use crate::auth::{Caller, Scope};
 use crate::db::accounts;
 use crate::db::models::ApiKey;
 use crate::db::repo::now;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 
-fn key_json(k: &ApiKey) -> Value {
-    let scopes: Vec<&str> = parse_scopes(&k.scopes)
-        .into_iter()
-        .map(Scope::as_str)
-        .collect();
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "scopes": scopes,
-        "created_at": rfc3339(k.created_at),
-        "expires_at": k.expires_at.map(rfc3339),
-        "last_used_at": k.last_used_at.map(rfc3339),
-    })
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api-keys", web::post().to(create))
+        .route("/api-keys", web::get().to(list))
+        .route("/api-keys/{id}", web::delete().to(revoke));
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,8 +54,8 @@ pub async fn create(
         }
     }
     if scopes.contains(&Scope::Admin) && !caller.is_admin() {
-        return Err(Error::forbidden(
-            "forbidden",
+        return Err(Error::new(
+            ErrorCode::Forbidden,
             "only admins can create keys with the `admin` scope",
         ));
     }
@@ -98,19 +87,18 @@ pub async fn create(
         revoked_at: None,
     };
     let key = accounts::create_api_key(&app.db, key).await?;
-    let mut body = key_json(&key);
-    body["key"] = json!(secret);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(NewKeyView {
+        key: KeyView::from(&key),
+        secret: &secret,
+    }))
 }
 
 pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, Error> {
     caller.require_session()?;
-    let items: Vec<Value> = accounts::list_api_keys(&app.db, &caller.user.id)
-        .await?
-        .iter()
-        .map(key_json)
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    let keys = accounts::list_api_keys(&app.db, &caller.user.id).await?;
+    Ok(HttpResponse::Ok().json(Items {
+        items: keys.iter().map(KeyView::from).collect(),
+    }))
 }
 
 pub async fn revoke(
@@ -122,6 +110,6 @@ pub async fn revoke(
     if accounts::revoke_api_key(&app.db, &caller.user.id, &path).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(Error::not_found("api_key_not_found", "no such API key"))
+        Err(Error::new(ErrorCode::ApiKeyNotFound, "no such API key"))
     }
 }

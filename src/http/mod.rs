@@ -13,6 +13,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod query;
+pub mod views;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -25,99 +26,29 @@ use actix_web::{web, HttpResponse};
 use tracing_actix_web::TracingLogger;
 
 use crate::app::App;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
+use views::ErrorBody;
 
+/// Every route: each resource module registers its own.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health))
-        .route("/metrics", web::get().to(health::metrics))
-        .route(
-            "/v1/chat/completions",
-            web::post().to(completions::completions),
-        )
-        .route("/ready", web::get().to(health::ready))
+    cfg.configure(health::configure)
+        .configure(completions::configure)
         .service(
             web::scope("/api/v1")
-                .route("/query", web::post().to(query::post_query))
-                .route("/query", web::get().to(query::get_query))
-                .route("/auth/register", web::post().to(accounts::register))
-                .route("/auth/login", web::post().to(accounts::login))
-                .route("/auth/refresh", web::post().to(accounts::refresh))
-                .route("/auth/logout", web::post().to(accounts::logout))
-                .route("/users/me", web::get().to(accounts::me))
-                .route(
-                    "/users/me/password",
-                    web::post().to(accounts::change_password),
-                )
-                .route("/api-keys", web::post().to(keys::create))
-                .route("/api-keys", web::get().to(keys::list))
-                .route("/api-keys/{id}", web::delete().to(keys::revoke))
-                .route("/admin/users", web::get().to(admin::list_users))
-                .route("/admin/users", web::post().to(admin::create_user))
-                .route("/admin/users/{id}", web::get().to(admin::get_user))
-                .route("/admin/users/{id}", web::patch().to(admin::update_user))
-                .route("/collections", web::get().to(collections::list))
-                .route("/collections", web::post().to(collections::create))
-                .route("/collections/{id}", web::get().to(collections::get))
-                .route("/collections/{id}", web::patch().to(collections::update))
-                .route("/collections/{id}", web::delete().to(collections::delete))
-                .route(
-                    "/collections/{id}/grants",
-                    web::get().to(collections::list_grants),
-                )
-                .route(
-                    "/collections/{id}/grants/{user_id}",
-                    web::put().to(collections::put_grant),
-                )
-                .route(
-                    "/collections/{id}/grants/{user_id}",
-                    web::delete().to(collections::delete_grant),
-                )
-                .route("/conversations", web::post().to(conversations::create))
-                .route("/conversations", web::get().to(conversations::list))
-                .route("/conversations/{id}", web::get().to(conversations::get))
-                .route(
-                    "/conversations/{id}",
-                    web::patch().to(conversations::rename),
-                )
-                .route(
-                    "/conversations/{id}",
-                    web::delete().to(conversations::delete),
-                )
-                .route(
-                    "/conversations/{id}/messages",
-                    web::get().to(conversations::messages),
-                )
-                .route(
-                    "/conversations/{id}/messages",
-                    web::post().to(chat::post_message),
-                )
-                .route("/chat/ws", web::get().to(chat::ws))
-                .route(
-                    "/collections/{id}/documents",
-                    web::post().to(documents::upload),
-                )
-                .route(
-                    "/collections/{id}/documents",
-                    web::get().to(documents::list),
-                )
-                .route(
-                    "/collections/{id}/documents/{doc}",
-                    web::get().to(documents::get),
-                )
-                .route(
-                    "/collections/{id}/documents/{doc}",
-                    web::delete().to(documents::delete),
-                )
-                .route("/collections/{id}/crawl", web::post().to(documents::crawl))
-                .route("/jobs", web::get().to(jobs::list))
-                .route("/jobs/{id}", web::get().to(jobs::get))
-                .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
-                .route("/jobs/{id}/events", web::get().to(jobs::events)),
+                .configure(query::configure)
+                .configure(accounts::configure)
+                .configure(keys::configure)
+                .configure(admin::configure)
+                .configure(collections::configure)
+                .configure(conversations::configure)
+                .configure(chat::configure)
+                .configure(documents::configure)
+                .configure(jobs::configure),
         );
 }
 
 async fn not_found() -> Result<HttpResponse, Error> {
-    Err(Error::not_found("not_found", "no such route"))
+    Err(Error::new(ErrorCode::NotFound, "no such route"))
 }
 
 /// Run each request in its own task. actix drops a request's future when the
@@ -137,10 +68,10 @@ async fn run_to_completion(
 /// the same JSON error body as everything else.
 fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let (req, _) = res.into_parts();
-    let body = serde_json::json!({
-        "error": {"code": "method_not_allowed", "message": "this path does not accept that method"}
-    });
-    let res = HttpResponse::MethodNotAllowed().json(body);
+    let res = HttpResponse::MethodNotAllowed().json(ErrorBody::new(
+        ErrorCode::MethodNotAllowed,
+        "this path does not accept that method",
+    ));
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, res).map_into_right_body(),
     ))

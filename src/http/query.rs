@@ -8,9 +8,14 @@ use serde::Deserialize;
 use super::extract::{client_ip, rate_limit};
 use crate::app::App;
 use crate::auth::{Access, Caller, Scope};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::ratelimit::Bucket;
 use crate::retrieve::{self, SearchRequest};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/query", web::post().to(post_query))
+        .route("/query", web::get().to(get_query));
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,8 +88,8 @@ pub async fn get_query(
             key.as_str(),
             "q" | "top_k" | "mode" | "collections" | "dense_weight" | "lexical_weight"
         ) {
-            return Err(Error::invalid(
-                "invalid_query_string",
+            return Err(Error::new(
+                ErrorCode::InvalidQueryString,
                 format!("unknown parameter `{key}`"),
             ));
         }
@@ -93,7 +98,10 @@ pub async fn get_query(
         p.get(key)
             .map(|v| {
                 v.parse::<f32>().map_err(|_| {
-                    Error::invalid("invalid_weights", format!("`{key}` must be a number"))
+                    Error::new(
+                        ErrorCode::InvalidWeights,
+                        format!("`{key}` must be a number"),
+                    )
                 })
             })
             .transpose()
@@ -102,8 +110,8 @@ pub async fn get_query(
         .get("top_k")
         .map(|v| {
             v.parse::<i64>().map_err(|_| {
-                Error::invalid(
-                    "invalid_top_k",
+                Error::new(
+                    ErrorCode::InvalidTopK,
                     format!("`top_k` must be an integer, got `{v}`"),
                 )
             })

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::UploadSettings;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::ingest::formats::human_bytes;
 
 /// One received file, on disk under the upload's directory.
@@ -52,27 +52,28 @@ pub async fn receive(
         .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
     let mut files = Vec::new();
     let mut total: u64 = 0;
-    while let Some(mut field) = form
-        .try_next()
-        .await
-        .map_err(|e| Error::invalid("invalid_multipart", format!("malformed upload: {e}")))?
-    {
+    while let Some(mut field) = form.try_next().await.map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidMultipart,
+            format!("malformed upload: {e}"),
+        )
+    })? {
         let raw_name = field
             .content_disposition()
             .and_then(|cd| cd.get_filename())
             .map(str::to_owned);
         let Some(raw_name) = raw_name else {
             let part = field.name().unwrap_or("").to_owned();
-            return Err(Error::invalid(
-                "invalid_multipart",
+            return Err(Error::new(
+                ErrorCode::InvalidMultipart,
                 format!(
                     "part `{part}` is not a file; send files as multipart parts with a filename"
                 ),
             ));
         };
         let name = source_name(&raw_name).ok_or_else(|| {
-            Error::invalid(
-                "invalid_multipart",
+            Error::new(
+                ErrorCode::InvalidMultipart,
                 format!("file name `{raw_name}` is empty or not usable"),
             )
         })?;
@@ -88,11 +89,12 @@ pub async fn receive(
             .await
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", path.display())))?;
         let mut bytes: u64 = 0;
-        while let Some(chunk) = field
-            .try_next()
-            .await
-            .map_err(|e| Error::invalid("invalid_multipart", format!("malformed upload: {e}")))?
-        {
+        while let Some(chunk) = field.try_next().await.map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidMultipart,
+                format!("malformed upload: {e}"),
+            )
+        })? {
             bytes += chunk.len() as u64;
             total += chunk.len() as u64;
             if bytes > limits.max_file_bytes {
@@ -117,8 +119,8 @@ pub async fn receive(
         files.push(StoredFile { name, path, bytes });
     }
     if files.is_empty() {
-        return Err(Error::invalid(
-            "no_files",
+        return Err(Error::new(
+            ErrorCode::NoFiles,
             "the upload holds no files; send them as multipart/form-data parts",
         ));
     }

@@ -14,12 +14,11 @@ pub mod worker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::app::App;
 use crate::db::jobs::{self, Job};
 use crate::error::Error;
-use crate::http::extract::rfc3339;
 
 /// Ingest files uploaded through the API.
 pub const KIND_INGEST_UPLOAD: &str = "ingest_upload";
@@ -51,9 +50,12 @@ pub enum JobError {
 impl From<Error> for JobError {
     fn from(e: Error) -> Self {
         match e {
-            Error::InvalidInput { .. }
-            | Error::InvalidField { .. }
-            | Error::NotFound { .. }
+            // Bad input and missing things stay so; refusals of other kinds
+            // (auth, conflicts) may clear up.
+            Error::Rejected { code, .. } if matches!(code.status(), 400 | 404) => {
+                JobError::Permanent(e.to_string())
+            }
+            Error::InvalidField { .. }
             | Error::PayloadTooLarge(_)
             | Error::Load(_)
             | Error::Format(_)
@@ -109,29 +111,6 @@ impl JobContext {
         serde_json::from_str(&self.job.payload)
             .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))
     }
-}
-
-/// The job as the API shows it.
-pub fn job_json(job: &Job) -> Value {
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    json!({
-        "id": job.id,
-        "kind": job.kind,
-        "state": job.state.as_str(),
-        "collection_id": job.collection_id,
-        "created_by": job.created_by,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "cancel_requested": job.cancel_requested,
-        "progress": parse(&job.progress),
-        "result": job.result.as_deref().map(parse),
-        "last_error": job.last_error,
-        "run_after": rfc3339(job.run_after),
-        "created_at": rfc3339(job.created_at),
-        "started_at": job.started_at.map(rfc3339),
-        "finished_at": job.finished_at.map(rfc3339),
-        "updated_at": rfc3339(job.updated_at),
-    })
 }
 
 /// Start `workers` job workers and the scheduler of periodic jobs. The handle

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::auth::Access;
 use crate::db::models::Collection;
 use crate::db::repo;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::index::lexical::{self, Highlight};
 use crate::index::Hit;
 
@@ -35,8 +35,8 @@ impl std::str::FromStr for Mode {
             "hybrid" => Ok(Mode::Hybrid),
             "dense" => Ok(Mode::Dense),
             "lexical" => Ok(Mode::Lexical),
-            other => Err(Error::invalid(
-                "unknown_mode",
+            other => Err(Error::new(
+                ErrorCode::UnknownMode,
                 format!("unknown mode `{other}`: expected hybrid, dense or lexical"),
             )),
         }
@@ -139,8 +139,8 @@ pub async fn resolve_collections(
                 }
             }
             None => {
-                return Err(Error::not_found(
-                    "collection_not_found",
+                return Err(Error::new(
+                    ErrorCode::CollectionNotFound,
                     format!("no collection named `{name}`"),
                 ))
             }
@@ -223,11 +223,14 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
     let r = &app.settings.retrieval;
     let q = req.query.trim();
     if q.is_empty() {
-        return Err(Error::invalid("empty_query", "`query` must not be empty"));
+        return Err(Error::new(
+            ErrorCode::EmptyQuery,
+            "`query` must not be empty",
+        ));
     }
     if q.chars().count() > MAX_QUERY_CHARS {
-        return Err(Error::invalid(
-            "query_too_long",
+        return Err(Error::new(
+            ErrorCode::QueryTooLong,
             format!("`query` must be at most {MAX_QUERY_CHARS} characters"),
         ));
     }
@@ -235,8 +238,8 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
         None => r.default_top_k,
         Some(k) if k >= 1 && k as u64 <= r.max_top_k as u64 => k as usize,
         Some(k) => {
-            return Err(Error::invalid(
-                "invalid_top_k",
+            return Err(Error::new(
+                ErrorCode::InvalidTopK,
                 format!("`top_k` must be between 1 and {}, got {k}", r.max_top_k),
             ))
         }
@@ -251,22 +254,22 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
     };
     for (name, w) in [("dense", weights.dense), ("lexical", weights.lexical)] {
         if !(w.is_finite() && (0.0..=100.0).contains(&w)) {
-            return Err(Error::invalid(
-                "invalid_weights",
+            return Err(Error::new(
+                ErrorCode::InvalidWeights,
                 format!("`weights.{name}` must be a number between 0 and 100"),
             ));
         }
     }
     if mode == Mode::Hybrid && weights.dense == 0.0 && weights.lexical == 0.0 {
-        return Err(Error::invalid(
-            "invalid_weights",
+        return Err(Error::new(
+            ErrorCode::InvalidWeights,
             "at least one weight must be positive",
         ));
     }
     if let Some(c) = &req.collections {
         if c.iter().any(|n| n.trim().is_empty()) {
-            return Err(Error::invalid(
-                "invalid_collection",
+            return Err(Error::new(
+                ErrorCode::InvalidCollection,
                 "collection names must not be empty",
             ));
         }
@@ -473,8 +476,8 @@ mod tests {
         let e = "fuzzy".parse::<Mode>().unwrap_err();
         assert!(matches!(
             e,
-            Error::InvalidInput {
-                code: "unknown_mode",
+            Error::Rejected {
+                code: ErrorCode::UnknownMode,
                 ..
             }
         ));

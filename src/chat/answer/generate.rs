@@ -12,7 +12,7 @@ use super::sources::Found;
 use super::{ms, save, Answering, Event, SourceItem, Timings, REFUSAL};
 use crate::app::App;
 use crate::chat::prompt::{build_prompt_for, Prompt, PromptError, DEFAULT_SYSTEM_RULES};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, Role, Usage};
 use crate::text::citations::{CitationFilter, CitationReport};
 
@@ -160,7 +160,7 @@ fn prompt_for(
     .map_err(|e| match e {
         // The reserve not fitting the window is a setting, not the caller's fault.
         PromptError::ReserveTooLarge { .. } => Error::Internal(e.to_string()),
-        _ => Error::invalid("prompt_too_long", e.to_string()),
+        _ => Error::new(ErrorCode::PromptTooLong, e.to_string()),
     })
 }
 

@@ -1,0 +1,77 @@
+//! Users, their sessions' tokens, and API keys.
+
+use serde::Serialize;
+
+use super::{time, Time};
+use crate::auth::{parse_scopes, Scope, TokenPair};
+use crate::db::models::{ApiKey, User};
+
+/// A user, without the password hash or token version.
+#[derive(Debug, Serialize)]
+pub struct UserView<'a> {
+    pub id: &'a str,
+    pub username: &'a str,
+    pub email: Option<&'a str>,
+    pub role: &'a str,
+    pub disabled: bool,
+    pub created_at: Time,
+}
+
+impl<'a> From<&'a User> for UserView<'a> {
+    fn from(u: &'a User) -> Self {
+        UserView {
+            id: &u.id,
+            username: &u.username,
+            email: u.email.as_deref(),
+            role: &u.role,
+            disabled: u.disabled,
+            created_at: Time(u.created_at),
+        }
+    }
+}
+
+/// A login or refresh: the token pair and whose it is.
+#[derive(Debug, Serialize)]
+pub struct SessionView<'a> {
+    #[serde(flatten)]
+    pub tokens: TokenPair,
+    pub user: UserView<'a>,
+}
+
+/// An API key, never its secret.
+#[derive(Debug, Serialize)]
+pub struct KeyView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub scopes: Vec<&'static str>,
+    pub created_at: Time,
+    pub expires_at: Option<Time>,
+    pub last_used_at: Option<Time>,
+}
+
+impl<'a> From<&'a ApiKey> for KeyView<'a> {
+    fn from(k: &'a ApiKey) -> Self {
+        KeyView {
+            id: &k.id,
+            name: &k.name,
+            prefix: &k.prefix,
+            scopes: parse_scopes(&k.scopes)
+                .into_iter()
+                .map(Scope::as_str)
+                .collect(),
+            created_at: Time(k.created_at),
+            expires_at: time(k.expires_at),
+            last_used_at: time(k.last_used_at),
+        }
+    }
+}
+
+/// A key just created: the only time its secret is shown.
+#[derive(Debug, Serialize)]
+pub struct NewKeyView<'a> {
+    #[serde(flatten)]
+    pub key: KeyView<'a>,
+    #[serde(rename = "key")]
+    pub secret: &'a str,
+}

@@ -1,0 +1,170 @@
+//! The JSON the API answers with, as typed views over the domain structs.
+//! A view decides field names and what is null; handlers build one and hand
+//! it to actix, so no handler writes a JSON literal.
+
+mod accounts;
+mod chat;
+mod library;
+
+pub use accounts::{KeyView, NewKeyView, SessionView, UserView};
+pub use chat::{
+    AnswerView, Choice, ChunkChoice, ChunkView, CompletionView, ConversationView, Delta,
+    MessageView, StreamError, StreamErrorView, UsageView,
+};
+pub use library::{
+    CollectionView, DocumentSummaryView, DocumentView, GrantView, JobAccepted, JobFrame, JobView,
+};
+
+use chrono::NaiveDateTime;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::error::ErrorCode;
+
+/// The API's timestamp format: RFC 3339, UTC, microseconds.
+pub fn rfc3339(t: NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A timestamp serialised as [`rfc3339`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Time(pub NaiveDateTime);
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339(self.0))
+    }
+}
+
+fn time(t: Option<NaiveDateTime>) -> Option<Time> {
+    t.map(Time)
+}
+
+/// A JSON column's text as JSON; null when it does not parse.
+fn parsed(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or(Value::Null)
+}
+
+/// One page of a list, with the cursor of the next (null on the last).
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A whole list, not paged.
+#[derive(Debug, Serialize)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// `{"error": {"code", "message", "field"?}}`
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: ErrorCode,
+    pub message: &'a str,
+    /// Only for `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(code: ErrorCode, message: &'a str) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                field: None,
+            },
+        }
+    }
+}
+
+/// `GET /health` and the overall state of `GET /ready`.
+#[derive(Debug, Serialize)]
+pub struct Status<T: Serialize> {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<T>,
+}
+
+/// The readiness checks, each `{"ok": true, "detail"}` or `{"ok": false, "error"}`.
+#[derive(Debug, Serialize)]
+pub struct ReadyChecks {
+    pub database: Check,
+    pub vector_index: Check,
+    pub lexical_index: Check,
+    pub embedding_model: Check,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<Result<String, String>> for Check {
+    fn from(r: Result<String, String>) -> Self {
+        match r {
+            Ok(detail) => Check {
+                ok: true,
+                detail: Some(detail),
+                error: None,
+            },
+            Err(error) => Check {
+                ok: false,
+                detail: None,
+                error: Some(error),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::chat::collect::Collected;
+
+    #[test]
+    fn error_body_names_field_only_when_there_is_one() {
+        let body = serde_json::to_value(ErrorBody::new(ErrorCode::NotFound, "no such route"));
+        assert_eq!(
+            body.unwrap(),
+            json!({"error": {"code": "not_found", "message": "no such route"}})
+        );
+    }
+
+    #[test]
+    fn answer_leaves_out_what_its_events_never_said() {
+        let c = Collected {
+            answer: "hi".into(),
+            ..Collected::default()
+        };
+        let v = serde_json::to_value(AnswerView::from(&c)).unwrap();
+        assert_eq!(v, json!({"answer": "hi"}));
+    }
+
+    #[test]
+    fn checks_show_detail_or_error() {
+        let ok = serde_json::to_value(Check::from(Ok("sqlite".to_string()))).unwrap();
+        assert_eq!(ok, json!({"ok": true, "detail": "sqlite"}));
+        let bad = serde_json::to_value(Check::from(Err("down".to_string()))).unwrap();
+        assert_eq!(bad, json!({"ok": false, "error": "down"}));
+        let t = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();
+        assert_eq!(
+            serde_json::to_value(Time(t)).unwrap(),
+            json!("1970-01-01T00:00:00.000000Z")
+        );
+    }
+}
