@@ -1,4 +1,7 @@
 //! ragchat: turn a pile of documents into a knowledge base to search and chat with.
+// Outside tests, a failed unwrap on input or I/O would take a request (or a
+// worker) down; errors are returned instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
 pub mod auth;
