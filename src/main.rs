@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ragchat::app::App;
 use ragchat::auth;
 use ragchat::config::Settings;
-use ragchat::db::{repo, Db};
+use ragchat::db::{collections, documents, Db};
 use ragchat::eval::run::{self as eval_run, EvalOptions};
 use ragchat::ingest::{load, pipeline};
 use ragchat::retrieve::{self, Mode, SearchRequest, Weights};
@@ -329,7 +329,7 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             eval(app, opts).await
         }
         Command::Reindex => {
-            let total = repo::count_chunks(&app.db, None).await?;
+            let total = documents::count_chunks(&app.db, None).await?;
             let pb = bar(total as u64, "reindex");
             let started = std::time::Instant::now();
             let n = pipeline::reindex(app, &|n| pb.set_position(n as u64)).await?;
@@ -366,7 +366,7 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             }
         }
         Command::DeleteCollection { name } => {
-            let c = repo::collection_by_name(&app.db, &name)
+            let c = collections::collection_by_name(&app.db, &name)
                 .await?
                 .ok_or_else(|| {
                     Error::not_found(
@@ -379,9 +379,9 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             Ok(())
         }
         Command::Collections => {
-            for c in repo::list_collections(&app.db).await? {
-                let docs = repo::count_documents(&app.db, Some(&c.id)).await?;
-                let chunks = repo::count_chunks(&app.db, Some(&c.id)).await?;
+            for c in collections::list_collections(&app.db).await? {
+                let docs = documents::count_documents(&app.db, Some(&c.id)).await?;
+                let chunks = documents::count_chunks(&app.db, Some(&c.id)).await?;
                 println!("{}\t{docs} documents\t{chunks} chunks", c.name);
             }
             Ok(())
@@ -403,9 +403,9 @@ async fn user_command(command: UserCommand, settings: &Settings) -> Result<(), E
             let username = username.or(username_flag).unwrap_or_default();
             let db = Db::connect(settings).await?;
             let role = if admin {
-                auth::ROLE_ADMIN
+                auth::Role::Admin
             } else {
-                auth::ROLE_USER
+                auth::Role::User
             };
             let user = auth::create_user(
                 &db,
@@ -459,12 +459,12 @@ async fn ingest(
     let docs = tokio::task::spawn_blocking(move || load::load_path(&p))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-    let c = repo::ensure_collection(&app.db, collection).await?;
+    let c = collections::ensure_collection(&app.db, collection).await?;
     if public && !c.public {
-        ragchat::db::access::update_collection(
+        ragchat::db::collections::update_collection(
             &app.db,
             &c.id,
-            ragchat::db::access::CollectionChanges {
+            ragchat::db::collections::CollectionChanges {
                 public: Some(true),
                 ..Default::default()
             },
@@ -508,7 +508,7 @@ async fn eval(app: &Arc<App>, opts: EvalOptions) -> Result<(), Error> {
             r.chunks_per_second()
         );
     }
-    let chunks = repo::count_chunks(&app.db, Some(&prepared.collection_id.to_string())).await?;
+    let chunks = documents::count_chunks(&app.db, Some(&prepared.collection_id)).await?;
     println!(
         "dataset {} split {}: {} documents, {} chunks, {} judged queries; candidates {} per signal, weights dense {} lexical {}, rrf k {}",
         opts.dir.display(),

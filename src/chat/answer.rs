@@ -16,10 +16,11 @@ use super::citations::CitationFilter;
 use super::prompt::{build_prompt_for, PromptError, DEFAULT_SYSTEM_RULES};
 use crate::app::App;
 use crate::auth::{Access, Caller};
-use crate::db::conversations;
-use crate::db::models::{Conversation, Message};
-use crate::db::repo::{self, now};
+use crate::db::conversations::{self, Conversation, Message};
+use crate::db::documents;
+use crate::db::now;
 use crate::error::{Error, Result};
+use crate::ids::{ChunkId, MessageId};
 use crate::llm::{ChatMessage, Role, Source, Usage};
 use crate::retrieve::{self, SearchRequest, MAX_QUERY_CHARS};
 
@@ -243,7 +244,7 @@ async fn answer(
     };
     if let Some(c) = conv {
         sink.send(Event::Conversation {
-            id: c.id.clone(),
+            id: c.id.to_string(),
             title: c.title.clone(),
         })
         .await;
@@ -295,15 +296,11 @@ async fn answer(
             }
         }
     }
-    let ids: Vec<String> = search
-        .results
-        .iter()
-        .map(|r| r.chunk_id.to_string())
-        .collect();
-    let texts: std::collections::HashMap<String, String> = repo::chunks_by_ids(&app.db, &ids)
+    let ids: Vec<ChunkId> = search.results.iter().map(|r| r.chunk_id.clone()).collect();
+    let texts: std::collections::HashMap<String, String> = documents::chunks_by_ids(&app.db, &ids)
         .await?
         .into_iter()
-        .map(|c| (c.chunk.id.clone(), c.chunk.text))
+        .map(|c| (c.chunk.id.into_string(), c.chunk.text))
         .collect();
     let mut sources = Vec::new();
     let mut items = Vec::new();
@@ -571,7 +568,7 @@ async fn save(
     let m = conversations::add_message(
         &app.db,
         Message {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: MessageId::random(),
             conversation_id: conversation.id.clone(),
             role: role.as_str().to_string(),
             content: content.to_string(),
@@ -580,7 +577,7 @@ async fn save(
         },
     )
     .await?;
-    Ok(Some(m.id))
+    Ok(Some(m.id.into()))
 }
 
 #[cfg(test)]

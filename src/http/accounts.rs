@@ -6,9 +6,8 @@ use serde_json::{json, Value};
 
 use super::extract::{client_ip, rate_limit, rfc3339};
 use crate::app::App;
-use crate::auth::{self, password, Caller, TokenPair, ROLE_USER};
-use crate::db::accounts;
-use crate::db::models::User;
+use crate::auth::{self, password, Caller, Role, TokenPair};
+use crate::db::accounts::{self, User};
 use crate::error::Error;
 use crate::ratelimit::Bucket;
 
@@ -53,7 +52,7 @@ pub async fn register(
         &b.username,
         &b.password,
         b.email.as_deref(),
-        ROLE_USER,
+        Role::User,
         app.settings.auth.min_password_length,
     )
     .await?;

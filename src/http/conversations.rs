@@ -8,7 +8,7 @@ use super::extract::{next_cursor, rfc3339, PageParams};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::db::conversations as repo;
-use crate::db::models::{Conversation, Message};
+use crate::db::conversations::{Conversation, Message};
 use crate::error::Error;
 
 const DEFAULT_TITLE: &str = "New conversation";

@@ -8,10 +8,9 @@ use serde_json::{json, Value};
 use super::extract::{next_cursor, rfc3339, PageParams};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
-use crate::db::access;
-use crate::db::documents::{self, DocumentSummary};
+use crate::db::collections::{self, Collection};
+use crate::db::documents::{self, Document, DocumentSummary};
 use crate::db::jobs::{self, NewJob};
-use crate::db::models::{Collection, Document};
 use crate::error::Error;
 use crate::ingest::formats;
 use crate::ingest::{pipeline, upload};
@@ -28,7 +27,7 @@ pub fn require_ingest(caller: &Caller) -> Result<(), Error> {
 }
 
 pub async fn collection(app: &App, id: &str) -> Result<Collection, Error> {
-    access::collection_by_id(&app.db, id)
+    collections::collection_by_id(&app.db, id)
         .await?
         .ok_or_else(|| Error::not_found("collection_not_found", "no such collection"))
 }
