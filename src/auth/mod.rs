@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use crate::config::AuthSettings;
 pub use crate::db::accounts::Role;
-use crate::db::accounts::{self, RefreshOutcome};
-use crate::db::accounts::{ApiKey, User};
+use crate::db::accounts::{self, ApiKey, RefreshOutcome, User};
 use crate::db::now;
 use crate::db::Db;
 use crate::error::{Error, Result};

@@ -64,6 +64,8 @@ pub fn is_unique_violation(e: &DbError) -> bool {
     )
 }
 
+/// Pool and connection failures, whatever their type, as one error kind
+/// (used by `db_run!` and every place that takes a connection itself).
 pub fn connection_err(e: impl std::fmt::Display) -> DbError {
     DbError::Connection(e.to_string())
 }
