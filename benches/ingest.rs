@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use ragchat::app::App;
 use ragchat::config::Settings;
-use ragchat::db::repo;
+use ragchat::db::{collections, documents};
 use ragchat::eval::beir;
 use ragchat::ingest::load::RawDocument;
 use ragchat::ingest::pipeline::{self, embedding_text};
@@ -62,7 +62,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         app.settings.embedding.batch_size
     );
 
-    let collection = repo::ensure_collection(&app.db, "bench").await?;
+    let collection = collections::ensure_collection(&app.db, "bench").await?;
     let report = pipeline::ingest(&app.indexer(), &collection, docs, &|_| {}).await?;
     println!(
         "ingest:        {} documents, {} chunks in {:.1} s = {:.1} chunks/s, {:.1} documents/s",
@@ -76,9 +76,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut texts = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = repo::chunks_page(&app.db, after.as_deref(), 4096).await?;
+        let page = documents::chunks_page(&app.db, after.as_deref(), 4096).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.chunk.id.clone());
+        after = Some(last.chunk.id.to_string());
         texts.extend(page.iter().map(|c| embedding_text(&c.title, &c.chunk.text)));
     }
     let n = texts.len();

@@ -14,6 +14,7 @@ pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod http;
+pub mod ids;
 pub mod index;
 pub mod ingest;
 pub mod jobs;

@@ -4,50 +4,28 @@
 pub mod password;
 pub mod tokens;
 
-use std::str::FromStr;
-
 use chrono::Duration;
 use serde::Serialize;
 
 use crate::config::AuthSettings;
-use crate::db::accounts::{self, RefreshOutcome};
-use crate::db::models::{ApiKey, User};
-use crate::db::repo::now;
+pub use crate::db::accounts::Role;
+use crate::db::accounts::{self, ApiKey, RefreshOutcome, User};
+use crate::db::now;
 use crate::db::Db;
 use crate::error::{Error, ErrorCode, Result};
+use crate::ids::UserId;
 use tokens::{Claims, JwtKeys, TokenError, API_KEY_PREFIX, ISSUER, REFRESH_PREFIX};
 
-pub const ROLE_ADMIN: &str = "admin";
-pub const ROLE_USER: &str = "user";
-
-/// What an API key may be used for. A session (JWT) may do everything its
-/// role allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Query,
-    Chat,
-    Ingest,
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Query, Scope::Chat, Scope::Ingest, Scope::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Query => "query",
-            Scope::Chat => "chat",
-            Scope::Ingest => "ingest",
-            Scope::Admin => "admin",
-        }
-    }
-}
-
-impl FromStr for Scope {
-    type Err = ();
-    fn from_str(s: &str) -> std::result::Result<Self, ()> {
-        Scope::ALL.into_iter().find(|x| x.as_str() == s).ok_or(())
+crate::text_enum! {
+    /// What an API key may be used for. A session (JWT) may do everything its
+    /// role allows.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Scope ("scope") {
+        Query = "query",
+        Chat = "chat",
+        Ingest = "ingest",
+        Admin = "admin",
     }
 }
 
@@ -70,7 +48,7 @@ pub struct Caller {
 
 impl Caller {
     pub fn is_admin(&self) -> bool {
-        self.user.role == ROLE_ADMIN
+        self.user.role == Role::Admin
     }
 
     /// API keys must carry `scope`; sessions always may.
@@ -139,7 +117,7 @@ impl Access {
         if caller.is_admin() {
             return Ok(Access::All);
         }
-        let ids = crate::db::access::readable_collection_ids(db, &caller.user.id).await?;
+        let ids = crate::db::accounts::readable_collection_ids(db, &caller.user.id).await?;
         Ok(Access::Only(ids.into_iter().collect()))
     }
 
@@ -186,7 +164,7 @@ impl Auth {
         let iat = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.into(),
-            sub: user.id.clone(),
+            sub: user.id.to_string(),
             sid: session_id.to_string(),
             ver: user.token_version,
             iat,
@@ -322,7 +300,7 @@ impl Auth {
             user,
             credential: Credential::ApiKey {
                 scopes: parse_scopes(&api_key.scopes),
-                id: api_key.id,
+                id: api_key.id.into(),
             },
         })
     }
@@ -376,7 +354,7 @@ pub async fn create_user(
     username: &str,
     password: &str,
     email: Option<&str>,
-    role: &str,
+    role: Role,
     min_password_length: usize,
 ) -> Result<User> {
     let username = normalize_username(username)?;
@@ -393,11 +371,11 @@ pub async fn create_user(
     }
     let t = now();
     let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: UserId::random(),
         username: username.clone(),
         email: email.clone(),
         password_hash: password::hash(password).await?,
-        role: role.to_string(),
+        role,
         disabled: false,
         token_version: 0,
         created_at: t,

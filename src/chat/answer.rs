@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, watch};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::db::conversations;
-use crate::db::models::{Conversation, Message};
-use crate::db::repo::now;
+use crate::db::conversations::{Conversation, Message};
+use crate::db::now;
 use crate::error::{Error, ErrorCode, Result};
+use crate::ids::MessageId;
 use crate::llm::{ChatMessage, Role, Usage};
 
 /// What the knowledge base says when it has nothing relevant.
@@ -253,7 +254,7 @@ async fn answer(
     };
     if let Some(c) = conv {
         sink.send(Event::Conversation {
-            id: c.id.clone(),
+            id: c.id.to_string(),
             title: c.title.clone(),
         })
         .await;
@@ -313,7 +314,7 @@ async fn save(
     let m = conversations::add_message(
         &app.db,
         Message {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: MessageId::random(),
             conversation_id: conversation.id.clone(),
             role: role.as_str().to_string(),
             content: content.to_string(),
@@ -322,7 +323,7 @@ async fn save(
         },
     )
     .await?;
-    Ok(Some(m.id))
+    Ok(Some(m.id.into()))
 }
 
 #[cfg(test)]

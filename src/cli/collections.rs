@@ -1,13 +1,14 @@
 //! `ragchat collections`: list collections with their sizes.
 
 use crate::app::App;
-use crate::db::repo;
+use crate::db::collections;
+use crate::db::documents;
 use crate::error::Error;
 
 pub(super) async fn run(app: &App) -> Result<(), Error> {
-    for c in repo::list_collections(&app.db).await? {
-        let docs = repo::count_documents(&app.db, Some(&c.id)).await?;
-        let chunks = repo::count_chunks(&app.db, Some(&c.id)).await?;
+    for c in collections::list_collections(&app.db).await? {
+        let docs = documents::count_documents(&app.db, Some(&c.id)).await?;
+        let chunks = documents::count_chunks(&app.db, Some(&c.id)).await?;
         println!("{}\t{docs} documents\t{chunks} chunks", c.name);
     }
     Ok(())

@@ -2,12 +2,12 @@
 //! both indexes.
 
 use crate::app::App;
-use crate::db::repo;
+use crate::db::collections;
 use crate::error::{Error, ErrorCode};
 use crate::ingest::pipeline;
 
 pub(super) async fn run(app: &App, name: &str) -> Result<(), Error> {
-    let c = repo::collection_by_name(&app.db, name)
+    let c = collections::collection_by_name(&app.db, name)
         .await?
         .ok_or_else(|| {
             Error::new(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{bar, EvalArgs};
 use crate::app::App;
-use crate::db::repo;
+use crate::db::documents;
 use crate::error::Error;
 use crate::eval::run::{self as eval_run, EvalOptions, Prepared};
 use crate::retrieve::{Mode, Weights};
@@ -75,7 +75,7 @@ fn options(app: &App, args: EvalArgs) -> Result<EvalOptions, Error> {
 }
 
 async fn print_dataset(app: &App, opts: &EvalOptions, prepared: &Prepared) -> Result<(), Error> {
-    let chunks = repo::count_chunks(&app.db, Some(&prepared.collection_id.to_string())).await?;
+    let chunks = documents::count_chunks(&app.db, Some(&prepared.collection_id)).await?;
     println!(
         "dataset {} split {}: {} documents, {} chunks, {} judged queries; candidates {} per signal, weights dense {} lexical {}, rrf k {}",
         opts.dir.display(),

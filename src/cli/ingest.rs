@@ -4,8 +4,7 @@ use std::path::Path;
 
 use super::bar;
 use crate::app::App;
-use crate::db::access::{self, CollectionChanges};
-use crate::db::repo;
+use crate::db::collections::{self, CollectionChanges};
 use crate::error::{Error, ErrorCode};
 use crate::ingest::{load, pipeline};
 
@@ -25,13 +24,13 @@ pub(super) async fn run(
     let docs = tokio::task::spawn_blocking(move || load::load_path(&p))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-    let c = repo::ensure_collection(&app.db, collection).await?;
+    let c = collections::ensure_collection(&app.db, collection).await?;
     if public && !c.public {
         let changes = CollectionChanges {
             public: Some(true),
             ..Default::default()
         };
-        access::update_collection(&app.db, &c.id, changes).await?;
+        collections::update_collection(&app.db, &c.id, changes).await?;
     }
     let pb = bar(docs.len() as u64, "ingest");
     let report = pipeline::ingest(&app.indexer(), &c, docs, &|n| pb.set_position(n as u64)).await?;

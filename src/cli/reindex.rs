@@ -4,12 +4,12 @@ use std::time::Instant;
 
 use super::bar;
 use crate::app::App;
-use crate::db::repo;
+use crate::db::documents;
 use crate::error::Error;
 use crate::ingest::pipeline;
 
 pub(super) async fn run(app: &App) -> Result<(), Error> {
-    let total = repo::count_chunks(&app.db, None).await?;
+    let total = documents::count_chunks(&app.db, None).await?;
     let pb = bar(total as u64, "reindex");
     let started = Instant::now();
     let n = pipeline::reindex(&app.indexer(), &|n| pb.set_position(n as u64)).await?;

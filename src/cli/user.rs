@@ -42,9 +42,9 @@ async fn create(
 ) -> Result<(), Error> {
     let db = Db::connect(settings).await?;
     let role = if admin {
-        auth::ROLE_ADMIN
+        auth::Role::Admin
     } else {
-        auth::ROLE_USER
+        auth::Role::User
     };
     let user = auth::create_user(
         &db,

@@ -1,27 +1,72 @@
-//! Users, sessions (login families of refresh tokens) and API keys.
+//! Users, sessions (login families of refresh tokens), API keys, and the
+//! grants that let a user read a collection that is not public.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::models::{ApiKey, RefreshToken, Session, User};
-use super::repo::now;
-use super::schema::{api_keys, refresh_tokens, sessions, users};
-use super::{Db, DbError, DbResult};
+use super::schema::{api_keys, collection_grants, collections, refresh_tokens, sessions, users};
+use super::{is_unique_violation, now, Cursor, Db, DbError, DbResult};
 use crate::db_run;
+use crate::ids::{ApiKeyId, SessionId, UserId};
 
-/// A page position: rows strictly after (`created_at`, `id`) in the page order.
-pub type Cursor = (NaiveDateTime, String);
+crate::text_enum! {
+    /// What a user may do: admins manage users and every collection.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role ("role") {
+        Admin = "admin",
+        User = "user",
+    }
+}
 
-pub fn is_unique_violation(e: &DbError) -> bool {
-    matches!(
-        e,
-        DbError::Query(DieselError::DatabaseError(
-            DatabaseErrorKind::UniqueViolation,
-            _
-        ))
-    )
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub token_version: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub session_id: SessionId,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub user_id: UserId,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    /// Comma-separated scope names.
+    pub scopes: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
 }
 
 /// Insert a user; `Ok(None)` when the username is taken.
@@ -96,7 +141,7 @@ pub async fn list_users(db: &Db, after: Option<Cursor>, limit: i64) -> DbResult<
 pub async fn update_user(
     db: &Db,
     id: &str,
-    role: Option<String>,
+    role: Option<Role>,
     disabled: Option<bool>,
 ) -> DbResult<Option<User>> {
     let id = id.to_string();
@@ -182,8 +227,8 @@ pub async fn create_session(
 ) -> DbResult<Session> {
     let t = now();
     let session = Session {
-        id: uuid::Uuid::new_v4().to_string(),
-        user_id: user_id.to_string(),
+        id: SessionId::random(),
+        user_id: user_id.into(),
         created_at: t,
         revoked_at: None,
     };
@@ -231,7 +276,7 @@ pub async fn session_user(db: &Db, session_id: &str) -> DbResult<Option<User>> {
 #[derive(Debug, PartialEq)]
 pub enum RefreshOutcome {
     /// Rotated: the old token is spent, the new one stored.
-    Rotated { user: User, session_id: String },
+    Rotated { user: User, session_id: SessionId },
     /// Unknown, expired or revoked.
     Invalid,
     /// Already spent: the session has now been revoked.
@@ -318,7 +363,7 @@ pub async fn rotate_refresh(
 /// ignored.
 pub async fn revoke_session_of_refresh(db: &Db, refresh_hash: &str) -> DbResult<()> {
     db_run!(db, conn => {
-        let session_id: Option<String> = refresh_tokens::table
+        let session_id: Option<SessionId> = refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(refresh_hash))
             .select(refresh_tokens::session_id)
             .first(conn)
@@ -402,27 +447,84 @@ pub async fn touch_api_key(db: &Db, id: &str) -> DbResult<()> {
     })
 }
 
+/// Ids of the collections a (non-admin) user may read.
+pub async fn readable_collection_ids(db: &Db, user_id: &str) -> DbResult<Vec<String>> {
+    db_run!(db, conn => {
+        let mut ids: Vec<String> = collections::table
+            .filter(collections::public.eq(true))
+            .select(collections::id)
+            .load(conn)
+            .await?;
+        let granted: Vec<String> = collection_grants::table
+            .filter(collection_grants::user_id.eq(user_id))
+            .select(collection_grants::collection_id)
+            .load(conn)
+            .await?;
+        ids.extend(granted);
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    })
+}
+
+pub async fn grant(db: &Db, collection_id: &str, user_id: &str) -> DbResult<()> {
+    db_run!(db, conn => {
+        diesel::insert_into(collection_grants::table)
+            .values((
+                collection_grants::collection_id.eq(collection_id),
+                collection_grants::user_id.eq(user_id),
+                collection_grants::created_at.eq(now()),
+            ))
+            .on_conflict((collection_grants::collection_id, collection_grants::user_id))
+            .do_nothing()
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}
+
+pub async fn revoke_grant(db: &Db, collection_id: &str, user_id: &str) -> DbResult<()> {
+    db_run!(db, conn => {
+        diesel::delete(
+            collection_grants::table
+                .filter(collection_grants::collection_id.eq(collection_id))
+                .filter(collection_grants::user_id.eq(user_id)),
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+}
+
+/// (user id, username, granted at) for a collection, by username.
+pub async fn list_grants(
+    db: &Db,
+    collection_id: &str,
+) -> DbResult<Vec<(String, String, chrono::NaiveDateTime)>> {
+    db_run!(db, conn => {
+        Ok(collection_grants::table
+            .inner_join(users::table)
+            .filter(collection_grants::collection_id.eq(collection_id))
+            .order(users::username.asc())
+            .select((users::id, users::username, collection_grants::created_at))
+            .load(conn)
+            .await?)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
-
-    async fn test_db(dir: &std::path::Path) -> Db {
-        let settings = Settings {
-            data_dir: dir.to_path_buf(),
-            ..Settings::default()
-        };
-        Db::connect(&settings).await.unwrap()
-    }
+    use crate::db::testing::backends;
 
     fn user(name: &str) -> User {
         let t = now();
         User {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: UserId::random(),
             username: name.into(),
             email: None,
             password_hash: "x".into(),
-            role: "user".into(),
+            role: Role::User,
             disabled: false,
             token_version: 0,
             created_at: t,
@@ -432,75 +534,79 @@ mod tests {
 
     #[tokio::test]
     async fn refresh_rotation_reuse_and_concurrency() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = test_db(dir.path()).await;
-        let u = create_user(&db, user("ann")).await.unwrap().unwrap();
-        assert!(create_user(&db, user("ann")).await.unwrap().is_none());
-        let later = now() + chrono::Duration::hours(1);
-        let s = create_session(&db, &u.id, "h1", later).await.unwrap();
+        for test_db in backends().await {
+            let db = test_db.db.clone();
+            let u = create_user(&db, user("ann")).await.unwrap().unwrap();
+            assert!(create_user(&db, user("ann")).await.unwrap().is_none());
+            let later = now() + chrono::Duration::hours(1);
+            let s = create_session(&db, &u.id, "h1", later).await.unwrap();
 
-        let r = rotate_refresh(&db, "h1", "h2", later).await.unwrap();
-        assert!(matches!(r, RefreshOutcome::Rotated { ref session_id, .. } if *session_id == s.id));
-        // Reusing h1 revokes the session, so h2 dies with it.
-        assert_eq!(
-            rotate_refresh(&db, "h1", "h3", later).await.unwrap(),
-            RefreshOutcome::Reused
-        );
-        assert_eq!(
-            rotate_refresh(&db, "h2", "h4", later).await.unwrap(),
-            RefreshOutcome::Invalid
-        );
-        assert!(session_user(&db, &s.id).await.unwrap().is_none());
-        assert_eq!(
-            rotate_refresh(&db, "nope", "h5", later).await.unwrap(),
-            RefreshOutcome::Invalid
-        );
+            let r = rotate_refresh(&db, "h1", "h2", later).await.unwrap();
+            assert!(
+                matches!(r, RefreshOutcome::Rotated { ref session_id, .. } if *session_id == s.id)
+            );
+            // Reusing h1 revokes the session, so h2 dies with it.
+            assert_eq!(
+                rotate_refresh(&db, "h1", "h3", later).await.unwrap(),
+                RefreshOutcome::Reused
+            );
+            assert_eq!(
+                rotate_refresh(&db, "h2", "h4", later).await.unwrap(),
+                RefreshOutcome::Invalid
+            );
+            assert!(session_user(&db, &s.id).await.unwrap().is_none());
+            assert_eq!(
+                rotate_refresh(&db, "nope", "h5", later).await.unwrap(),
+                RefreshOutcome::Invalid
+            );
 
-        // Two concurrent uses of one token: exactly one rotation wins.
-        create_session(&db, &u.id, "c1", later).await.unwrap();
-        let (a, b) = tokio::join!(
-            rotate_refresh(&db, "c1", "c2", later),
-            rotate_refresh(&db, "c1", "c3", later)
-        );
-        let rotated = [a.unwrap(), b.unwrap()]
-            .into_iter()
-            .filter(|o| matches!(o, RefreshOutcome::Rotated { .. }))
-            .count();
-        assert_eq!(rotated, 1);
+            // Two concurrent uses of one token: exactly one rotation wins.
+            create_session(&db, &u.id, "c1", later).await.unwrap();
+            let (a, b) = tokio::join!(
+                rotate_refresh(&db, "c1", "c2", later),
+                rotate_refresh(&db, "c1", "c3", later)
+            );
+            let rotated = [a.unwrap(), b.unwrap()]
+                .into_iter()
+                .filter(|o| matches!(o, RefreshOutcome::Rotated { .. }))
+                .count();
+            assert_eq!(rotated, 1);
 
-        // Expired tokens do not rotate and do not count as reuse.
-        let past = now() - chrono::Duration::seconds(1);
-        let s2 = create_session(&db, &u.id, "e1", past).await.unwrap();
-        assert_eq!(
-            rotate_refresh(&db, "e1", "e2", later).await.unwrap(),
-            RefreshOutcome::Invalid
-        );
-        assert!(session_user(&db, &s2.id).await.unwrap().is_some());
+            // Expired tokens do not rotate and do not count as reuse.
+            let past = now() - chrono::Duration::seconds(1);
+            let s2 = create_session(&db, &u.id, "e1", past).await.unwrap();
+            assert_eq!(
+                rotate_refresh(&db, "e1", "e2", later).await.unwrap(),
+                RefreshOutcome::Invalid
+            );
+            assert!(session_user(&db, &s2.id).await.unwrap().is_some());
+        }
     }
 
     #[tokio::test]
     async fn disabling_and_password_change_end_sessions() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = test_db(dir.path()).await;
-        let u = create_user(&db, user("bob")).await.unwrap().unwrap();
-        let later = now() + chrono::Duration::hours(1);
-        let s = create_session(&db, &u.id, "b1", later).await.unwrap();
-        set_password(&db, &u.id, "new-hash").await.unwrap();
-        assert!(session_user(&db, &s.id).await.unwrap().is_none());
-        let after = user_by_id(&db, &u.id).await.unwrap().unwrap();
-        assert_eq!(after.token_version, 1);
-        assert_eq!(after.password_hash, "new-hash");
+        for test_db in backends().await {
+            let db = test_db.db.clone();
+            let u = create_user(&db, user("bob")).await.unwrap().unwrap();
+            let later = now() + chrono::Duration::hours(1);
+            let s = create_session(&db, &u.id, "b1", later).await.unwrap();
+            set_password(&db, &u.id, "new-hash").await.unwrap();
+            assert!(session_user(&db, &s.id).await.unwrap().is_none());
+            let after = user_by_id(&db, &u.id).await.unwrap().unwrap();
+            assert_eq!(after.token_version, 1);
+            assert_eq!(after.password_hash, "new-hash");
 
-        let s = create_session(&db, &u.id, "b2", later).await.unwrap();
-        let disabled = update_user(&db, &u.id, None, Some(true))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(disabled.disabled);
-        assert!(session_user(&db, &s.id).await.unwrap().is_none());
-        assert!(update_user(&db, "missing", Some("admin".into()), None)
-            .await
-            .unwrap()
-            .is_none());
+            let s = create_session(&db, &u.id, "b2", later).await.unwrap();
+            let disabled = update_user(&db, &u.id, None, Some(true))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(disabled.disabled);
+            assert!(session_user(&db, &s.id).await.unwrap().is_none());
+            assert!(update_user(&db, "missing", Some(Role::Admin), None)
+                .await
+                .unwrap()
+                .is_none());
+        }
     }
 }

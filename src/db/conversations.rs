@@ -1,21 +1,41 @@
 //! Conversations and their messages. Every query is scoped to the owner, so a
 //! conversation of someone else is indistinguishable from a missing one.
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::accounts::Cursor;
-use super::models::{Conversation, Message};
-use super::repo::now;
 use super::schema::{conversations, messages};
-use super::{Db, DbError, DbResult};
+use super::{now, Cursor, Db, DbError, DbResult};
 use crate::db_run;
+use crate::ids::{ConversationId, MessageId, UserId};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = conversations)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub user_id: UserId,
+    pub title: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = messages)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub role: String,
+    pub content: String,
+    pub metadata: String,
+    pub created_at: NaiveDateTime,
+}
 
 pub async fn create(db: &Db, user_id: &str, title: &str) -> DbResult<Conversation> {
     let t = now();
     let c = Conversation {
-        id: uuid::Uuid::new_v4().to_string(),
-        user_id: user_id.to_string(),
+        id: ConversationId::random(),
+        user_id: user_id.into(),
         title: title.to_string(),
         created_at: t,
         updated_at: t,
@@ -175,85 +195,81 @@ pub async fn add_message(db: &Db, message: Message) -> DbResult<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
-    use crate::db::accounts;
-    use crate::db::models::User;
+    use crate::db::accounts::{self, Role, User};
+    use crate::db::testing::backends;
 
     #[tokio::test]
     async fn pages_newest_first_scoped_to_owner_and_messages_oldest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            data_dir: dir.path().to_path_buf(),
-            ..Settings::default()
-        };
-        let db = Db::connect(&settings).await.unwrap();
-        let mut owners = Vec::new();
-        for name in ["ann", "bob"] {
-            let t = now();
-            let u = User {
-                id: uuid::Uuid::new_v4().to_string(),
-                username: name.into(),
-                email: None,
-                password_hash: "x".into(),
-                role: "user".into(),
-                disabled: false,
-                token_version: 0,
-                created_at: t,
-                updated_at: t,
-            };
-            owners.push(accounts::create_user(&db, u).await.unwrap().unwrap().id);
-        }
-        let (ann, bob) = (&owners[0], &owners[1]);
-        let mut made = Vec::new();
-        for i in 0..5 {
-            made.push(create(&db, ann, &format!("c{i}")).await.unwrap());
-        }
-        create(&db, bob, "bob's").await.unwrap();
-
-        let mut seen = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = list(&db, ann, cursor.clone(), 2).await.unwrap();
-            seen.extend(page.iter().map(|c| c.title.clone()));
-            if page.len() < 2 {
-                break;
+        for test_db in backends().await {
+            let db = test_db.db.clone();
+            let mut owners = Vec::new();
+            for name in ["ann", "bob"] {
+                let t = now();
+                let u = User {
+                    id: UserId::random(),
+                    username: name.into(),
+                    email: None,
+                    password_hash: "x".into(),
+                    role: Role::User,
+                    disabled: false,
+                    token_version: 0,
+                    created_at: t,
+                    updated_at: t,
+                };
+                owners.push(accounts::create_user(&db, u).await.unwrap().unwrap().id);
             }
-            let last = page.last().unwrap();
-            cursor = Some((last.created_at, last.id.clone()));
-        }
-        assert_eq!(seen, ["c4", "c3", "c2", "c1", "c0"]);
+            let (ann, bob) = (&owners[0], &owners[1]);
+            let mut made = Vec::new();
+            for i in 0..5 {
+                made.push(create(&db, ann, &format!("c{i}")).await.unwrap());
+            }
+            create(&db, bob, "bob's").await.unwrap();
 
-        let c = &made[0];
-        assert!(get(&db, bob, &c.id).await.unwrap().is_none());
-        assert!(!rename(&db, bob, &c.id, "mine").await.unwrap());
-        assert!(!delete(&db, bob, &c.id).await.unwrap());
-        for (i, role) in ["user", "assistant", "user"].iter().enumerate() {
-            add_message(
-                &db,
-                Message {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    conversation_id: c.id.clone(),
-                    role: role.to_string(),
-                    content: format!("m{i}"),
-                    metadata: "{}".into(),
-                    created_at: now(),
-                },
-            )
-            .await
-            .unwrap();
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = list(&db, ann, cursor.clone(), 2).await.unwrap();
+                seen.extend(page.iter().map(|c| c.title.clone()));
+                if page.len() < 2 {
+                    break;
+                }
+                let last = page.last().unwrap();
+                cursor = Some((last.created_at, last.id.to_string()));
+            }
+            assert_eq!(seen, ["c4", "c3", "c2", "c1", "c0"]);
+
+            let c = &made[0];
+            assert!(get(&db, bob, &c.id).await.unwrap().is_none());
+            assert!(!rename(&db, bob, &c.id, "mine").await.unwrap());
+            assert!(!delete(&db, bob, &c.id).await.unwrap());
+            for (i, role) in ["user", "assistant", "user"].iter().enumerate() {
+                add_message(
+                    &db,
+                    Message {
+                        id: MessageId::random(),
+                        conversation_id: c.id.clone(),
+                        role: role.to_string(),
+                        content: format!("m{i}"),
+                        metadata: "{}".into(),
+                        created_at: now(),
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            let first = messages(&db, &c.id, None, 2).await.unwrap();
+            let last = first.last().unwrap();
+            let rest = messages(&db, &c.id, Some((last.created_at, last.id.to_string())), 2)
+                .await
+                .unwrap();
+            let contents: Vec<_> = first
+                .iter()
+                .chain(&rest)
+                .map(|m| m.content.as_str())
+                .collect();
+            assert_eq!(contents, ["m0", "m1", "m2"]);
+            assert!(delete(&db, ann, &c.id).await.unwrap());
+            assert!(messages(&db, &c.id, None, 10).await.unwrap().is_empty());
         }
-        let first = messages(&db, &c.id, None, 2).await.unwrap();
-        let last = first.last().unwrap();
-        let rest = messages(&db, &c.id, Some((last.created_at, last.id.clone())), 2)
-            .await
-            .unwrap();
-        let contents: Vec<_> = first
-            .iter()
-            .chain(&rest)
-            .map(|m| m.content.as_str())
-            .collect();
-        assert_eq!(contents, ["m0", "m1", "m2"]);
-        assert!(delete(&db, ann, &c.id).await.unwrap());
-        assert!(messages(&db, &c.id, None, 10).await.unwrap().is_empty());
     }
 }

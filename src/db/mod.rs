@@ -3,16 +3,18 @@
 //! `SyncConnectionWrapper`) and PostgreSQL: the `db_run!` macro expands each
 //! query once per backend, so both are type-checked from the same source.
 
-pub mod access;
 pub mod accounts;
+pub mod collections;
 pub mod conversations;
 pub mod documents;
 pub mod jobs;
-pub mod models;
-pub mod repo;
 pub mod schema;
+pub mod testing;
+pub mod text_enum;
 
+use chrono::NaiveDateTime;
 use diesel::migration::MigrationSource;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::SqliteConnection;
 use diesel_async::pooled_connection::bb8::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -42,6 +44,32 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// A page position: rows strictly after (`created_at`, `id`) in the page order.
+pub type Cursor = (NaiveDateTime, String);
+
+/// Now, to the microsecond: PostgreSQL keeps microseconds, so values read back
+/// compare equal on both backends (pagination cursors depend on it).
+pub fn now() -> NaiveDateTime {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+pub fn is_unique_violation(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::Query(DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
+}
+
+/// Pool and connection failures, whatever their type, as one error kind
+/// (used by `db_run!` and every place that takes a connection itself).
+pub fn connection_err(e: impl std::fmt::Display) -> DbError {
+    DbError::Connection(e.to_string())
+}
+
 #[derive(Clone)]
 pub enum Db {
     Sqlite(Pool<SqliteConn>),
@@ -55,18 +83,12 @@ macro_rules! db_run {
     ($db:expr, $conn:ident => $body:block) => {
         match $db {
             $crate::db::Db::Sqlite(pool) => {
-                let mut guard = pool
-                    .get()
-                    .await
-                    .map_err(|e| $crate::db::DbError::Connection(e.to_string()))?;
+                let mut guard = pool.get().await.map_err($crate::db::connection_err)?;
                 let $conn = &mut *guard;
                 $body
             }
             $crate::db::Db::Postgres(pool) => {
-                let mut guard = pool
-                    .get()
-                    .await
-                    .map_err(|e| $crate::db::DbError::Connection(e.to_string()))?;
+                let mut guard = pool.get().await.map_err($crate::db::connection_err)?;
                 let $conn = &mut *guard;
                 $body
             }
@@ -109,7 +131,7 @@ impl Db {
                 .connection_timeout(timeout)
                 .build(manager)
                 .await
-                .map_err(|e| DbError::Connection(e.to_string()))?;
+                .map_err(connection_err)?;
             Db::Sqlite(pool)
         } else {
             let manager =
@@ -119,7 +141,7 @@ impl Db {
                 .connection_timeout(timeout)
                 .build(manager)
                 .await
-                .map_err(|e| DbError::Connection(e.to_string()))?;
+                .map_err(connection_err)?;
             Db::Postgres(pool)
         };
         db.migrate().await?;
@@ -174,8 +196,4 @@ where
     })
     .await
     .map_err(|e| DbError::Migration(e.to_string()))?
-}
-
-fn connection_err(e: impl std::fmt::Display) -> DbError {
-    DbError::Connection(e.to_string())
 }

@@ -10,14 +10,15 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use super::beir::{self, BeirDataset};
 use super::metrics::{evaluate, Scores};
 use super::trec::write_run;
 use crate::app::App;
-use crate::db::repo;
+use crate::db::collections;
+use crate::db::documents;
 use crate::error::{Error, ErrorCode, Result};
+use crate::ids::{CollectionId, DocumentId};
 use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
 use crate::retrieve::{rank, Mode, Weights};
@@ -50,10 +51,10 @@ pub struct EvalResult {
 
 pub struct Prepared {
     pub dataset: BeirDataset,
-    pub collection_id: Uuid,
+    pub collection_id: CollectionId,
     pub collection: String,
     pub ingest: Option<IngestReport>,
-    pub doc_names: HashMap<Uuid, String>,
+    pub doc_names: HashMap<DocumentId, String>,
 }
 
 fn file_sha256(path: &Path) -> Result<String> {
@@ -87,9 +88,9 @@ pub async fn prepare(
         file_sha256(&dataset.corpus_path)?,
         app.chunker.signature()
     );
-    let collection = repo::ensure_collection(&app.db, &name).await?;
+    let collection = collections::ensure_collection(&app.db, &name).await?;
     let mut ingest = None;
-    let has_docs = repo::count_documents(&app.db, Some(&collection.id)).await? > 0;
+    let has_docs = documents::count_documents(&app.db, Some(&collection.id)).await? > 0;
     if collection.description != marker || !has_docs {
         let docs: Vec<RawDocument> = beir::load_corpus(&dataset.corpus_path)
             .map_err(|e| Error::new(ErrorCode::BadDataset, e.to_string()))?
@@ -99,18 +100,16 @@ pub async fn prepare(
         let total = docs.len();
         let report =
             pipeline::ingest(&app.indexer(), &collection, docs, &|n| progress(n, total)).await?;
-        repo::set_collection_description(&app.db, &collection.id, &marker).await?;
+        collections::set_collection_description(&app.db, &collection.id, &marker).await?;
         ingest = Some(report);
     }
-    let doc_names = repo::document_sources(&app.db, &collection.id)
+    let doc_names = documents::document_sources(&app.db, &collection.id)
         .await?
         .into_iter()
-        .filter_map(|(id, source)| Uuid::parse_str(&id).ok().map(|u| (u, source)))
         .collect();
     Ok(Prepared {
         dataset,
-        collection_id: Uuid::parse_str(&collection.id)
-            .map_err(|e| Error::Internal(e.to_string()))?,
+        collection_id: collection.id.clone(),
         collection: name,
         ingest,
         doc_names,
@@ -126,14 +125,14 @@ pub async fn run_mode(
     mode: Mode,
 ) -> Result<(EvalResult, Vec<QueryRun>)> {
     let started = Instant::now();
-    let cols = [prepared.collection_id];
+    let cols = [prepared.collection_id.clone()];
     let results: Vec<Result<QueryRun>> = stream::iter(prepared.dataset.queries.iter())
         .map(|q| async {
             let fused = rank(app, &q.text, &cols, mode, opts.candidates, opts.weights).await?;
             let mut seen = std::collections::HashSet::new();
             let docs: Vec<(String, f32)> = fused
                 .into_iter()
-                .filter(|f| seen.insert(f.document_id))
+                .filter(|f| seen.insert(f.document_id.clone()))
                 .filter_map(|f| {
                     prepared
                         .doc_names

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use super::extract::{client_ip, rate_limit};
 use super::views::{SessionView, UserView};
 use crate::app::App;
-use crate::auth::{self, password, Caller, TokenPair, ROLE_USER};
+use crate::auth::{self, password, Caller, Role, TokenPair};
 use crate::db::accounts;
-use crate::db::models::User;
+use crate::db::accounts::User;
 use crate::error::{Error, ErrorCode};
 use crate::ratelimit::Bucket;
 
@@ -52,7 +52,7 @@ pub async fn register(
         &b.username,
         &b.password,
         b.email.as_deref(),
-        ROLE_USER,
+        Role::User,
         app.settings.auth.min_password_length,
     )
     .await?;

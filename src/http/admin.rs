@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::extract::{next_cursor, PageParams};
 use super::views::{Page, UserView};
 use crate::app::App;
-use crate::auth::{self, Caller, ROLE_ADMIN, ROLE_USER};
+use crate::auth::{self, Caller, Role};
 use crate::db::accounts;
 use crate::error::{Error, ErrorCode};
 
@@ -17,12 +17,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/users/{id}", web::patch().to(update_user));
 }
 
-fn check_role(role: &str) -> Result<(), Error> {
-    if role == ROLE_ADMIN || role == ROLE_USER {
-        Ok(())
-    } else {
-        Err(Error::field("role", "must be `admin` or `user`"))
-    }
+fn check_role(role: &str) -> Result<Role, Error> {
+    role.parse()
+        .map_err(|_| Error::field("role", "must be `admin` or `user`"))
 }
 
 fn user_not_found() -> Error {
@@ -60,14 +57,13 @@ pub async fn create_user(
 ) -> Result<HttpResponse, Error> {
     caller.require_admin()?;
     let b = body.into_inner();
-    let role = b.role.unwrap_or_else(|| ROLE_USER.to_string());
-    check_role(&role)?;
+    let role = check_role(b.role.as_deref().unwrap_or(Role::User.as_str()))?;
     let user = auth::create_user(
         &app.db,
         &b.username,
         &b.password,
         b.email.as_deref(),
-        &role,
+        role,
         app.settings.auth.min_password_length,
     )
     .await?;
@@ -101,20 +97,17 @@ pub async fn update_user(
 ) -> Result<HttpResponse, Error> {
     caller.require_admin()?;
     let b = body.into_inner();
-    if let Some(role) = &b.role {
-        check_role(role)?;
-    }
+    let role = b.role.as_deref().map(check_role).transpose()?;
     let id = path.into_inner();
     // An admin locking themselves out could leave the service with none.
-    if id == caller.user.id
-        && (b.disabled == Some(true) || b.role.as_deref().is_some_and(|r| r != ROLE_ADMIN))
+    if id == caller.user.id && (b.disabled == Some(true) || role.is_some_and(|r| r != Role::Admin))
     {
         return Err(Error::new(
             ErrorCode::CannotModifySelf,
             "admins cannot disable or demote themselves",
         ));
     }
-    let user = accounts::update_user(&app.db, &id, b.role, b.disabled)
+    let user = accounts::update_user(&app.db, &id, role, b.disabled)
         .await?
         .ok_or_else(user_not_found)?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use super::views::{CollectionView, GrantView, Items, Page, Time};
 use crate::app::App;
 use crate::auth::{Access, Caller, Scope};
-use crate::db::access::{self, CollectionChanges};
-use crate::db::models::Collection;
-use crate::db::{accounts, repo};
+use crate::db::accounts;
+use crate::db::collections::{self, Collection, CollectionChanges};
+use crate::db::documents;
 use crate::error::{Error, ErrorCode};
 use crate::ingest::pipeline;
 
@@ -32,8 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The collection's view, with its document and chunk counts.
 async fn view<'a>(app: &App, c: &'a Collection) -> Result<CollectionView<'a>, Error> {
-    let documents = repo::count_documents(&app.db, Some(&c.id)).await?;
-    let chunks = repo::count_chunks(&app.db, Some(&c.id)).await?;
+    let documents = documents::count_documents(&app.db, Some(&c.id)).await?;
+    let chunks = documents::count_chunks(&app.db, Some(&c.id)).await?;
     Ok(CollectionView::new(c, documents, chunks))
 }
 
@@ -43,7 +43,7 @@ fn not_found() -> Error {
 
 /// The collection if the caller may read it; otherwise it does not exist.
 async fn visible(app: &App, caller: &Caller, id: &str) -> Result<Collection, Error> {
-    let c = access::collection_by_id(&app.db, id)
+    let c = collections::collection_by_id(&app.db, id)
         .await?
         .ok_or_else(not_found)?;
     if Access::of(&app.db, caller).await?.can_read(&c.id) {
@@ -89,7 +89,7 @@ fn name_taken(name: &str) -> Error {
 pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, Error> {
     caller.require_any_scope(&[Scope::Query, Scope::Chat])?;
     let access = Access::of(&app.db, &caller).await?;
-    let readable: Vec<Collection> = repo::list_collections(&app.db)
+    let readable: Vec<Collection> = collections::list_collections(&app.db)
         .await?
         .into_iter()
         .filter(|c| access.can_read(&c.id))
@@ -124,13 +124,13 @@ pub async fn create(
     let description = b.description.unwrap_or_default();
     check_description(&description)?;
     let c = Collection {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::ids::CollectionId::random(),
         name: name.clone(),
         description,
-        created_at: repo::now(),
+        created_at: crate::db::now(),
         public: b.public.unwrap_or(false),
     };
-    let c = access::create_collection(&app.db, c)
+    let c = collections::create_collection(&app.db, c)
         .await?
         .ok_or_else(|| name_taken(&name))?;
     Ok(HttpResponse::Created().json(view(&app, &c).await?))
@@ -172,13 +172,13 @@ pub async fn update(
         description: b.description,
         public: b.public,
     };
-    if access::update_collection(&app.db, &c.id, changes)
+    if collections::update_collection(&app.db, &c.id, changes)
         .await?
         .is_none()
     {
         return Err(name_taken(name.as_deref().unwrap_or_default()));
     }
-    let c = access::collection_by_id(&app.db, &c.id)
+    let c = collections::collection_by_id(&app.db, &c.id)
         .await?
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(view(&app, &c).await?))
@@ -202,7 +202,7 @@ pub async fn list_grants(
 ) -> Result<HttpResponse, Error> {
     let c = visible(&app, &caller, &path).await?;
     caller.require_admin()?;
-    let items = access::list_grants(&app.db, &c.id)
+    let items = accounts::list_grants(&app.db, &c.id)
         .await?
         .into_iter()
         .map(|(user_id, username, at)| GrantView {
@@ -225,7 +225,7 @@ pub async fn put_grant(
     accounts::user_by_id(&app.db, &user_id)
         .await?
         .ok_or_else(|| Error::new(ErrorCode::UserNotFound, "no such user"))?;
-    access::grant(&app.db, &c.id, &user_id).await?;
+    accounts::grant(&app.db, &c.id, &user_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -237,6 +237,6 @@ pub async fn delete_grant(
     let (collection_id, user_id) = path.into_inner();
     let c = visible(&app, &caller, &collection_id).await?;
     caller.require_admin()?;
-    access::revoke_grant(&app.db, &c.id, &user_id).await?;
+    accounts::revoke_grant(&app.db, &c.id, &user_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

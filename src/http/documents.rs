@@ -9,10 +9,10 @@ use super::extract::{next_cursor, PageParams};
 use super::views::{DocumentSummaryView, DocumentView, JobAccepted, Page};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
-use crate::db::access;
+use crate::db::collections::{self, Collection};
 use crate::db::documents;
+use crate::db::documents::Document;
 use crate::db::jobs::{self, NewJob};
-use crate::db::models::{Collection, Document};
 use crate::error::{Error, ErrorCode};
 use crate::ingest::formats;
 use crate::ingest::{pipeline, upload};
@@ -43,7 +43,7 @@ pub fn require_ingest(caller: &Caller) -> Result<(), Error> {
 }
 
 pub async fn collection(app: &App, id: &str) -> Result<Collection, Error> {
-    access::collection_by_id(&app.db, id)
+    collections::collection_by_id(&app.db, id)
         .await?
         .ok_or_else(|| Error::new(ErrorCode::CollectionNotFound, "no such collection"))
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::auth::Caller;
-use crate::db::accounts::Cursor;
+use crate::db::Cursor;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ratelimit::{Bucket, Subject};
 
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let t = crate::db::repo::now();
+        let t = crate::db::now();
         let c = encode_cursor(t, "abc-1");
         assert_eq!(decode_cursor(&c).unwrap(), (t, "abc-1".to_string()));
         for bad in ["", "!!", "bm9waXBl", "MTIz"] {

@@ -72,7 +72,7 @@ pub async fn list(
     let filter = JobFilter {
         state,
         kind: p.kind,
-        collection_id: p.collection_id,
+        collection_id: p.collection_id.map(Into::into),
     };
     let items = jobs::list(&app.db, &filter, cursor, limit).await?;
     let next = next_cursor(&items, limit, |j| (j.created_at, j.id.as_str()));

@@ -9,8 +9,8 @@ use crate::app::App;
 use crate::auth::tokens::{self, API_KEY_PREFIX};
 use crate::auth::{Caller, Scope};
 use crate::db::accounts;
-use crate::db::models::ApiKey;
-use crate::db::repo::now;
+use crate::db::accounts::ApiKey;
+use crate::db::now;
 use crate::error::{Error, ErrorCode};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -71,7 +71,7 @@ pub async fn create(
     };
     let secret = tokens::new_secret(API_KEY_PREFIX);
     let key = ApiKey {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::ids::ApiKeyId::random(),
         user_id: caller.user.id.clone(),
         name: name.to_string(),
         prefix: secret.chars().take(API_KEY_PREFIX.len() + 8).collect(),

@@ -17,6 +17,8 @@ use qdrant_edge::{
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::ids::{ChunkId, CollectionId, DocumentId};
+
 use super::{Hit, IndexError, IndexResult, VectorIndex, VectorPoint};
 
 /// Name of the single dense vector of every point.
@@ -168,8 +170,12 @@ impl VectorIndex for EdgeVectorIndex {
                 &format!("vector of chunk {}", bad.chunk_id),
             )?;
         }
+        let points = points
+            .into_iter()
+            .map(to_point)
+            .collect::<IndexResult<Vec<_>>>()?;
         self.run_write(move |shard| {
-            let mut points = points.into_iter().map(to_point).peekable();
+            let mut points = points.into_iter().peekable();
             while points.peek().is_some() {
                 let batch: Vec<PointStructPersisted> = points.by_ref().take(UPSERT_BATCH).collect();
                 shard
@@ -183,7 +189,9 @@ impl VectorIndex for EdgeVectorIndex {
         .await
     }
 
-    async fn delete(&self, chunk_ids: Vec<Uuid>) -> IndexResult<()> {
+    async fn delete(&self, chunk_ids: Vec<ChunkId>) -> IndexResult<()> {
+        // An id that is not a UUID was never stored: nothing to delete.
+        let chunk_ids: Vec<Uuid> = chunk_ids.iter().filter_map(ChunkId::to_uuid).collect();
         if chunk_ids.is_empty() {
             return Ok(());
         }
@@ -197,7 +205,7 @@ impl VectorIndex for EdgeVectorIndex {
         .await
     }
 
-    async fn delete_collection(&self, collection_id: Uuid) -> IndexResult<()> {
+    async fn delete_collection(&self, collection_id: CollectionId) -> IndexResult<()> {
         let filter = collections_filter(&[collection_id])?;
         self.run_write(move |shard| {
             shard
@@ -212,7 +220,7 @@ impl VectorIndex for EdgeVectorIndex {
     async fn search(
         &self,
         vector: Vec<f32>,
-        collections: Vec<Uuid>,
+        collections: Vec<CollectionId>,
         limit: usize,
     ) -> IndexResult<Vec<Hit>> {
         if collections.is_empty() || limit == 0 {
@@ -253,13 +261,13 @@ impl VectorIndex for EdgeVectorIndex {
         Ok(count as u64)
     }
 
-    async fn chunk_ids(&self) -> IndexResult<Vec<Uuid>> {
+    async fn chunk_ids(&self) -> IndexResult<Vec<ChunkId>> {
         self.run_read(|shard| {
             let mut chunk_ids = Vec::new();
             let mut offset = None;
             loop {
                 let (ids, next) = scroll_ids(shard, offset, SCROLL_PAGE)?;
-                chunk_ids.extend(ids.into_iter().filter_map(point_uuid));
+                chunk_ids.extend(ids.into_iter().filter_map(point_uuid).map(ChunkId::from));
                 match next {
                     Some(next) => offset = Some(next),
                     None => return Ok(chunk_ids),
@@ -376,8 +384,8 @@ fn ensure_payload_indexes(shard: &EdgeShard) -> IndexResult<()> {
 }
 
 /// Points whose `collection_id` is any of `collections`.
-fn collections_filter(collections: &[Uuid]) -> IndexResult<Filter> {
-    let values: Vec<String> = collections.iter().map(Uuid::to_string).collect();
+fn collections_filter(collections: &[CollectionId]) -> IndexResult<Filter> {
+    let values: Vec<String> = collections.iter().map(|c| c.to_string()).collect();
     Ok(Filter::new_must(Condition::Field(
         FieldCondition::new_match(field_path(COLLECTION_FIELD)?, Match::from(values)),
     )))
@@ -411,7 +419,12 @@ fn scroll_ids(
     Ok((records.into_iter().map(|record| record.id).collect(), next))
 }
 
-fn to_point(point: VectorPoint) -> PointStructPersisted {
+/// The stored point; the chunk id must be a UUID (qdrant's point id).
+fn to_point(point: VectorPoint) -> IndexResult<PointStructPersisted> {
+    let id = point
+        .chunk_id
+        .to_uuid()
+        .ok_or_else(|| IndexError::Vector(format!("chunk id {} is not a UUID", point.chunk_id)))?;
     let mut payload = Payload::default();
     payload.0.insert(
         COLLECTION_FIELD.to_owned(),
@@ -421,14 +434,14 @@ fn to_point(point: VectorPoint) -> PointStructPersisted {
         DOCUMENT_FIELD.to_owned(),
         Value::String(point.document_id.to_string()),
     );
-    PointStructPersisted {
-        id: PointId::Uuid(point.chunk_id),
+    Ok(PointStructPersisted {
+        id: PointId::Uuid(id),
         vector: VectorStructPersisted::Named(HashMap::from([(
             VECTOR_NAME.to_owned(),
             VectorPersisted::Dense(point.vector),
         )])),
         payload: Some(payload),
-    }
+    })
 }
 
 fn point_uuid(id: PointId) -> Option<Uuid> {
@@ -462,9 +475,9 @@ fn to_hit(point: ScoredPoint) -> Option<Hit> {
         return None;
     };
     Some(Hit {
-        chunk_id,
-        document_id,
-        collection_id,
+        chunk_id: ChunkId::from(chunk_id),
+        document_id: DocumentId::from(document_id),
+        collection_id: CollectionId::from(collection_id),
         score: point.score,
     })
 }
@@ -475,19 +488,23 @@ mod tests {
 
     const DIM: usize = 4;
 
-    fn vp(collection_id: Uuid, document_id: Uuid, vector: [f32; DIM]) -> VectorPoint {
+    fn vp(
+        collection_id: &CollectionId,
+        document_id: &DocumentId,
+        vector: [f32; DIM],
+    ) -> VectorPoint {
         VectorPoint {
-            chunk_id: Uuid::new_v4(),
-            document_id,
-            collection_id,
+            chunk_id: ChunkId::random(),
+            document_id: document_id.clone(),
+            collection_id: collection_id.clone(),
             vector: vector.to_vec(),
         }
     }
 
     /// Two points in collection A (one document), one in collection B.
     struct Seed {
-        coll_a: Uuid,
-        coll_b: Uuid,
+        coll_a: CollectionId,
+        coll_b: CollectionId,
         a1: VectorPoint,
         a2: VectorPoint,
         b1: VectorPoint,
@@ -495,16 +512,16 @@ mod tests {
 
     impl Seed {
         fn new() -> Self {
-            let coll_a = Uuid::new_v4();
-            let coll_b = Uuid::new_v4();
-            let doc_a = Uuid::new_v4();
-            let doc_b = Uuid::new_v4();
+            let coll_a = CollectionId::random();
+            let coll_b = CollectionId::random();
+            let doc_a = DocumentId::random();
+            let doc_b = DocumentId::random();
             Self {
+                a1: vp(&coll_a, &doc_a, [1.0, 0.0, 0.0, 0.0]),
+                a2: vp(&coll_a, &doc_a, [0.8, 0.6, 0.0, 0.0]),
+                b1: vp(&coll_b, &doc_b, [1.0, 0.0, 0.0, 0.0]),
                 coll_a,
                 coll_b,
-                a1: vp(coll_a, doc_a, [1.0, 0.0, 0.0, 0.0]),
-                a2: vp(coll_a, doc_a, [0.8, 0.6, 0.0, 0.0]),
-                b1: vp(coll_b, doc_b, [1.0, 0.0, 0.0, 0.0]),
             }
         }
 
@@ -513,7 +530,7 @@ mod tests {
         }
     }
 
-    fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    fn sorted(mut ids: Vec<ChunkId>) -> Vec<ChunkId> {
         ids.sort();
         ids
     }
@@ -549,11 +566,11 @@ mod tests {
 
         // b1 scores like a1 but lives in another collection.
         let hits = index
-            .search(vec![0.8, 0.6, 0.0, 0.0], vec![s.coll_a], 10)
+            .search(vec![0.8, 0.6, 0.0, 0.0], vec![s.coll_a.clone()], 10)
             .await
             .unwrap();
-        let ids: Vec<Uuid> = hits.iter().map(|h| h.chunk_id).collect();
-        assert_eq!(ids, vec![s.a2.chunk_id, s.a1.chunk_id]);
+        let ids: Vec<ChunkId> = hits.iter().map(|h| h.chunk_id.clone()).collect();
+        assert_eq!(ids, vec![s.a2.chunk_id.clone(), s.a1.chunk_id.clone()]);
         assert_close(hits[0].score, 1.0);
         assert_close(hits[1].score, 0.8);
         for hit in &hits {
@@ -562,20 +579,24 @@ mod tests {
         }
 
         let top = index
-            .search(vec![0.8, 0.6, 0.0, 0.0], vec![s.coll_a], 1)
+            .search(vec![0.8, 0.6, 0.0, 0.0], vec![s.coll_a.clone()], 1)
             .await
             .unwrap();
         assert_eq!(top.len(), 1);
         assert_eq!(top[0].chunk_id, s.a2.chunk_id);
 
         let both = index
-            .search(vec![1.0, 0.0, 0.0, 0.0], vec![s.coll_a, s.coll_b], 10)
+            .search(
+                vec![1.0, 0.0, 0.0, 0.0],
+                vec![s.coll_a.clone(), s.coll_b.clone()],
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(both.len(), 3);
         assert_eq!(
-            sorted(vec![both[0].chunk_id, both[1].chunk_id]),
-            sorted(vec![s.a1.chunk_id, s.b1.chunk_id])
+            sorted(vec![both[0].chunk_id.clone(), both[1].chunk_id.clone()]),
+            sorted(vec![s.a1.chunk_id.clone(), s.b1.chunk_id.clone()])
         );
         assert_eq!(both[2].chunk_id, s.a2.chunk_id);
         let b_hit = both.iter().find(|h| h.chunk_id == s.b1.chunk_id).unwrap();
@@ -589,12 +610,12 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(index
-            .search(vec![1.0, 0.0, 0.0, 0.0], vec![Uuid::new_v4()], 10)
+            .search(vec![1.0, 0.0, 0.0, 0.0], vec![CollectionId::random()], 10)
             .await
             .unwrap()
             .is_empty());
         assert!(index
-            .search(vec![1.0, 0.0], vec![s.coll_a], 10)
+            .search(vec![1.0, 0.0], vec![s.coll_a.clone()], 10)
             .await
             .is_err());
     }
@@ -608,7 +629,11 @@ mod tests {
         assert_eq!(index.count().await.unwrap(), 3);
         assert_eq!(
             sorted(index.chunk_ids().await.unwrap()),
-            sorted(vec![s.a1.chunk_id, s.a2.chunk_id, s.b1.chunk_id])
+            sorted(vec![
+                s.a1.chunk_id.clone(),
+                s.a2.chunk_id.clone(),
+                s.b1.chunk_id.clone()
+            ])
         );
 
         // Same chunk id = same point.
@@ -616,33 +641,36 @@ mod tests {
         assert_eq!(index.count().await.unwrap(), 3);
 
         index
-            .delete(vec![s.a2.chunk_id, Uuid::new_v4()])
+            .delete(vec![s.a2.chunk_id.clone(), ChunkId::random()])
             .await
             .unwrap();
         index.delete(Vec::new()).await.unwrap();
         assert_eq!(index.count().await.unwrap(), 2);
         assert_eq!(
             sorted(index.chunk_ids().await.unwrap()),
-            sorted(vec![s.a1.chunk_id, s.b1.chunk_id])
+            sorted(vec![s.a1.chunk_id.clone(), s.b1.chunk_id.clone()])
         );
         let hits = index
-            .search(vec![0.8, 0.6, 0.0, 0.0], vec![s.coll_a], 10)
+            .search(vec![0.8, 0.6, 0.0, 0.0], vec![s.coll_a.clone()], 10)
             .await
             .unwrap();
         assert_eq!(
-            hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
-            vec![s.a1.chunk_id]
+            hits.iter().map(|h| h.chunk_id.clone()).collect::<Vec<_>>(),
+            vec![s.a1.chunk_id.clone()]
         );
 
-        index.delete_collection(s.coll_b).await.unwrap();
+        index.delete_collection(s.coll_b.clone()).await.unwrap();
         assert_eq!(index.count().await.unwrap(), 1);
-        assert_eq!(index.chunk_ids().await.unwrap(), vec![s.a1.chunk_id]);
+        assert_eq!(
+            index.chunk_ids().await.unwrap(),
+            vec![s.a1.chunk_id.clone()]
+        );
         assert!(index
-            .search(vec![1.0, 0.0, 0.0, 0.0], vec![s.coll_b], 10)
+            .search(vec![1.0, 0.0, 0.0, 0.0], vec![s.coll_b.clone()], 10)
             .await
             .unwrap()
             .is_empty());
-        index.delete_collection(s.coll_b).await.unwrap();
+        index.delete_collection(s.coll_b.clone()).await.unwrap();
         assert_eq!(index.count().await.unwrap(), 1);
     }
 
@@ -660,10 +688,14 @@ mod tests {
         assert_eq!(index.count().await.unwrap(), 3);
         assert_eq!(
             sorted(index.chunk_ids().await.unwrap()),
-            sorted(vec![s.a1.chunk_id, s.a2.chunk_id, s.b1.chunk_id])
+            sorted(vec![
+                s.a1.chunk_id.clone(),
+                s.a2.chunk_id.clone(),
+                s.b1.chunk_id.clone()
+            ])
         );
         let hits = index
-            .search(vec![1.0, 0.0, 0.0, 0.0], vec![s.coll_b], 10)
+            .search(vec![1.0, 0.0, 0.0, 0.0], vec![s.coll_b.clone()], 10)
             .await
             .unwrap();
         assert_eq!(hits.len(), 1);
@@ -702,7 +734,11 @@ mod tests {
         assert_eq!(index.count().await.unwrap(), 0);
         assert!(index.chunk_ids().await.unwrap().is_empty());
         assert!(index
-            .search(vec![1.0, 0.0, 0.0, 0.0], vec![s.coll_a, s.coll_b], 10)
+            .search(
+                vec![1.0, 0.0, 0.0, 0.0],
+                vec![s.coll_a.clone(), s.coll_b.clone()],
+                10
+            )
             .await
             .unwrap()
             .is_empty());
@@ -716,32 +752,32 @@ mod tests {
     async fn batched_upsert_paged_ids_and_optimize_after_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let index = open(dir.path());
-        let coll = Uuid::new_v4();
-        let doc = Uuid::new_v4();
+        let coll = CollectionId::random();
+        let doc = DocumentId::random();
         let n = 2_500;
         let points: Vec<VectorPoint> = (0..n)
-            .map(|i| vp(coll, doc, [1.0, i as f32 / n as f32, 0.5, 0.25]))
+            .map(|i| vp(&coll, &doc, [1.0, i as f32 / n as f32, 0.5, 0.25]))
             .collect();
         index.upsert(points.clone()).await.unwrap();
         assert_eq!(index.count().await.unwrap(), n as u64);
         assert_eq!(
             sorted(index.chunk_ids().await.unwrap()),
-            sorted(points.iter().map(|p| p.chunk_id).collect())
+            sorted(points.iter().map(|p| p.chunk_id.clone()).collect())
         );
 
         // 40% deleted: above the vacuum optimizer's default threshold.
         let (deleted, kept) = points.split_at(1_000);
         index
-            .delete(deleted.iter().map(|p| p.chunk_id).collect())
+            .delete(deleted.iter().map(|p| p.chunk_id.clone()).collect())
             .await
             .unwrap();
         index.optimize().await.unwrap();
 
-        let kept_ids = sorted(kept.iter().map(|p| p.chunk_id).collect());
+        let kept_ids = sorted(kept.iter().map(|p| p.chunk_id.clone()).collect());
         assert_eq!(index.count().await.unwrap(), kept.len() as u64);
         assert_eq!(sorted(index.chunk_ids().await.unwrap()), kept_ids);
         let hits = index
-            .search(vec![1.0, 0.5, 0.5, 0.25], vec![coll], 5)
+            .search(vec![1.0, 0.5, 0.5, 0.25], vec![coll.clone()], 5)
             .await
             .unwrap();
         assert_eq!(hits.len(), 5);

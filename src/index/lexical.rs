@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::ids::{ChunkId, CollectionId, DocumentId};
 use tantivy::collector::TopDocs;
 use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, Query, TermQuery,
@@ -17,7 +18,6 @@ use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
-use uuid::Uuid;
 
 use super::{Hit, IndexError, IndexResult};
 
@@ -30,9 +30,9 @@ const TITLE_BOOST: f32 = 1.2;
 /// The text a chunk contributes to the lexical index.
 #[derive(Debug, Clone)]
 pub struct LexicalDoc {
-    pub chunk_id: Uuid,
-    pub document_id: Uuid,
-    pub collection_id: Uuid,
+    pub chunk_id: ChunkId,
+    pub document_id: DocumentId,
+    pub collection_id: CollectionId,
     pub title: String,
     pub text: String,
 }
@@ -134,11 +134,11 @@ impl LexicalIndex {
         let f = &self.fields;
         let writer = self.writer()?;
         for d in docs {
-            writer.delete_term(Term::from_field_text(f.chunk_id, &d.chunk_id.to_string()));
+            writer.delete_term(Term::from_field_text(f.chunk_id, &d.chunk_id));
             let mut doc = TantivyDocument::default();
-            doc.add_text(f.chunk_id, d.chunk_id.to_string());
-            doc.add_text(f.document_id, d.document_id.to_string());
-            doc.add_text(f.collection_id, d.collection_id.to_string());
+            doc.add_text(f.chunk_id, &d.chunk_id);
+            doc.add_text(f.document_id, &d.document_id);
+            doc.add_text(f.collection_id, &d.collection_id);
             doc.add_text(f.title, &d.title);
             doc.add_text(f.text, &d.text);
             writer.add_document(doc).map_err(err)?;
@@ -147,18 +147,18 @@ impl LexicalIndex {
     }
 
     /// Delete chunks by id. Visible after `commit`.
-    pub fn delete(&self, chunk_ids: &[Uuid]) -> IndexResult<()> {
+    pub fn delete(&self, chunk_ids: &[ChunkId]) -> IndexResult<()> {
         let writer = self.writer()?;
         for id in chunk_ids {
-            writer.delete_term(Term::from_field_text(self.fields.chunk_id, &id.to_string()));
+            writer.delete_term(Term::from_field_text(self.fields.chunk_id, id));
         }
         Ok(())
     }
 
-    pub fn delete_collection(&self, collection_id: Uuid) -> IndexResult<()> {
+    pub fn delete_collection(&self, collection_id: &CollectionId) -> IndexResult<()> {
         self.writer()?.delete_term(Term::from_field_text(
             self.fields.collection_id,
-            &collection_id.to_string(),
+            collection_id,
         ));
         Ok(())
     }
@@ -180,19 +180,15 @@ impl LexicalIndex {
     }
 
     /// Every chunk id in the index (for consistency checks).
-    pub fn chunk_ids(&self) -> IndexResult<Vec<Uuid>> {
+    pub fn chunk_ids(&self) -> IndexResult<Vec<ChunkId>> {
         let searcher = self.reader.searcher();
         let mut out = Vec::with_capacity(searcher.num_docs() as usize);
         for segment in searcher.segment_readers() {
             let store = segment.get_store_reader(64).map_err(err)?;
             for doc_id in segment.doc_ids_alive() {
                 let doc: TantivyDocument = store.get(doc_id).map_err(err)?;
-                if let Some(id) = doc
-                    .get_first(self.fields.chunk_id)
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| Uuid::parse_str(s).ok())
-                {
-                    out.push(id);
+                if let Some(id) = doc.get_first(self.fields.chunk_id).and_then(|v| v.as_str()) {
+                    out.push(ChunkId::from(id));
                 }
             }
         }
@@ -226,7 +222,12 @@ impl LexicalIndex {
     }
 
     /// BM25 top `limit` chunks for `query` among `collections`.
-    pub fn search(&self, query: &str, collections: &[Uuid], limit: usize) -> IndexResult<Vec<Hit>> {
+    pub fn search(
+        &self,
+        query: &str,
+        collections: &[CollectionId],
+        limit: usize,
+    ) -> IndexResult<Vec<Hit>> {
         if collections.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -234,7 +235,7 @@ impl LexicalIndex {
         let filter: Vec<(Occur, Box<dyn Query>)> = collections
             .iter()
             .map(|c| {
-                let term = Term::from_field_text(f.collection_id, &c.to_string());
+                let term = Term::from_field_text(f.collection_id, c);
                 (
                     Occur::Should,
                     Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>,
@@ -259,18 +260,14 @@ impl LexicalIndex {
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr).map_err(err)?;
-            let id = |field| {
-                doc.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| Uuid::parse_str(s).ok())
-            };
+            let id = |field| doc.get_first(field).and_then(|v| v.as_str());
             if let (Some(chunk_id), Some(document_id), Some(collection_id)) =
                 (id(f.chunk_id), id(f.document_id), id(f.collection_id))
             {
                 hits.push(Hit {
-                    chunk_id,
-                    document_id,
-                    collection_id,
+                    chunk_id: chunk_id.into(),
+                    document_id: document_id.into(),
+                    collection_id: collection_id.into(),
                     score,
                 });
             }
@@ -347,11 +344,11 @@ where
 mod tests {
     use super::*;
 
-    fn doc(collection: Uuid, title: &str, text: &str) -> LexicalDoc {
+    fn doc(collection: &CollectionId, title: &str, text: &str) -> LexicalDoc {
         LexicalDoc {
-            chunk_id: Uuid::new_v4(),
-            document_id: Uuid::new_v4(),
-            collection_id: collection,
+            chunk_id: ChunkId::random(),
+            document_id: DocumentId::random(),
+            collection_id: collection.clone(),
             title: title.into(),
             text: text.into(),
         }
@@ -361,53 +358,66 @@ mod tests {
     fn search_filters_stems_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let idx = LexicalIndex::open(dir.path()).unwrap();
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (CollectionId::random(), CollectionId::random());
         let d1 = doc(
-            a,
+            &a,
             "Boundary layers",
             "The boundary layer thickens downstream of the plate.",
         );
-        let d2 = doc(a, "Shocks", "Oblique shock waves at supersonic speeds.");
-        let d3 = doc(b, "Boundary layer notes", "Boundary layer separation.");
+        let d2 = doc(&a, "Shocks", "Oblique shock waves at supersonic speeds.");
+        let d3 = doc(&b, "Boundary layer notes", "Boundary layer separation.");
         idx.upsert(&[d1.clone(), d2.clone(), d3.clone()]).unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.count().unwrap(), 3);
 
         // "layers" stems to "layer"; collection b is filtered out.
-        let hits = idx.search("layers", &[a], 10).unwrap();
+        let hits = idx.search("layers", std::slice::from_ref(&a), 10).unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].chunk_id, d1.chunk_id);
         assert_eq!(hits[0].collection_id, a);
         assert!(idx.search("layers", &[], 10).unwrap().is_empty());
-        assert_eq!(idx.search("layer", &[a, b], 10).unwrap().len(), 2);
+        assert_eq!(
+            idx.search("layer", &[a.clone(), b.clone()], 10)
+                .unwrap()
+                .len(),
+            2
+        );
 
         // Query syntax in user text is harmless: operators and quotes are words or nothing.
         assert_eq!(
-            idx.search("shock: \"waves AND (", &[a], 10).unwrap().len(),
+            idx.search("shock: \"waves AND (", std::slice::from_ref(&a), 10)
+                .unwrap()
+                .len(),
             1
         );
-        assert!(idx.search("the of and", &[a], 10).unwrap().is_empty());
+        assert!(idx
+            .search("the of and", std::slice::from_ref(&a), 10)
+            .unwrap()
+            .is_empty());
 
         // Upsert replaces, delete removes.
         let mut d2b = d2.clone();
         d2b.text = "Expansion fans.".into();
         idx.upsert(&[d2b]).unwrap();
-        idx.delete(&[d1.chunk_id]).unwrap();
+        idx.delete(std::slice::from_ref(&d1.chunk_id)).unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.count().unwrap(), 2);
         assert!(idx
-            .search("shock waves", &[a], 10)
+            .search("shock waves", std::slice::from_ref(&a), 10)
             .unwrap()
             .iter()
             .all(|h| h.chunk_id == d2.chunk_id));
-        assert!(idx.search("boundary", &[a], 10).unwrap().is_empty());
+        assert!(idx
+            .search("boundary", std::slice::from_ref(&a), 10)
+            .unwrap()
+            .is_empty());
         let mut ids = idx.chunk_ids().unwrap();
         ids.sort();
-        let mut want = vec![d2.chunk_id, d3.chunk_id];
+        let mut want = vec![d2.chunk_id.clone(), d3.chunk_id.clone()];
         want.sort();
         assert_eq!(ids, want);
 
-        idx.delete_collection(b).unwrap();
+        idx.delete_collection(&b).unwrap();
         idx.commit().unwrap();
         assert_eq!(idx.count().unwrap(), 1);
         drop(idx);
@@ -425,8 +435,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let idx = LexicalIndex::open(dir.path()).unwrap();
         // Snippets weigh terms by document frequency, so the term must be indexed.
-        idx.upsert(&[doc(Uuid::new_v4(), "Shocks", "Oblique shock waves.")])
-            .unwrap();
+        idx.upsert(&[doc(
+            &CollectionId::random(),
+            "Shocks",
+            "Oblique shock waves.",
+        )])
+        .unwrap();
         idx.commit().unwrap();
         let h = idx
             .highlight(

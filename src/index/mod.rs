@@ -5,8 +5,8 @@
 pub mod edge;
 pub mod lexical;
 
+use crate::ids::{ChunkId, CollectionId, DocumentId};
 use async_trait::async_trait;
-use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -23,9 +23,9 @@ pub type IndexResult<T> = Result<T, IndexError>;
 /// One chunk's embedding with the ids needed to filter and to map back to the DB.
 #[derive(Debug, Clone)]
 pub struct VectorPoint {
-    pub chunk_id: Uuid,
-    pub document_id: Uuid,
-    pub collection_id: Uuid,
+    pub chunk_id: ChunkId,
+    pub document_id: DocumentId,
+    pub collection_id: CollectionId,
     pub vector: Vec<f32>,
 }
 
@@ -33,9 +33,9 @@ pub struct VectorPoint {
 /// (cosine similarity for dense, BM25 for lexical).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    pub chunk_id: Uuid,
-    pub document_id: Uuid,
-    pub collection_id: Uuid,
+    pub chunk_id: ChunkId,
+    pub document_id: DocumentId,
+    pub collection_id: CollectionId,
     pub score: f32,
 }
 
@@ -47,21 +47,21 @@ pub trait VectorIndex: Send + Sync {
     /// Insert or replace points (same chunk id = same point, so retries converge).
     async fn upsert(&self, points: Vec<VectorPoint>) -> IndexResult<()>;
     /// Delete points by chunk id; unknown ids are ignored.
-    async fn delete(&self, chunk_ids: Vec<Uuid>) -> IndexResult<()>;
+    async fn delete(&self, chunk_ids: Vec<ChunkId>) -> IndexResult<()>;
     /// Delete every point of a collection.
-    async fn delete_collection(&self, collection_id: Uuid) -> IndexResult<()>;
+    async fn delete_collection(&self, collection_id: CollectionId) -> IndexResult<()>;
     /// Top `limit` points by cosine similarity among the given collections
     /// (an empty slice matches nothing).
     async fn search(
         &self,
         vector: Vec<f32>,
-        collections: Vec<Uuid>,
+        collections: Vec<CollectionId>,
         limit: usize,
     ) -> IndexResult<Vec<Hit>>;
     /// Number of points stored.
     async fn count(&self) -> IndexResult<u64>;
     /// Every stored chunk id (for consistency checks against the DB).
-    async fn chunk_ids(&self) -> IndexResult<Vec<Uuid>>;
+    async fn chunk_ids(&self) -> IndexResult<Vec<ChunkId>>;
     /// Build search structures (HNSW) after bulk loads.
     async fn optimize(&self) -> IndexResult<()>;
     /// Make writes durable.

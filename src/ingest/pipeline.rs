@@ -19,10 +19,12 @@ use uuid::Uuid;
 use super::chunk::{Chunker, Piece};
 use super::clean::clean_text;
 use super::load::RawDocument;
-use crate::db::models::{Chunk, Collection, Document};
-use crate::db::{repo, Db};
+use crate::db::collections::{self, Collection};
+use crate::db::documents::{self, Chunk, Document};
+use crate::db::Db;
 use crate::embed::Embedder;
 use crate::error::Error;
+use crate::ids::{ChunkId, CollectionId, DocumentId};
 use crate::index::lexical::{self, LexicalDoc, LexicalIndex};
 use crate::index::{VectorIndex, VectorPoint};
 
@@ -130,14 +132,14 @@ fn prepare(chunker: &Chunker, collection_id: &str, raw: RawDocument) -> Option<P
         return None;
     }
     let title = clean_text(&raw.title).replace('\n', " ");
-    let doc_id = document_id(collection_id, &raw.source).to_string();
+    let doc_id = DocumentId::from(document_id(collection_id, &raw.source));
     // The chunking settings are part of the hash: changing them re-chunks.
     let content_hash = sha256_hex(&[&title, &text, &chunker.signature()]);
-    let now = repo::now();
+    let now = crate::db::now();
     Some(Prepared {
         doc: Document {
             id: doc_id,
-            collection_id: collection_id.to_string(),
+            collection_id: collection_id.into(),
             source: raw.source,
             title,
             content: text,
@@ -257,34 +259,33 @@ async fn ingest_group(
     .await
     .map_err(|e| Error::Internal(e.to_string()))?;
 
-    let doc_ids: Vec<String> = changed.iter().map(|p| p.doc.id.clone()).collect();
-    let old: Vec<(String, String)> = repo::chunk_ids_of_documents(&ix.db, &doc_ids).await?;
-    let new_ids: HashSet<String> = changed
+    let doc_ids: Vec<DocumentId> = changed.iter().map(|p| p.doc.id.clone()).collect();
+    let old: Vec<(ChunkId, DocumentId)> =
+        documents::chunk_ids_of_documents(&ix.db, &doc_ids).await?;
+    let new_ids: HashSet<ChunkId> = changed
         .iter()
-        .flat_map(|p| p.pieces.iter().map(|(id, _, _)| id.to_string()))
+        .flat_map(|p| p.pieces.iter().map(|(id, _, _)| ChunkId::from(*id)))
         .collect();
     // Chunks already in both indexes: those of fully indexed documents that survive.
-    let present: HashSet<String> = old
+    let present: HashSet<ChunkId> = old
         .iter()
         .filter(|(id, doc)| fully_indexed.contains(doc) && new_ids.contains(id))
         .map(|(id, _)| id.clone())
         .collect();
-    let vanished: Vec<Uuid> = old
+    let vanished: Vec<ChunkId> = old
         .iter()
         .filter(|(id, _)| !new_ids.contains(id))
-        .filter_map(|(id, _)| Uuid::parse_str(id).ok())
+        .map(|(id, _)| id.clone())
         .collect();
     remove_vanished(ix, vanished, report).await?;
 
-    let collection_uuid =
-        Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
     let rows = rows_of(collection, changed, &present, report)?;
-    repo::replace_documents(&ix.db, rows.docs, rows.chunks).await?;
+    documents::replace_documents(&ix.db, rows.docs, rows.chunks).await?;
 
-    index_chunks(ix, collection_uuid, rows.fresh).await?;
+    index_chunks(ix, collection.id.clone(), rows.fresh).await?;
     ix.vectors.flush().await?;
     report.chunks_embedded += new_ids.len() - present.len();
-    repo::mark_indexed(&ix.db, &doc_ids).await?;
+    documents::mark_indexed(&ix.db, &doc_ids).await?;
     Ok(())
 }
 
@@ -296,7 +297,7 @@ async fn changed_documents(
     collection: &Collection,
     group: Vec<RawDocument>,
     report: &mut IngestReport,
-) -> Result<(Vec<Prepared>, HashSet<String>), Error> {
+) -> Result<(Vec<Prepared>, HashSet<DocumentId>), Error> {
     let chunker = ix.chunker.clone();
     let cid = collection.id.clone();
     let n = group.len();
@@ -313,14 +314,14 @@ async fn changed_documents(
 
     let sources: Vec<String> = prepared.iter().map(|p| p.doc.source.clone()).collect();
     let states: HashMap<String, (String, bool)> =
-        repo::document_states(&ix.db, &collection.id, &sources)
+        documents::document_states(&ix.db, &collection.id, &sources)
             .await?
             .into_iter()
             .map(|s| (s.source, (s.content_hash, s.indexed)))
             .collect();
 
     let mut changed: Vec<Prepared> = Vec::new();
-    let mut fully_indexed: HashSet<String> = HashSet::new();
+    let mut fully_indexed: HashSet<DocumentId> = HashSet::new();
     for p in prepared {
         match states.get(&p.doc.source) {
             Some((hash, true)) if *hash == p.doc.content_hash => report.unchanged += 1,
@@ -344,7 +345,7 @@ async fn changed_documents(
 /// durably, before the DB forgets them.
 async fn remove_vanished(
     ix: &Indexer,
-    vanished: Vec<Uuid>,
+    vanished: Vec<ChunkId>,
     report: &mut IngestReport,
 ) -> Result<(), Error> {
     if vanished.is_empty() {
@@ -364,7 +365,7 @@ async fn remove_vanished(
 }
 
 /// A chunk to embed and index: (chunk id, document id, title, text).
-type FreshChunk = (Uuid, Uuid, String, String);
+type FreshChunk = (ChunkId, DocumentId, String, String);
 
 /// What a group writes: documents and chunk rows for the DB, and the chunks
 /// not already in both indexes.
@@ -378,22 +379,27 @@ struct Rows {
 fn rows_of(
     collection: &Collection,
     changed: Vec<Prepared>,
-    present: &HashSet<String>,
+    present: &HashSet<ChunkId>,
     report: &mut IngestReport,
 ) -> Result<Rows, Error> {
     let mut rows = Vec::new();
     let mut fresh: Vec<FreshChunk> = Vec::new();
     let mut docs = Vec::with_capacity(changed.len());
     for p in changed {
-        let doc_uuid = Uuid::parse_str(&p.doc.id).map_err(|e| Error::Internal(e.to_string()))?;
         for (id, piece, hash) in p.pieces {
-            if present.contains(&id.to_string()) {
+            let id = ChunkId::from(id);
+            if present.contains(&id) {
                 report.chunks_kept += 1;
             } else {
-                fresh.push((id, doc_uuid, p.doc.title.clone(), piece.text.clone()));
+                fresh.push((
+                    id.clone(),
+                    p.doc.id.clone(),
+                    p.doc.title.clone(),
+                    piece.text.clone(),
+                ));
             }
             rows.push(Chunk {
-                id: id.to_string(),
+                id,
                 document_id: p.doc.id.clone(),
                 collection_id: collection.id.clone(),
                 position: piece.position as i32,
@@ -417,8 +423,8 @@ fn rows_of(
 /// indexes, committing the lexical index.
 pub async fn index_chunks(
     ix: &Indexer,
-    collection_id: Uuid,
-    chunks: Vec<(Uuid, Uuid, String, String)>,
+    collection_id: CollectionId,
+    chunks: Vec<FreshChunk>,
 ) -> Result<(), Error> {
     if chunks.is_empty() {
         return Ok(());
@@ -432,9 +438,9 @@ pub async fn index_chunks(
         .iter()
         .zip(vectors)
         .map(|((id, doc, _, _), vector)| VectorPoint {
-            chunk_id: *id,
-            document_id: *doc,
-            collection_id,
+            chunk_id: id.clone(),
+            document_id: doc.clone(),
+            collection_id: collection_id.clone(),
             vector,
         })
         .collect();
@@ -444,7 +450,7 @@ pub async fn index_chunks(
         .map(|(chunk_id, document_id, title, text)| LexicalDoc {
             chunk_id,
             document_id,
-            collection_id,
+            collection_id: collection_id.clone(),
             title,
             text,
         })
@@ -459,7 +465,7 @@ pub async fn index_chunks(
 
 /// Delete a document from the DB and both indexes. Returns false if unknown.
 pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Error> {
-    let Some(ids) = repo::delete_document(&ix.db, document_id).await? else {
+    let Some(ids) = documents::delete_document(&ix.db, document_id).await? else {
         return Ok(false);
     };
     remove_from_indexes(ix, ids).await?;
@@ -468,11 +474,11 @@ pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Er
 
 /// Delete a collection everywhere.
 pub async fn delete_collection(ix: &Indexer, collection: &Collection) -> Result<(), Error> {
-    repo::delete_collection(&ix.db, &collection.id).await?;
-    let id = Uuid::parse_str(&collection.id).map_err(|e| Error::Internal(e.to_string()))?;
-    ix.vectors.delete_collection(id).await?;
+    collections::delete_collection(&ix.db, &collection.id).await?;
+    let id = collection.id.clone();
+    ix.vectors.delete_collection(id.clone()).await?;
     lexical::blocking(&ix.lexical, move |l| {
-        l.delete_collection(id)?;
+        l.delete_collection(&id)?;
         l.commit()
     })
     .await?;
@@ -480,8 +486,7 @@ pub async fn delete_collection(ix: &Indexer, collection: &Collection) -> Result<
     Ok(())
 }
 
-async fn remove_from_indexes(ix: &Indexer, ids: Vec<String>) -> Result<(), Error> {
-    let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+async fn remove_from_indexes(ix: &Indexer, ids: Vec<ChunkId>) -> Result<(), Error> {
     ix.vectors.delete(ids.clone()).await?;
     lexical::blocking(&ix.lexical, move |l| {
         l.delete(&ids)?;
@@ -503,29 +508,32 @@ pub async fn reindex(
         l.commit()
     })
     .await?;
-    let mut after: Option<String> = None;
+    let mut after: Option<ChunkId> = None;
     let mut total = 0usize;
     loop {
-        let page = repo::chunks_page(&ix.db, after.as_deref(), 1024).await?;
+        let page = documents::chunks_page(&ix.db, after.as_deref(), 1024).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.chunk.id.clone());
         // Group by collection: index_chunks writes one collection at a time.
-        let mut by_collection: HashMap<String, Vec<(Uuid, Uuid, String, String)>> = HashMap::new();
+        let mut by_collection: HashMap<CollectionId, Vec<(ChunkId, DocumentId, String, String)>> =
+            HashMap::new();
         for c in page.iter() {
-            let (Ok(id), Ok(doc)) = (
-                Uuid::parse_str(&c.chunk.id),
-                Uuid::parse_str(&c.chunk.document_id),
-            ) else {
+            // The vector index keys points by UUID; other ids cannot be indexed.
+            if c.chunk.id.to_uuid().is_none() || c.chunk.document_id.to_uuid().is_none() {
                 continue;
-            };
+            }
             by_collection
                 .entry(c.chunk.collection_id.clone())
                 .or_default()
-                .push((id, doc, c.title.clone(), c.chunk.text.clone()));
+                .push((
+                    c.chunk.id.clone(),
+                    c.chunk.document_id.clone(),
+                    c.title.clone(),
+                    c.chunk.text.clone(),
+                ));
         }
         for (collection, chunks) in by_collection {
-            let cid = Uuid::parse_str(&collection).map_err(|e| Error::Internal(e.to_string()))?;
-            index_chunks(ix, cid, chunks).await?;
+            index_chunks(ix, collection, chunks).await?;
         }
         total += page.len();
         progress(total);
@@ -559,7 +567,11 @@ impl CheckReport {
 }
 
 pub async fn check(ix: &Indexer) -> Result<CheckReport, Error> {
-    let db: HashSet<String> = repo::all_chunk_ids(&ix.db).await?.into_iter().collect();
+    let db: HashSet<String> = documents::all_chunk_ids(&ix.db)
+        .await?
+        .into_iter()
+        .map(String::from)
+        .collect();
     let vec_ids: Vec<String> = ix
         .vectors
         .chunk_ids()

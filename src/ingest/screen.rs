@@ -14,8 +14,7 @@ use super::load::RawDocument;
 use super::pipeline::document_id;
 use super::quality::{assess, QualitySettings};
 use crate::config::CleaningSettings;
-use crate::db::documents;
-use crate::db::models::DocumentSignature;
+use crate::db::documents::{self, DocumentSignature};
 use crate::db::Db;
 use crate::error::Error;
 
@@ -118,8 +117,9 @@ impl Screener {
                 // A signature from another algorithm version is dropped: the
                 // document is then only checked, not checked against.
                 let sig = MinHashSignature::from_base64(&r.minhash).ok()?;
-                sources.insert(r.document_id.clone(), r.source);
-                Some((r.document_id, r.text_hash, sig))
+                let id = String::from(r.document_id);
+                sources.insert(id.clone(), r.source);
+                Some((id, r.text_hash, sig))
             })
             .collect();
         let dedup = Deduplicator::from_existing(&dedup_settings, entries)
@@ -194,8 +194,8 @@ impl Screener {
                 }
             }
             out.signatures.push(DocumentSignature {
-                document_id: id.clone(),
-                collection_id: self.collection_id.clone(),
+                document_id: id.as_str().into(),
+                collection_id: self.collection_id.as_str().into(),
                 source: doc.source.clone(),
                 text_hash: fp.normalized_hash.clone(),
                 minhash: fp.signature.to_base64(),

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 
 use super::{JobContext, JobError, KIND_CRAWL};
 use crate::crawl::{self, CancelToken, CrawlEvent, CrawlSpec};
+use crate::db::collections::Collection;
 use crate::db::jobs::{self, NewJob};
-use crate::db::models::Collection;
-use crate::db::repo::now;
-use crate::db::{access, documents};
+use crate::db::now;
+use crate::db::{collections, documents};
 use crate::ingest::formats;
 use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
@@ -277,7 +277,7 @@ async fn load(ctx: &JobContext) -> Result<(CrawlRequest, CrawlSpec, Collection),
         .collection_id
         .clone()
         .ok_or_else(|| JobError::Permanent("crawl job without a collection".into()))?;
-    let collection = access::collection_by_id(&ctx.app.db, &collection_id)
+    let collection = collections::collection_by_id(&ctx.app.db, &collection_id)
         .await?
         .ok_or_else(|| JobError::Permanent("the collection was deleted".into()))?;
     Ok((req, spec, collection))

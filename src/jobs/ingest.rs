@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::{JobContext, JobError};
 use crate::app::App;
 use crate::config::UploadSettings;
-use crate::db::models::Collection;
-use crate::db::{access, documents};
+use crate::db::collections::Collection;
+use crate::db::{collections, documents};
 use crate::ingest::formats::{self, Limits};
 use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
@@ -138,7 +138,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         .collection_id
         .clone()
         .ok_or_else(|| JobError::Permanent("upload job without a collection".into()))?;
-    let collection = access::collection_by_id(&app.db, &collection_id)
+    let collection = collections::collection_by_id(&app.db, &collection_id)
         .await?
         .ok_or_else(|| JobError::Permanent("the collection was deleted".into()))?;
     let dir = upload_dir(app, &payload.upload_id);

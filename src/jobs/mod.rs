@@ -20,12 +20,24 @@ use crate::app::App;
 use crate::db::jobs::{self, Job};
 use crate::error::Error;
 
-/// Ingest files uploaded through the API.
-pub const KIND_INGEST_UPLOAD: &str = "ingest_upload";
-/// Crawl a site into a collection.
-pub const KIND_CRAWL: &str = "crawl";
-/// Rebuild the vector index's search structures.
-pub const KIND_OPTIMIZE: &str = "optimize_index";
+crate::text_enum! {
+    /// The work this service knows how to do. The queue itself stores a
+    /// job's kind as plain text and runs any kind a worker asks for, so a
+    /// kind it does not know fails its job instead of the whole listing.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum JobKind ("job kind") {
+        /// Ingest files uploaded through the API.
+        IngestUpload = "ingest_upload",
+        /// Crawl a site into a collection.
+        Crawl = "crawl",
+        /// Rebuild the vector index's search structures.
+        Optimize = "optimize_index",
+    }
+}
+
+pub const KIND_INGEST_UPLOAD: &str = JobKind::IngestUpload.as_str();
+pub const KIND_CRAWL: &str = JobKind::Crawl.as_str();
+pub const KIND_OPTIMIZE: &str = JobKind::Optimize.as_str();
 
 /// How an attempt ended other than with a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -15,7 +15,7 @@ use super::ingest::UploadPayload;
 use super::KIND_OPTIMIZE;
 use crate::app::App;
 use crate::db::jobs::{self, JobFilter, JobState, NewJob};
-use crate::db::repo::now;
+use crate::db::now;
 
 const TICK: Duration = Duration::from_secs(60);
 /// Upload directories younger than this are left alone: their job may be
@@ -72,7 +72,7 @@ async fn sweep_uploads(app: &App) -> Result<(), crate::Error> {
             }
             match page.last() {
                 Some(last) if page.len() == 500 => {
-                    cursor = Some((last.created_at, last.id.clone()))
+                    cursor = Some((last.created_at, last.id.to_string()))
                 }
                 _ => break,
             }

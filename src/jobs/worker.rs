@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{crawl, ingest, JobContext, JobError, KIND_CRAWL, KIND_INGEST_UPLOAD, KIND_OPTIMIZE};
+use super::{crawl, ingest, JobContext, JobError, JobKind, KIND_INGEST_UPLOAD};
 use crate::app::App;
 use crate::db::jobs::{self, Job, JobState, RetryPolicy};
 
@@ -105,11 +105,14 @@ pub async fn run_job(app: &Arc<App>, worker: &str, job: Job, shutdown: &watch::R
         })
     };
 
-    let outcome = match job.kind.as_str() {
-        KIND_INGEST_UPLOAD => ingest::run(&ctx).await,
-        KIND_CRAWL => crawl::run(&ctx).await,
-        KIND_OPTIMIZE => optimize(&ctx).await,
-        other => Err(JobError::Permanent(format!("unknown job kind `{other}`"))),
+    let outcome = match job.kind.parse() {
+        Ok(JobKind::IngestUpload) => ingest::run(&ctx).await,
+        Ok(JobKind::Crawl) => crawl::run(&ctx).await,
+        Ok(JobKind::Optimize) => optimize(&ctx).await,
+        Err(_) => Err(JobError::Permanent(format!(
+            "unknown job kind `{}`",
+            job.kind
+        ))),
     };
     keeper.abort();
     let end = record(app, worker, &job, outcome).await;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::app::App;
 use crate::auth::Access;
-use crate::db::models::Collection;
-use crate::db::repo;
+use crate::db::collections::{self, Collection};
+use crate::db::documents;
 use crate::error::{Error, ErrorCode, Result};
+use crate::ids::{ChunkId, CollectionId, DocumentId};
 use crate::index::lexical::{self, Highlight};
 use crate::index::Hit;
 
@@ -58,9 +58,9 @@ pub struct Signal {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fused {
-    pub chunk_id: Uuid,
-    pub document_id: Uuid,
-    pub collection_id: Uuid,
+    pub chunk_id: ChunkId,
+    pub document_id: DocumentId,
+    pub collection_id: CollectionId,
     pub score: f32,
     pub dense: Option<Signal>,
     pub lexical: Option<Signal>,
@@ -70,14 +70,14 @@ pub struct Fused {
 /// signals that returned the chunk. Ties go to the better single rank, then
 /// to the chunk id, so results are deterministic.
 pub fn rrf(dense: &[Hit], lexical: &[Hit], k: f32, weights: Weights) -> Vec<Fused> {
-    let mut by_id: HashMap<Uuid, Fused> = HashMap::new();
+    let mut by_id: HashMap<ChunkId, Fused> = HashMap::new();
     let mut add = |hits: &[Hit], weight: f32, is_dense: bool| {
         for (i, h) in hits.iter().enumerate() {
             let rank = i + 1;
-            let e = by_id.entry(h.chunk_id).or_insert_with(|| Fused {
-                chunk_id: h.chunk_id,
-                document_id: h.document_id,
-                collection_id: h.collection_id,
+            let e = by_id.entry(h.chunk_id.clone()).or_insert_with(|| Fused {
+                chunk_id: h.chunk_id.clone(),
+                document_id: h.document_id.clone(),
+                collection_id: h.collection_id.clone(),
                 score: 0.0,
                 dense: None,
                 lexical: None,
@@ -124,7 +124,7 @@ pub async fn resolve_collections(
     names: Option<&[String]>,
     access: &Access,
 ) -> Result<Vec<Collection>> {
-    let all: Vec<Collection> = repo::list_collections(&app.db)
+    let all: Vec<Collection> = collections::list_collections(&app.db)
         .await?
         .into_iter()
         .filter(|c| access.can_read(&c.id))
@@ -153,7 +153,7 @@ pub async fn resolve_collections(
 pub async fn rank(
     app: &App,
     query: &str,
-    collections: &[Uuid],
+    collections: &[CollectionId],
     mode: Mode,
     candidates: usize,
     weights: Weights,
@@ -193,8 +193,8 @@ pub struct SearchRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchResult {
     pub rank: usize,
-    pub chunk_id: Uuid,
-    pub document_id: Uuid,
+    pub chunk_id: ChunkId,
+    pub document_id: DocumentId,
     pub collection: String,
     pub title: String,
     pub source: String,
@@ -284,10 +284,7 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
     let started = Instant::now();
     let (mode, top_k, weights) = validate(app, &req)?;
     let collections = resolve_collections(app, req.collections.as_deref(), access).await?;
-    let ids: Vec<Uuid> = collections
-        .iter()
-        .filter_map(|c| Uuid::parse_str(&c.id).ok())
-        .collect();
+    let ids: Vec<CollectionId> = collections.iter().map(|c| c.id.clone()).collect();
     let query = req.query.trim().to_string();
     let candidates = app.settings.retrieval.candidates.max(top_k);
     let fused = rank(app, &query, &ids, mode, candidates, weights).await?;
@@ -295,15 +292,15 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
     // The DB is the source of truth: a hit whose chunk is gone (deleted while
     // an index lagged) is dropped, so over-fetch a little to still fill top_k.
     let wanted: Vec<Fused> = fused.into_iter().take(top_k + top_k / 2 + 2).collect();
-    let chunk_ids: Vec<String> = wanted.iter().map(|f| f.chunk_id.to_string()).collect();
-    let rows: HashMap<String, _> = repo::chunks_by_ids(&app.db, &chunk_ids)
+    let chunk_ids: Vec<ChunkId> = wanted.iter().map(|f| f.chunk_id.clone()).collect();
+    let rows: HashMap<ChunkId, _> = documents::chunks_by_ids(&app.db, &chunk_ids)
         .await?
         .into_iter()
         .map(|c| (c.chunk.id.clone(), c))
         .collect();
-    let kept: Vec<(Fused, crate::db::models::ChunkWithTitle)> = wanted
+    let kept: Vec<(Fused, crate::db::documents::ChunkWithTitle)> = wanted
         .into_iter()
-        .filter_map(|f| rows.get(&f.chunk_id.to_string()).cloned().map(|c| (f, c)))
+        .filter_map(|f| rows.get(&f.chunk_id).cloned().map(|c| (f, c)))
         .take(top_k)
         .collect();
     let texts: Vec<String> = kept.iter().map(|(_, c)| c.chunk.text.clone()).collect();
@@ -358,12 +355,13 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn hit(n: u128, score: f32) -> Hit {
         Hit {
-            chunk_id: Uuid::from_u128(n),
-            document_id: Uuid::from_u128(1000 + n),
-            collection_id: Uuid::from_u128(7),
+            chunk_id: Uuid::from_u128(n).into(),
+            document_id: Uuid::from_u128(1000 + n).into(),
+            collection_id: Uuid::from_u128(7).into(),
             score,
         }
     }
@@ -378,7 +376,10 @@ mod tests {
             lexical: 1.0,
         };
         let f = rrf(&dense, &lexical, 60.0, w);
-        let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
+        let ids: Vec<u128> = f
+            .iter()
+            .map(|x| x.chunk_id.to_uuid().unwrap().as_u128())
+            .collect();
         // B = 1/62 + 1/61 = 0.032522; A = 1/61 + 1/63 = 0.032266;
         // D = 1/62 = 0.016129; C = 1/63 = 0.015873.
         assert_eq!(ids, vec![2, 1, 4, 3]);
@@ -412,7 +413,10 @@ mod tests {
                 lexical: 1.0,
             },
         );
-        let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
+        let ids: Vec<u128> = f
+            .iter()
+            .map(|x| x.chunk_id.to_uuid().unwrap().as_u128())
+            .collect();
         assert_eq!(ids, vec![1, 2, 3, 4]);
 
         // A zero weight keeps the signal's ranks visible but adds nothing.
@@ -425,7 +429,10 @@ mod tests {
                 lexical: 0.0,
             },
         );
-        let ids: Vec<u128> = f.iter().map(|x| x.chunk_id.as_u128()).collect();
+        let ids: Vec<u128> = f
+            .iter()
+            .map(|x| x.chunk_id.to_uuid().unwrap().as_u128())
+            .collect();
         assert_eq!(ids, vec![1, 2, 3, 4]);
         assert_eq!(f[3].score, 0.0);
     }
@@ -442,7 +449,7 @@ mod tests {
             },
         );
         assert_eq!(f.len(), 2);
-        assert_eq!(f[0].chunk_id.as_u128(), 5);
+        assert_eq!(f[0].chunk_id.to_uuid().unwrap().as_u128(), 5);
         // Same rank in different signals: equal scores, tie broken by rank then id.
         let f = rrf(
             &[hit(9, 1.0)],
@@ -454,7 +461,7 @@ mod tests {
             },
         );
         assert_eq!(f[0].score, f[1].score);
-        assert_eq!(f[0].chunk_id.as_u128(), 8);
+        assert_eq!(f[0].chunk_id.to_uuid().unwrap().as_u128(), 8);
         // A duplicate within one signal counts once, at its best rank.
         let f = rrf(
             &[hit(1, 1.0), hit(1, 0.5)],

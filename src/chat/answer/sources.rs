@@ -9,8 +9,9 @@ use super::{Ask, SourceItem, Thread};
 use crate::app::App;
 use crate::auth::{Access, Caller};
 use crate::db::conversations;
-use crate::db::repo;
+use crate::db::documents;
 use crate::error::Result;
+use crate::ids::ChunkId;
 use crate::llm::{ChatMessage, Role, Source};
 use crate::retrieve::{self, SearchRequest, MAX_QUERY_CHARS};
 
@@ -92,15 +93,11 @@ async fn sources_of(
     app: &Arc<App>,
     search: &retrieve::SearchResponse,
 ) -> Result<(Vec<Source>, Vec<SourceItem>)> {
-    let ids: Vec<String> = search
-        .results
-        .iter()
-        .map(|r| r.chunk_id.to_string())
-        .collect();
-    let texts: HashMap<String, String> = repo::chunks_by_ids(&app.db, &ids)
+    let ids: Vec<ChunkId> = search.results.iter().map(|r| r.chunk_id.clone()).collect();
+    let texts: HashMap<String, String> = documents::chunks_by_ids(&app.db, &ids)
         .await?
         .into_iter()
-        .map(|c| (c.chunk.id.clone(), c.chunk.text))
+        .map(|c| (c.chunk.id.into_string(), c.chunk.text))
         .collect();
     let mut sources = Vec::new();
     let mut items = Vec::new();

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{time, Time};
 use crate::auth::{parse_scopes, Scope, TokenPair};
-use crate::db::models::{ApiKey, User};
+use crate::db::accounts::{ApiKey, User};
 
 /// A user, without the password hash or token version.
 #[derive(Debug, Serialize)]
@@ -23,7 +23,7 @@ impl<'a> From<&'a User> for UserView<'a> {
             id: &u.id,
             username: &u.username,
             email: u.email.as_deref(),
-            role: &u.role,
+            role: u.role.as_str(),
             disabled: u.disabled,
             created_at: Time(u.created_at),
         }

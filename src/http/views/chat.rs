@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{parsed, Time};
 use crate::chat::answer::SourceItem;
 use crate::chat::collect::{Collected, Finished};
-use crate::db::models::{Conversation, Message};
+use crate::db::conversations::{Conversation, Message};
 use crate::llm::Usage;
 
 #[derive(Debug, Serialize)]

@@ -4,9 +4,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{parsed, time, Time};
+use crate::db::collections::Collection;
+use crate::db::documents::Document;
 use crate::db::documents::DocumentSummary;
 use crate::db::jobs::Job;
-use crate::db::models::{Collection, Document};
 
 #[derive(Debug, Serialize)]
 pub struct CollectionView<'a> {

@@ -1,0 +1,226 @@
+//! Collections: named sets of documents, each searched as one unit.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+
+use super::schema::{chunks, collections, documents};
+use super::{is_unique_violation, now, Db, DbError, DbResult};
+use crate::db_run;
+use crate::ids::{ChunkId, CollectionId};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, PartialEq)]
+#[diesel(table_name = collections)]
+pub struct Collection {
+    pub id: CollectionId,
+    pub name: String,
+    pub description: String,
+    pub created_at: NaiveDateTime,
+    pub public: bool,
+}
+
+pub async fn collection_by_name(db: &Db, name: &str) -> DbResult<Option<Collection>> {
+    db_run!(db, conn => {
+        Ok(collections::table
+            .filter(collections::name.eq(name))
+            .select(Collection::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+pub async fn list_collections(db: &Db) -> DbResult<Vec<Collection>> {
+    db_run!(db, conn => {
+        Ok(collections::table
+            .order(collections::name.asc())
+            .select(Collection::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Return the collection named `name`, creating it if needed. Safe under
+/// concurrent callers: the unique name decides the winner.
+pub async fn ensure_collection(db: &Db, name: &str) -> DbResult<Collection> {
+    if let Some(c) = collection_by_name(db, name).await? {
+        return Ok(c);
+    }
+    let new = Collection {
+        id: CollectionId::random(),
+        name: name.to_string(),
+        description: String::new(),
+        created_at: now(),
+        public: false,
+    };
+    db_run!(db, conn => {
+        diesel::insert_into(collections::table)
+            .values(&new)
+            .on_conflict(collections::name)
+            .do_nothing()
+            .execute(conn)
+            .await?;
+        Ok::<(), DbError>(())
+    })?;
+    collection_by_name(db, name)
+        .await?
+        .ok_or_else(|| DbError::Query(diesel::result::Error::NotFound))
+}
+
+/// Delete a collection with its documents and chunks; returns the chunk ids
+/// removed so the caller can remove them from the indexes too.
+pub async fn delete_collection(db: &Db, id: &str) -> DbResult<Vec<ChunkId>> {
+    let id = id.to_string();
+    db_run!(db, conn => {
+        Ok(conn
+            .transaction::<_, DbError, _>(async move |conn| {
+                    let ids: Vec<ChunkId> = chunks::table
+                        .filter(chunks::collection_id.eq(&id))
+                        .select(chunks::id)
+                        .load(conn)
+                        .await?;
+                    diesel::delete(chunks::table.filter(chunks::collection_id.eq(&id)))
+                        .execute(conn)
+                        .await?;
+                    diesel::delete(documents::table.filter(documents::collection_id.eq(&id)))
+                        .execute(conn)
+                        .await?;
+                    diesel::delete(collections::table.filter(collections::id.eq(&id)))
+                        .execute(conn)
+                        .await?;
+                    Ok(ids)
+            })
+            .await?)
+    })
+}
+
+pub async fn set_collection_description(db: &Db, id: &str, description: &str) -> DbResult<()> {
+    db_run!(db, conn => {
+        diesel::update(collections::table.filter(collections::id.eq(id)))
+            .set(collections::description.eq(description))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}
+
+pub async fn collection_by_id(db: &Db, id: &str) -> DbResult<Option<Collection>> {
+    db_run!(db, conn => {
+        Ok(collections::table
+            .find(id)
+            .select(Collection::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Insert a collection; `Ok(None)` when the name is taken.
+pub async fn create_collection(db: &Db, c: Collection) -> DbResult<Option<Collection>> {
+    let result = db_run!(db, conn => {
+        diesel::insert_into(collections::table)
+            .values(&c)
+            .execute(conn)
+            .await
+            .map_err(DbError::from)
+    });
+    match result {
+        Ok(_) => Ok(Some(c)),
+        Err(e) if is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = collections)]
+pub struct CollectionChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub public: Option<bool>,
+}
+
+/// Apply changes; `Ok(None)` when the new name is taken.
+pub async fn update_collection(
+    db: &Db,
+    id: &str,
+    changes: CollectionChanges,
+) -> DbResult<Option<()>> {
+    if changes.name.is_none() && changes.description.is_none() && changes.public.is_none() {
+        return Ok(Some(()));
+    }
+    let result = db_run!(db, conn => {
+        diesel::update(collections::table.find(id))
+            .set(&changes)
+            .execute(conn)
+            .await
+            .map_err(DbError::from)
+    });
+    match result {
+        Ok(_) => Ok(Some(())),
+        Err(e) if is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::backends;
+
+    #[tokio::test]
+    async fn ensure_create_rename_and_delete() {
+        for test_db in backends().await {
+            let db = &test_db.db;
+            let a = ensure_collection(db, "a").await.unwrap();
+            assert_eq!(ensure_collection(db, "a").await.unwrap(), a);
+            assert_eq!(collection_by_id(db, &a.id).await.unwrap(), Some(a.clone()));
+            let b = Collection {
+                id: CollectionId::random(),
+                name: "b".into(),
+                description: "second".into(),
+                created_at: now(),
+                public: true,
+            };
+            assert_eq!(
+                create_collection(db, b.clone()).await.unwrap(),
+                Some(b.clone())
+            );
+            let taken = Collection {
+                id: CollectionId::random(),
+                ..b.clone()
+            };
+            assert_eq!(create_collection(db, taken).await.unwrap(), None);
+
+            let rename = |name: &str| CollectionChanges {
+                name: Some(name.into()),
+                ..CollectionChanges::default()
+            };
+            assert_eq!(
+                update_collection(db, &a.id, rename("b")).await.unwrap(),
+                None
+            );
+            assert_eq!(
+                update_collection(db, &a.id, rename("c")).await.unwrap(),
+                Some(())
+            );
+            set_collection_description(db, &a.id, "first")
+                .await
+                .unwrap();
+            let names: Vec<(String, String)> = list_collections(db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.name, c.description))
+                .collect();
+            assert_eq!(
+                names,
+                [("b".into(), "second".into()), ("c".into(), "first".into())]
+            );
+
+            assert!(delete_collection(db, &a.id).await.unwrap().is_empty());
+            assert_eq!(collection_by_id(db, &a.id).await.unwrap(), None);
+            assert_eq!(collection_by_name(db, "b").await.unwrap(), Some(b));
+        }
+    }
+}
