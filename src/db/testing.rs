@@ -69,82 +69,106 @@ pub async fn sqlite() -> TestDb {
 
 /// A database of its own on the server behind `admin`.
 pub async fn postgres(admin: &str) -> TestDb {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // The pid and counter keep names unique within a run; the random part
-    // keeps them unique across runs that leave databases behind.
-    let name = format!(
-        "ragchat_unit_{}_{}_{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    );
-    create_database(admin, &name).await;
-    let home = PgDatabase {
-        admin: admin.to_string(),
-        name: name.clone(),
-    };
-    let mut url = url::Url::parse(admin).unwrap_or_else(|e| panic!("{PG_ENV}={admin}: {e}"));
-    url.set_path(&format!("/{name}"));
+    let home = PgDatabase::create(admin, "ragchat_unit");
     let mut settings = Settings::default();
-    settings.database.url = url.to_string();
+    settings.database.url = home.url().to_string();
     TestDb {
         db: Db::connect(&settings)
             .await
-            .unwrap_or_else(|e| panic!("test database {name}: {e}")),
+            .unwrap_or_else(|e| panic!("test database {}: {e}", home.name)),
         _home: Home::Postgres(home),
     }
 }
 
-async fn create_database(admin: &str, name: &str) {
-    let mut attempt = 0;
-    loop {
-        let mut conn = AsyncPgConnection::establish(admin)
-            .await
-            .unwrap_or_else(|e| panic!("{PG_ENV}={admin}: {e}"));
-        match conn
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-        {
-            Ok(()) => return,
-            // CREATE DATABASE copies template1 and refuses while another
-            // session (a concurrent create) is connected to it.
-            Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot create {name}: {e}"),
+/// A PostgreSQL database of its own, dropped (with its connections) when
+/// this drops. The unit tests and the black-box suite both use it.
+pub struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    /// Create a database named `<prefix>_<unique>` on the server behind
+    /// `admin`. Blocking, so synchronous tests can use it too.
+    pub fn create(admin: &str, prefix: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        // The pid and counter keep names unique within a run; the random part
+        // keeps them unique across runs that leave databases behind (a killed
+        // run cannot drop its own) and across concurrent runs on one server.
+        let name = format!(
+            "{prefix}_{}_{}_{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        let mut url =
+            url::Url::parse(admin).unwrap_or_else(|e| panic!("{PG_ENV}={admin} is not a URL: {e}"));
+        url.set_path(&format!("/{name}"));
+        create_database(admin, &name);
+        Self {
+            admin: admin.to_string(),
+            name,
+            url: url.to_string(),
         }
+    }
+
+    /// The database's own URL: the admin URL with the database replaced.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }
 
-struct PgDatabase {
-    admin: String,
-    name: String,
+fn create_database(admin: &str, name: &str) {
+    let sql = format!("CREATE DATABASE \"{name}\"");
+    let mut attempt = 0;
+    loop {
+        match pg_execute(admin, &sql) {
+            Ok(()) => return,
+            // CREATE DATABASE copies template1 and refuses while another
+            // session (a concurrent create) is connected to it.
+            Err(e) if attempt < 20 && e.contains("being accessed by other users") => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!(
+                "cannot create test database {name} on the server named by {PG_ENV} ({admin}): {e}"
+            ),
+        }
+    }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let admin = self.admin.clone();
-        // FORCE: the test's pool may still hold connections.
+        // FORCE: a pool or a server the test failed to stop may still hold
+        // connections.
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        // Drop runs inside the test's runtime, which cannot block on
-        // another one: a thread of its own can.
-        let dropped = std::thread::spawn(move || pg_execute(&admin, &sql)).join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: test database {} left behind", self.name);
+        if let Err(e) = pg_execute(&self.admin, &sql) {
+            // Panicking in drop would abort a test that is already unwinding
+            // and hide its real failure.
+            eprintln!("warning: test database {} left behind: {e}", self.name);
         }
     }
 }
 
+/// Run `sql` on a connection of its own. The caller may be inside a test's
+/// runtime, which cannot block on another one: a thread of its own can.
 fn pg_execute(admin: &str, sql: &str) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let mut conn = AsyncPgConnection::establish(admin)
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.batch_execute(sql).await.map_err(|e| e.to_string())
+    let (admin, sql) = (admin.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        runtime.block_on(async {
+            let mut conn = AsyncPgConnection::establish(&admin)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            conn.batch_execute(&sql)
+                .await
+                .map_err(|e| format!("`{sql}`: {e}"))
+        })
     })
+    .join()
+    .map_err(|_| "the database thread panicked".to_string())?
 }
