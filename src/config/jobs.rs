@@ -49,6 +49,18 @@ impl JobSettings {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        // These feed date and duration arithmetic; a year is past any use.
+        const YEAR: u64 = 366 * 24 * 3600;
+        for (key, v) in [
+            ("jobs.lease_secs", self.lease_secs),
+            ("jobs.retry_max_secs", self.retry_max_secs),
+            ("jobs.optimize_interval_secs", self.optimize_interval_secs),
+            ("jobs.poll_interval_ms", self.poll_interval_ms / 1000),
+        ] {
+            if v > YEAR {
+                return Err(invalid(key, format!("must be at most a year ({YEAR} s)")));
+            }
+        }
         if self.retry_max_secs < self.retry_base_secs {
             return Err(invalid(
                 "jobs.retry_max_secs",

@@ -23,6 +23,9 @@ use crate::ingest::pipeline::{self, IngestReport};
 use crate::ingest::screen::{Screener, SkipReason, SkippedDoc};
 
 const BATCH: usize = 16;
+/// Re-crawl intervals above a year are refused: the next run's date must be
+/// representable, and a crawl a decade out is a typo.
+pub const MAX_RECRAWL_INTERVAL_SECS: u64 = 366 * 24 * 3600;
 const MAX_LISTED: usize = 1000;
 
 /// What `POST /collections/{id}/crawl` takes; also the job payload.
@@ -82,6 +85,22 @@ impl CrawlRequest {
             ],
             ..CrawlSpec::new("")
         }
+    }
+
+    /// The spec's checks plus the re-crawl interval, which feeds date
+    /// arithmetic when the next crawl is scheduled.
+    pub fn validate(&self) -> Result<(), crawl::CrawlError> {
+        self.spec().validate()?;
+        if self.recrawl_interval_secs > MAX_RECRAWL_INTERVAL_SECS {
+            return Err(crawl::CrawlError::InvalidSpec {
+                field: "recrawl_interval_secs",
+                message: format!(
+                    "must be at most {MAX_RECRAWL_INTERVAL_SECS} (a year), got {}",
+                    self.recrawl_interval_secs
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The key that keeps one live crawl per collection and start URL.
@@ -269,9 +288,11 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
 async fn load(ctx: &JobContext) -> Result<(CrawlRequest, CrawlSpec, Collection), JobError> {
     let req: CrawlRequest = serde_json::from_value(ctx.payload()?)
         .map_err(|e| JobError::Permanent(format!("unreadable crawl payload: {e}")))?;
-    let spec = req.spec();
-    spec.validate()
+    // Checked again here: a payload enqueued by an older version, or edited
+    // in the database, must not reach the date arithmetic unchecked.
+    req.validate()
         .map_err(|e| JobError::Permanent(e.to_string()))?;
+    let spec = req.spec();
     let collection_id = ctx
         .job
         .collection_id
@@ -379,7 +400,18 @@ async fn schedule_next(
     next.collection_id = Some(collection.id.clone());
     next.created_by = ctx.job.created_by.clone();
     next.max_attempts = ctx.job.max_attempts;
-    next.run_after = Some(now() + TimeDelta::seconds(req.recrawl_interval_secs as i64));
+    next.run_after = Some(
+        i64::try_from(req.recrawl_interval_secs)
+            .ok()
+            .and_then(TimeDelta::try_seconds)
+            .and_then(|d| now().checked_add_signed(d))
+            .ok_or_else(|| {
+                JobError::Permanent(format!(
+                    "recrawl_interval_secs {} is out of range",
+                    req.recrawl_interval_secs
+                ))
+            })?,
+    );
     // Keyed by this job: a retry of this job after a crash finds the
     // successor it already enqueued instead of adding a second.
     next.dedupe_key = Some(format!("recrawl-after:{}", ctx.job.id));

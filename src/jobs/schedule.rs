@@ -42,7 +42,12 @@ async fn tick(app: &App) -> Result<(), crate::Error> {
     if every > 0 {
         let mut job = NewJob::new(KIND_OPTIMIZE, serde_json::json!({}));
         job.dedupe_key = Some(KIND_OPTIMIZE.into());
-        job.run_after = Some(now() + TimeDelta::seconds(every as i64));
+        // The setting is bounded when read; checked anyway, as a panic
+        // here would stop the scheduler for good.
+        job.run_after = i64::try_from(every)
+            .ok()
+            .and_then(TimeDelta::try_seconds)
+            .and_then(|d| now().checked_add_signed(d));
         jobs::enqueue(&app.db, job).await?;
     }
     sweep_uploads(app).await

@@ -76,11 +76,11 @@ pub async fn run_job(app: &Arc<App>, worker: &str, job: Job, shutdown: &watch::R
 
     // Renew a third of the way into each lease, and learn about cancels and
     // shutdown on the way; the job reads the flags at its checkpoints.
-    let keeper = {
+    let _keeper = {
         let (app, worker, id) = (app.clone(), worker.to_string(), job.id.clone());
         let (cancel, lost, stop) = (ctx.cancel.clone(), ctx.lost.clone(), ctx.shutdown.clone());
         let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(lease / 3) => {}
@@ -102,25 +102,60 @@ pub async fn run_job(app: &Arc<App>, worker: &str, job: Job, shutdown: &watch::R
                     cancel.store(true, Ordering::Relaxed);
                 }
             }
-        })
+        }))
     };
 
-    let outcome = match job.kind.parse() {
-        Ok(JobKind::IngestUpload) => ingest::run(&ctx).await,
-        Ok(JobKind::Crawl) => crawl::run(&ctx).await,
-        Ok(JobKind::Optimize) => optimize(&ctx).await,
-        Err(_) => Err(JobError::Permanent(format!(
-            "unknown job kind `{}`",
-            job.kind
-        ))),
-    };
-    keeper.abort();
+    let kind = job.kind.parse();
+    let outcome = isolated(async move {
+        match kind {
+            Ok(JobKind::IngestUpload) => ingest::run(&ctx).await,
+            Ok(JobKind::Crawl) => crawl::run(&ctx).await,
+            Ok(JobKind::Optimize) => optimize(&ctx).await,
+            Err(_) => Err(JobError::Permanent(format!(
+                "unknown job kind `{}`",
+                ctx.job.kind
+            ))),
+        }
+    })
+    .await;
     let end = record(app, worker, &job, outcome).await;
     if let Some(state) = end {
         tracing::info!(job = %job.id, state = state.as_str(), "job attempt ended");
         if state.is_finished() {
             cleanup(app, &job).await;
         }
+    }
+}
+
+/// Stops the lease keeper however the attempt ends: a keeper left running
+/// would hold the job `running` forever.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run a job in a task of its own, so that a panic in it fails that job,
+/// with the panic's message, instead of taking the worker down with it.
+async fn isolated<F>(job: F) -> Result<Value, JobError>
+where
+    F: std::future::Future<Output = Result<Value, JobError>> + Send + 'static,
+{
+    match tokio::spawn(job).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(JobError::Permanent(format!("the job panicked: {message}")))
+        }
+        // Aborted: only when the runtime shuts down under it.
+        Err(e) => Err(JobError::Retryable(format!("the job's task ended: {e}"))),
     }
 }
 
@@ -189,4 +224,40 @@ async fn optimize(ctx: &JobContext) -> Result<Value, JobError> {
         .await
         .map_err(|e| JobError::Retryable(e.to_string()))?;
     Ok(serde_json::json!({ "seconds": started.elapsed().as_secs_f64() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_with_its_message_and_the_worker_goes_on() {
+        let outcome = isolated(async {
+            let v: Vec<u8> = Vec::new();
+            // A real panic, as an out-of-range date or index would raise.
+            let _ = v[usize::from(v.is_empty())];
+            Ok(Value::Null)
+        })
+        .await;
+        match outcome {
+            Err(JobError::Permanent(m)) => {
+                assert!(
+                    m.starts_with("the job panicked: index out of bounds"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected a permanent failure, got {other:?}"),
+        }
+        let fine = isolated(async { Ok(serde_json::json!({"ok": true})) }).await;
+        assert!(matches!(fine, Ok(v) if v["ok"] == true));
+    }
+
+    #[tokio::test]
+    async fn the_lease_keeper_stops_when_its_guard_drops() {
+        let keeper = tokio::spawn(std::future::pending::<()>());
+        let abort = keeper.abort_handle();
+        drop(AbortOnDrop(keeper));
+        tokio::task::yield_now().await;
+        assert!(abort.is_finished());
+    }
 }

@@ -836,6 +836,22 @@ fn crawl_jobs_ingest_a_site_and_a_re_crawl_removes_vanished_pages() {
         (422, Some("start_url")),
         "{body}"
     );
+    // A re-crawl interval whose next date cannot be computed is refused up
+    // front (it used to be accepted, and the job panicked when scheduling
+    // the next crawl, leaving it `running` under a renewed lease).
+    let (status, body, _) = s.api.post(
+        &format!("/api/v1/collections/{coll}/crawl"),
+        Some(&admin),
+        Some(json!({
+            "start_url": format!("{}/", site.base),
+            "recrawl_interval_secs": u64::MAX,
+        })),
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("recrawl_interval_secs")),
+        "{body}"
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
