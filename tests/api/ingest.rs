@@ -159,6 +159,12 @@ fn pdf_with_content(content: &[u8], filter: &str) -> Vec<u8> {
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
         stream,
     ];
+    pdf_of(&objects)
+}
+
+/// A PDF of `objects` (numbered from 1, the first the catalog) with a
+/// cross-reference table.
+fn pdf_of(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
@@ -423,6 +429,25 @@ fn deflated_zeros(len: u64) -> Vec<u8> {
     z.finish().unwrap()
 }
 
+/// A one-page PDF whose page draws a form that draws itself.
+fn pdf_with_self_drawing_form() -> Vec<u8> {
+    let draw = "/X1 Do";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+         /Resources << /XObject << /X1 5 0 R >> >> /Contents 4 0 R >>"
+            .to_string(),
+        format!("<< /Length {} >>\nstream\n{draw}\nendstream", draw.len()),
+        format!(
+            "<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] \
+             /Resources << /XObject << /X1 5 0 R >> >> /Length {} >>\nstream\n{draw}\nendstream",
+            draw.len()
+        ),
+    ];
+    pdf_of(&objects.map(String::into_bytes))
+}
+
 /// A PDF without pages whose cross-reference table is a stream holding
 /// `xref_stream`, FlateDecode:
 /// lopdf inflates it while it parses the file, before any page is read.
@@ -444,12 +469,15 @@ fn pdf_with_xref_stream(xref_stream: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Two PDF decompression bombs of 1 GiB each (about a megabyte uploaded):
-/// one in a page's content stream, which the decompression budget stops,
-/// and one in the cross-reference stream, which the parser inflates before
-/// any budget can look, so the extractor process's memory limit stops it.
-/// Both are reported as skipped; the other files of the upload are ingested
-/// and the server stays up.
+/// PDFs built to exhaust the extractor, each about a megabyte uploaded: two
+/// decompression bombs of 1 GiB (in a page's content stream, and in the
+/// cross-reference stream that the parser inflates before reading any page),
+/// which the decompression budget stops, and a form that draws itself, on
+/// which the parser recurses until its stack overflows: no `catch_unwind`
+/// survives that, so it would take the whole server down if the extraction
+/// ran in it; the extractor's child process dies instead. All three are
+/// reported as skipped, the other files of the upload are ingested, and the
+/// server stays up.
 #[test]
 fn pdf_bombs_are_skipped_and_the_rest_of_the_upload_is_ingested() {
     let (s, admin) = stack(&[
@@ -461,25 +489,31 @@ fn pdf_bombs_are_skipped_and_the_rest_of_the_upload_is_ingested() {
     assert!(zeros.len() < 4 << 20, "{}", zeros.len());
     let content_bomb = pdf_with_content(&zeros, " /Filter /FlateDecode");
     let xref_bomb = pdf_with_xref_stream(&zeros);
+    let self_drawing = pdf_with_self_drawing_form();
     let paper = pdf("Superconducting qubits lose coherence through coupling to two-level defects.");
     let files: Vec<(&str, &[u8])> = vec![
         ("content-bomb.pdf", &content_bomb),
         ("notes.md", b"# Glaciology\n\nGlacier retreat is measured with repeated satellite altimetry over many decades."),
         ("xref-bomb.pdf", &xref_bomb),
+        ("self-drawing.pdf", &self_drawing),
         ("paper.pdf", &paper),
     ];
     let job = upload_and_wait(&s, &admin, &coll, &files);
     let result = &job["result"];
     assert_eq!(result["documents_added"], 2, "{result}");
-    assert_eq!(result["files_done"], 4, "{result}");
+    assert_eq!(result["files_done"], 5, "{result}");
     let errors = result["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 2, "{result}");
+    assert_eq!(errors.len(), 3, "{result}");
     for (source, detail) in [
         (
             "content-bomb.pdf",
             "its streams decompress to more than 64 MiB",
         ),
-        ("xref-bomb.pdf", "the extractor was stopped"),
+        (
+            "xref-bomb.pdf",
+            "its streams decompress to more than 64 MiB",
+        ),
+        ("self-drawing.pdf", "the extractor was stopped"),
     ] {
         let e = errors
             .iter()

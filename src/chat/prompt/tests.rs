@@ -325,7 +325,7 @@ fn sources_are_numbered_data_in_the_user_turn_not_the_system_message() {
     assert_eq!(
         p.messages[1],
         ChatMessage::user(
-            "<sources>\n[1]\ns1w0 s1w1 s1w2\n[2] Title 2\ns2w0 s2w1 s2w2\n</sources>\n\nQuestion: q"
+            "<sources>\n[1]\ns1w0 s1w1 s1w2\n\n[2] Title 2\ns2w0 s2w1 s2w2\n</sources>\n\nQuestion: q"
         )
     );
     assert_eq!(p.source_numbers(), vec![1, 2]);

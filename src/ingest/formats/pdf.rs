@@ -290,6 +290,33 @@ mod tests {
         );
     }
 
+    /// lopdf inflates the cross-reference stream while it parses the file's
+    /// structure, before any page or hook.
+    #[test]
+    fn a_bomb_in_the_cross_reference_stream_is_refused_before_parsing() {
+        let bomb = deflated_zeros(64 << 20);
+        let mut pdf = b"%PDF-1.5\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n\
+                        2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+            .to_vec();
+        let xref = pdf.len();
+        pdf.extend_from_slice(
+            format!(
+                "3 0 obj\n<< /Type /XRef /Size 4 /W [1 4 2] /Root 1 0 R /Filter /FlateDecode \
+                 /Length {} >>\nstream\n",
+                bomb.len()
+            )
+            .as_bytes(),
+        );
+        pdf.extend_from_slice(&bomb);
+        pdf.extend_from_slice(
+            format!("\nendstream\nendobj\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+        );
+        assert_limit(
+            load_with(&pdf, &small_limits()),
+            "decompress to more than 8 MiB",
+        );
+    }
+
     #[test]
     fn images_are_not_inflated() {
         // An image XObject that would inflate past the budget: never text,

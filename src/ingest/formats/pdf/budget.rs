@@ -4,6 +4,9 @@
 //! bound. So before lopdf reads a stream, the stream is decoded here the way
 //! lopdf would decode it (same filters, same fallbacks) into a writer that
 //! stops at the budget, and its decoded size is charged against the budget:
+//! - cross-reference streams, which lopdf inflates while it reads the file's
+//!   structure, before any hook runs: found in the raw bytes first
+//!   ([`charge_xref_streams`]);
 //! - object streams, which lopdf expands while loading the document, from a
 //!   load filter (a plain `fn`, hence the thread-local);
 //! - every other stream once the document is loaded, before the text is
@@ -47,8 +50,12 @@ impl Drop for Loading {
 
 /// Parse `bytes`, charging the object streams lopdf expands while loading.
 pub(super) fn load(bytes: &[u8], cap: u64) -> Result<(Document, Budget), Failure> {
+    let mut budget = Budget::new(cap);
+    if charge_xref_streams(bytes, &mut budget).is_err() {
+        return Err(budget.failure());
+    }
     let guard = Loading;
-    LOADING.with(|l| *l.borrow_mut() = Some(Budget::new(cap)));
+    LOADING.with(|l| *l.borrow_mut() = Some(budget));
     let options = LoadOptions {
         filter: Some(load_filter),
         ..LoadOptions::default()
@@ -84,6 +91,115 @@ fn load_filter(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)> 
         });
     }
     Some((id, Object::Null))
+}
+
+/// Charge every cross-reference stream in `bytes`: each object whose
+/// dictionary says `/XRef` and is followed by stream data. Found by
+/// scanning, not parsing (lopdf's parser is not public), so it errs towards
+/// charging: a stray `/XRef` in some other stream's dictionary is charged
+/// too, which costs only budget.
+fn charge_xref_streams(bytes: &[u8], budget: &mut Budget) -> Result<(), Exceeded> {
+    const WINDOW: usize = 64 * 1024;
+    let mut from = 0;
+    while let Some(at) = find(bytes, b"/XRef", from) {
+        from = at + 5;
+        // `/XRefStm` (a trailer key) is not a type.
+        if bytes.get(from).is_some_and(|b| b.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let horizon = bytes.len().min(from + WINDOW);
+        let Some(keyword) = find(&bytes[..horizon], b"stream", from) else {
+            continue;
+        };
+        if find(&bytes[..keyword], b"endobj", from).is_some() {
+            continue;
+        }
+        let dict_start = rfind(&bytes[at.saturating_sub(WINDOW)..at], b"obj")
+            .map_or(at.saturating_sub(WINDOW), |i| at.saturating_sub(WINDOW) + i);
+        let dict = &bytes[dict_start..keyword];
+        let mut data = keyword + b"stream".len();
+        if bytes.get(data) == Some(&b'\r') {
+            data += 1;
+        }
+        if bytes.get(data) == Some(&b'\n') {
+            data += 1;
+        }
+        let end = find(bytes, b"endstream", data).unwrap_or(bytes.len());
+        let stream = Stream::new(raw_stream_dict(dict), bytes[data..end].to_vec());
+        budget.charge(&stream)?;
+    }
+    Ok(())
+}
+
+/// The keys of a raw stream dictionary that decide what decoding costs:
+/// `/Filter` (a name or an array of names) and the predictor's integers.
+fn raw_stream_dict(raw: &[u8]) -> Dictionary {
+    let is_delimiter = |b: u8| b.is_ascii_whitespace() || b"/[]<>()%".contains(&b);
+    let name_at = |at: usize| -> (Vec<u8>, usize) {
+        let end = raw[at..]
+            .iter()
+            .position(|&b| is_delimiter(b))
+            .map_or(raw.len(), |n| at + n);
+        (raw[at..end].to_vec(), end)
+    };
+    let skip_space = |mut at: usize| {
+        while raw.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
+            at += 1;
+        }
+        at
+    };
+    let mut dict = Dictionary::new();
+    if let Some(key) = find(raw, b"/Filter", 0) {
+        let at = skip_space(key + b"/Filter".len());
+        match raw.get(at) {
+            Some(b'/') => {
+                let (name, _) = name_at(at + 1);
+                dict.set("Filter", Object::Name(name));
+            }
+            Some(b'[') => {
+                let mut names = Vec::new();
+                let mut at = skip_space(at + 1);
+                while raw.get(at) == Some(&b'/') {
+                    let (name, end) = name_at(at + 1);
+                    names.push(Object::Name(name));
+                    at = skip_space(end);
+                }
+                dict.set("Filter", Object::Array(names));
+            }
+            _ => {}
+        }
+    }
+    let mut params = Dictionary::new();
+    for key in ["Predictor", "Columns", "Colors", "BitsPerComponent"] {
+        let Some(at) = find(raw, format!("/{key}").as_bytes(), 0) else {
+            continue;
+        };
+        let at = skip_space(at + key.len() + 1);
+        let digits: String = raw[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| b as char)
+            .collect();
+        if let Ok(n) = digits.parse::<i64>() {
+            params.set(key, n);
+        }
+    }
+    if !params.is_empty() {
+        dict.set("DecodeParms", params);
+    }
+    dict
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| from + i)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
 /// The budget is spent.
@@ -416,6 +532,38 @@ mod tests {
         assert!(budget.charge(&s).is_err());
         let tiny = stream(Object::Name(b"FlateDecode".to_vec()), zlib(b"x"));
         assert!(budget.charge(&tiny).is_err());
+    }
+
+    #[test]
+    fn raw_xref_stream_dictionaries_are_read_for_their_decoding_keys() {
+        let d = raw_stream_dict(
+            b"<< /Type /XRef /Filter [ /FlateDecode/LZWDecode ] /DecodeParms \
+              << /Predictor 12 /Columns 5 >> /W [1 2 1] >>",
+        );
+        let s = Stream::new(d, Vec::new());
+        assert_eq!(s.filters().unwrap(), [&b"FlateDecode"[..], b"LZWDecode"]);
+        let params = s.dict.get(b"DecodeParms").unwrap().as_dict().unwrap();
+        assert_eq!(params.get(b"Columns").unwrap().as_i64().unwrap(), 5);
+        let d = raw_stream_dict(b"<</Type/XRef/Filter/FlateDecode/Length 9>>");
+        assert_eq!(
+            Stream::new(d, Vec::new()).filters().unwrap(),
+            [&b"FlateDecode"[..]]
+        );
+    }
+
+    #[test]
+    fn an_xref_stream_bomb_is_charged_before_lopdf_reads_it() {
+        let mut pdf = b"%PDF-1.5\n1 0 obj\n<< /Type /Catalog >>\nendobj\n".to_vec();
+        pdf.extend_from_slice(
+            b"2 0 obj\n<< /Type /XRef /Size 3 /W [1 2 1] /Filter /FlateDecode >>\nstream\n",
+        );
+        pdf.extend_from_slice(&zlib(&[0; 100_000]));
+        pdf.extend_from_slice(b"\nendstream\nendobj\ntrailer << /XRefStm 40 >>\n");
+        let mut budget = Budget::new(99_999);
+        assert!(charge_xref_streams(&pdf, &mut budget).is_err());
+        let mut budget = Budget::new(100_000);
+        assert!(charge_xref_streams(&pdf, &mut budget).is_ok());
+        assert_eq!(budget.used, 100_000);
     }
 
     #[test]

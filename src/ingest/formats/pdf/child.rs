@@ -239,6 +239,15 @@ fn limit_self(limits: &PdfLimits) -> io::Result<()> {
             maximum: Some(cpu + 1),
         },
     )?;
+    // An allocation past the limit aborts the process: no core file of up
+    // to the whole limit left in the server's directory.
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )?;
     Ok(())
 }
 
