@@ -79,9 +79,11 @@ impl Error {
                 ErrorCode::UnsupportedMediaType
             }
             Error::Format(FormatError::UnsafePath { .. }) => ErrorCode::UnsafeArchive,
-            Error::Format(FormatError::Malformed { .. } | FormatError::NoText { .. }) => {
-                ErrorCode::UnreadableFile
-            }
+            Error::Format(
+                FormatError::Malformed { .. }
+                | FormatError::NoText { .. }
+                | FormatError::ExtractionLimit { .. },
+            ) => ErrorCode::UnreadableFile,
             Error::Embed(EmbedError::Missing { .. }) => ErrorCode::ModelsMissing,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,

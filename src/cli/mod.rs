@@ -5,6 +5,7 @@ mod check;
 mod collections;
 mod delete_collection;
 mod eval;
+mod extract_pdf;
 mod ingest;
 mod migrate;
 mod query;
@@ -98,6 +99,10 @@ enum Command {
     DeleteCollection { name: String },
     /// List collections.
     Collections,
+    /// Internal: extract one PDF (stdin) to text (stdout) under resource
+    /// limits; the server runs it as a child process.
+    #[command(hide = true, name = "extract-pdf")]
+    ExtractPdf(extract_pdf::ExtractPdfArgs),
 }
 
 // A plain comment, not a doc comment: clap would take a doc comment for the
@@ -164,6 +169,12 @@ enum UserCommand {
 /// success, 2 for unusable settings, 1 for any other error.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ExtractPdf(args) = &cli.command {
+        return extract_pdf::run(args);
+    }
+    if let Some(exe) = extract_pdf::this_executable() {
+        crate::ingest::formats::extract_pdfs_in_child_processes(exe);
+    }
     let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -219,7 +230,7 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             collection,
             public,
         } => ingest::run(app, &path, &collection, public).await,
-        Command::Migrate | Command::User { .. } => Ok(()),
+        Command::Migrate | Command::User { .. } | Command::ExtractPdf(_) => Ok(()),
         Command::Query {
             query,
             collections,

@@ -18,7 +18,20 @@ pub struct UploadSettings {
     pub zip_max_total_bytes: u64,
     pub zip_max_entry_bytes: u64,
     pub zip_max_ratio: u64,
+    /// PDFs: bytes all of one file's streams may decompress to (also caps
+    /// its text); the address space the extractor process may add to what
+    /// it has mapped at start; and the time one file may take (wall clock,
+    /// and CPU time of the extractor).
+    pub pdf_max_decompressed_bytes: u64,
+    pub pdf_max_memory_bytes: u64,
+    pub pdf_timeout_secs: u64,
 }
+
+/// Below this even a small PDF does not parse.
+pub const PDF_MIN_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// An hour: a PDF that takes longer is not worth a worker.
+pub const PDF_MAX_TIMEOUT_SECS: u64 = 3600;
 
 impl Default for UploadSettings {
     fn default() -> Self {
@@ -31,6 +44,9 @@ impl Default for UploadSettings {
             zip_max_total_bytes: 512 * MIB,
             zip_max_entry_bytes: 64 * MIB,
             zip_max_ratio: 100,
+            pdf_max_decompressed_bytes: 256 * MIB,
+            pdf_max_memory_bytes: 1024 * MIB,
+            pdf_timeout_secs: 60,
         }
     }
 }
@@ -45,11 +61,72 @@ impl UploadSettings {
             ("uploads.zip_max_total_bytes", self.zip_max_total_bytes),
             ("uploads.zip_max_entry_bytes", self.zip_max_entry_bytes),
             ("uploads.zip_max_ratio", self.zip_max_ratio),
+            (
+                "uploads.pdf_max_decompressed_bytes",
+                self.pdf_max_decompressed_bytes,
+            ),
+            ("uploads.pdf_timeout_secs", self.pdf_timeout_secs),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        if self.pdf_max_memory_bytes < PDF_MIN_MEMORY_BYTES {
+            return Err(invalid(
+                "uploads.pdf_max_memory_bytes",
+                format!("must be at least {PDF_MIN_MEMORY_BYTES} (64 MiB)"),
+            ));
+        }
+        // The streams and the text both live in the extractor's memory.
+        if self.pdf_max_decompressed_bytes > self.pdf_max_memory_bytes / 2 {
+            return Err(invalid(
+                "uploads.pdf_max_decompressed_bytes",
+                "must be at most half of uploads.pdf_max_memory_bytes",
+            ));
+        }
+        if self.pdf_timeout_secs > PDF_MAX_TIMEOUT_SECS {
+            return Err(invalid(
+                "uploads.pdf_timeout_secs",
+                format!("must be at most {PDF_MAX_TIMEOUT_SECS} (an hour)"),
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(f: impl FnOnce(&mut UploadSettings)) -> Result<(), String> {
+        let mut u = UploadSettings::default();
+        f(&mut u);
+        u.check().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pdf_limits_are_validated() {
+        assert!(check(|_| {}).is_ok());
+        type Change = fn(&mut UploadSettings);
+        let cases: [(Change, &str); 5] = [
+            (
+                |u| u.pdf_max_decompressed_bytes = 0,
+                "uploads.pdf_max_decompressed_bytes",
+            ),
+            (|u| u.pdf_timeout_secs = 0, "uploads.pdf_timeout_secs"),
+            (|u| u.pdf_timeout_secs = 3601, "uploads.pdf_timeout_secs"),
+            (
+                |u| u.pdf_max_memory_bytes = 1 << 20,
+                "uploads.pdf_max_memory_bytes",
+            ),
+            (
+                |u| u.pdf_max_decompressed_bytes = u.pdf_max_memory_bytes,
+                "uploads.pdf_max_decompressed_bytes",
+            ),
+        ];
+        for (change, key) in cases {
+            let err = check(change).unwrap_err();
+            assert!(err.contains(key), "{err}");
+        }
     }
 }

@@ -9,6 +9,8 @@
 mod archive;
 pub mod beir;
 mod docx;
+#[cfg(test)]
+mod fuzz;
 mod jsonl;
 mod pdf;
 mod sniff;
@@ -20,6 +22,7 @@ use std::path::Path;
 
 use super::load::{html_to_text, markdown_title, text_title, RawDocument};
 
+pub use pdf::{extract_pdf_child, extract_pdfs_in_child_processes};
 pub use sniff::detect;
 
 /// What a file is, judged from its content (see [`detect`]).
@@ -80,6 +83,34 @@ pub struct Limits {
     /// repetitive files legitimately compress far better than 100:1, and
     /// cannot amplify into anything dangerous.
     pub ratio_min_bytes: u64,
+    /// Bounds on extracting the text of one PDF.
+    pub pdf: PdfLimits,
+}
+
+/// Bounds on extracting one PDF. A PDF's streams are compressed with no
+/// ratio limit (and may be compressed twice over), so a small file can
+/// inflate to gigabytes; its content can also make the parser loop or
+/// recurse for a long time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdfLimits {
+    /// Bytes all of its streams may inflate to together; also caps the text
+    /// extracted.
+    pub max_decompressed_bytes: u64,
+    /// Address space the extractor process may map beyond what it has at
+    /// start (see [`extract_pdfs_in_child_processes`]).
+    pub max_memory_bytes: u64,
+    /// Wall-clock time of one extraction, and CPU time of the extractor process.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for PdfLimits {
+    fn default() -> Self {
+        PdfLimits {
+            max_decompressed_bytes: 256 * MIB,
+            max_memory_bytes: 1024 * MIB,
+            timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -92,6 +123,7 @@ impl Default for Limits {
             max_entry_bytes: 64 * MIB,
             max_ratio: 100,
             ratio_min_bytes: MIB,
+            pdf: PdfLimits::default(),
         }
     }
 }
@@ -143,6 +175,10 @@ pub enum FormatError {
     Malformed { file: String, reason: String },
     #[error("{file}: no text to index: {reason}")]
     NoText { file: String, reason: String },
+    /// Extracting the file's text broke [`PdfLimits`]: the file is skipped,
+    /// and the extraction cost no more than the limits.
+    #[error("{file}: the PDF exceeds the extraction limits: {detail}")]
+    ExtractionLimit { file: String, detail: String },
     #[error("{file}: cannot read the file: {source}")]
     Io {
         file: String,
@@ -161,6 +197,7 @@ impl FormatError {
             | FormatError::UnsafePath { file, .. }
             | FormatError::Malformed { file, .. }
             | FormatError::NoText { file, .. }
+            | FormatError::ExtractionLimit { file, .. }
             | FormatError::Io { file, .. } => file,
         }
     }
@@ -179,8 +216,9 @@ impl FormatError {
     }
 
     /// Whether the problem is the entry's alone, so that an archive can skip
-    /// the entry and go on. Limits, unsafe paths and I/O failures concern the
-    /// whole upload (or the server) and stop it.
+    /// the entry and go on. The archive's limits, unsafe paths and I/O
+    /// failures concern the whole upload (or the server) and stop it; a PDF
+    /// too costly to extract was stopped within its own limits.
     fn is_entry_local(&self) -> bool {
         matches!(
             self,
@@ -188,6 +226,7 @@ impl FormatError {
                 | FormatError::Mismatch { .. }
                 | FormatError::Malformed { .. }
                 | FormatError::NoText { .. }
+                | FormatError::ExtractionLimit { .. }
         )
     }
 }
@@ -273,7 +312,7 @@ fn load_kind(
     match kind {
         Kind::Text | Kind::Markdown | Kind::Html => load_text(kind, path, origin),
         Kind::Jsonl => jsonl::load(path, origin),
-        Kind::Pdf => pdf::load(path, origin),
+        Kind::Pdf => pdf::load(path, origin, &limits.pdf),
         Kind::Docx => docx::load(path, origin, limits),
         // Archives are expanded only at the top level (see `archive`).
         Kind::Zip => Err(FormatError::Unsupported {
@@ -704,6 +743,7 @@ mod tests {
             max_entry_bytes: 4 * MIB,
             max_ratio: 100,
             ratio_min_bytes: MIB,
+            pdf: PdfLimits::default(),
         };
         let err = limits
             .entry_budget("a.zip", "big", 5 * MIB, 5 * MIB, 10 * MIB)

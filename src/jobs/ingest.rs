@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::config::UploadSettings;
 use crate::db::collections::Collection;
 use crate::db::{collections, documents};
-use crate::ingest::formats::{self, Limits};
+use crate::ingest::formats::{self, Limits, PdfLimits};
 use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
 use crate::ingest::screen::{Screener, SkipReason, SkippedDoc};
@@ -69,6 +69,11 @@ pub fn limits(u: &UploadSettings) -> Limits {
         max_total_bytes: u.zip_max_total_bytes,
         max_entry_bytes: u.zip_max_entry_bytes,
         max_ratio: u.zip_max_ratio,
+        pdf: PdfLimits {
+            max_decompressed_bytes: u.pdf_max_decompressed_bytes,
+            max_memory_bytes: u.pdf_max_memory_bytes,
+            timeout: std::time::Duration::from_secs(u.pdf_timeout_secs),
+        },
         ..Limits::default()
     }
 }

@@ -8,6 +8,7 @@
 pub mod extractive;
 #[cfg(feature = "local-llm")]
 pub mod local;
+pub mod markers;
 pub mod openai;
 
 use std::fmt;
@@ -99,9 +100,9 @@ pub struct Source {
 
 /// What a model is asked to answer.
 ///
-/// `messages` is the complete prompt (system rules with the numbered sources,
-/// the history that fitted, then the question as the last user message), as
-/// built by `chat::prompt`. `sources` and `question` repeat the structured
+/// `messages` is the complete prompt (the system rules, the history that
+/// fitted, then one user message with the numbered sources as quoted data and
+/// the question), as built by `chat::prompt`. `sources` and `question` repeat the structured
 /// parts for models that do not read prompts (the extractive one); a model
 /// that does read the prompt ignores them.
 #[derive(Debug, Clone, PartialEq)]

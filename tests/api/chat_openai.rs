@@ -129,24 +129,29 @@ fn openai_backend_streams_checked_citations_and_reports_upstream_errors() {
     assert_eq!(r.body["model"], "mock");
     assert_eq!(r.body["stream"], true);
     assert!(r.body["max_tokens"].as_u64().unwrap() > 0, "{}", r.body);
+    // The sources are data in the user's turn, not in the system message.
     let messages = r.body["messages"].as_array().expect("messages");
     assert_eq!(messages[0]["role"], "system");
     let system = messages[0]["content"].as_str().unwrap();
+    let last = messages.last().unwrap();
+    assert_eq!(last["role"], "user");
+    let turn = last["content"].as_str().unwrap();
+    assert!(turn.starts_with("<sources>\n"), "{turn}");
+    assert!(
+        turn.ends_with(&format!("</sources>\n\nQuestion: {QUESTION}")),
+        "{turn}"
+    );
     let sources = frames[1]["items"].as_array().unwrap();
     assert!(!sources.is_empty());
     for src in sources {
         let n = src["n"].as_u64().unwrap();
-        assert!(system.contains(&format!("[{n}]")), "[{n}] not in {system}");
+        let title = src["title"].as_str().unwrap();
         assert!(
-            system.contains(src["title"].as_str().unwrap()),
-            "title of [{n}] not in {system}"
+            turn.contains(&format!("[{n}] {title}")),
+            "[{n}] not in {turn}"
         );
+        assert!(!system.contains(title), "title of [{n}] in {system}");
     }
-    let last = messages.last().unwrap();
-    assert_eq!(
-        (last["role"].as_str(), last["content"].as_str()),
-        (Some("user"), Some(QUESTION))
-    );
     let stored = stored_answer(&s, &ann, frames[0]["id"].as_str().unwrap());
     assert_eq!(stored["content"], text.as_str());
     assert_eq!(stored["metadata"]["model"], "mock");

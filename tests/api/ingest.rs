@@ -140,19 +140,38 @@ fn docx(paragraphs: &[&str], title: &str) -> Vec<u8> {
 
 /// A one-page PDF with a text layer.
 fn pdf(text: &str) -> Vec<u8> {
-    let content = format!("BT /F1 12 Tf 72 712 Td ({text}) Tj ET");
+    pdf_with_content(
+        format!("BT /F1 12 Tf 72 712 Td ({text}) Tj ET").as_bytes(),
+        "",
+    )
+}
+
+/// A one-page PDF whose content stream is `content`, with `filter` keys
+/// (`/Filter /FlateDecode`) in the stream's dictionary.
+fn pdf_with_content(content: &[u8], filter: &str) -> Vec<u8> {
+    let mut stream = format!("<< /Length {}{filter} >>\nstream\n", content.len()).into_bytes();
+    stream.extend_from_slice(content);
+    stream.extend_from_slice(b"\nendstream");
     let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_string(),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
-        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
+        stream,
     ];
+    pdf_of(&objects)
+}
+
+/// A PDF of `objects` (numbered from 1, the first the catalog) with a
+/// cross-reference table.
+fn pdf_of(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
         offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
     out.extend_from_slice(
@@ -394,6 +413,134 @@ fn every_format_is_ingested_through_the_upload_api() {
     let (ann, _) = s.login("ann");
     let (status, body) = upload(&s, &ann, &coll, &[("x.txt", b"text")]);
     assert_eq!(status, 403, "{body}");
+}
+
+/// `len` zero bytes as a zlib (PDF FlateDecode) stream, about a thousandth
+/// of `len`, compressed without holding the zeros in memory.
+fn deflated_zeros(len: u64) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        z.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    z.finish().unwrap()
+}
+
+/// A one-page PDF whose page draws a form that draws itself.
+fn pdf_with_self_drawing_form() -> Vec<u8> {
+    let draw = "/X1 Do";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+         /Resources << /XObject << /X1 5 0 R >> >> /Contents 4 0 R >>"
+            .to_string(),
+        format!("<< /Length {} >>\nstream\n{draw}\nendstream", draw.len()),
+        format!(
+            "<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] \
+             /Resources << /XObject << /X1 5 0 R >> >> /Length {} >>\nstream\n{draw}\nendstream",
+            draw.len()
+        ),
+    ];
+    pdf_of(&objects.map(String::into_bytes))
+}
+
+/// A PDF without pages whose cross-reference table is a stream holding
+/// `xref_stream`, FlateDecode:
+/// lopdf inflates it while it parses the file, before any page is read.
+fn pdf_with_xref_stream(xref_stream: &[u8]) -> Vec<u8> {
+    let mut out = b"%PDF-1.5\n".to_vec();
+    out.extend_from_slice(b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n");
+    out.extend_from_slice(b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n");
+    let xref = out.len();
+    out.extend_from_slice(
+        format!(
+            "3 0 obj\n<< /Type /XRef /Size 4 /W [1 4 2] /Root 1 0 R /Filter /FlateDecode \
+             /Length {} >>\nstream\n",
+            xref_stream.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(xref_stream);
+    out.extend_from_slice(format!("\nendstream\nendobj\nstartxref\n{xref}\n%%EOF\n").as_bytes());
+    out
+}
+
+/// PDFs built to exhaust the extractor, each about a megabyte uploaded: two
+/// decompression bombs of 1 GiB (in a page's content stream, and in the
+/// cross-reference stream that the parser inflates before reading any page),
+/// which the decompression budget stops, and a form that draws itself, on
+/// which the parser recurses until its stack overflows: no `catch_unwind`
+/// survives that, so it would take the whole server down if the extraction
+/// ran in it; the extractor's child process dies instead. All three are
+/// reported as skipped, the other files of the upload are ingested, and the
+/// server stays up.
+#[test]
+fn pdf_bombs_are_skipped_and_the_rest_of_the_upload_is_ingested() {
+    let (s, admin) = stack(&[
+        ("RAGCHAT_UPLOADS_PDF_MAX_DECOMPRESSED_BYTES", "67108864"),
+        ("RAGCHAT_UPLOADS_PDF_MAX_MEMORY_BYTES", "268435456"),
+    ]);
+    let coll = create_collection(&s, &admin, "bombs");
+    let zeros = deflated_zeros(1 << 30);
+    assert!(zeros.len() < 4 << 20, "{}", zeros.len());
+    let content_bomb = pdf_with_content(&zeros, " /Filter /FlateDecode");
+    let xref_bomb = pdf_with_xref_stream(&zeros);
+    let self_drawing = pdf_with_self_drawing_form();
+    let paper = pdf("Superconducting qubits lose coherence through coupling to two-level defects.");
+    let files: Vec<(&str, &[u8])> = vec![
+        ("content-bomb.pdf", &content_bomb),
+        ("notes.md", b"# Glaciology\n\nGlacier retreat is measured with repeated satellite altimetry over many decades."),
+        ("xref-bomb.pdf", &xref_bomb),
+        ("self-drawing.pdf", &self_drawing),
+        ("paper.pdf", &paper),
+    ];
+    let job = upload_and_wait(&s, &admin, &coll, &files);
+    let result = &job["result"];
+    assert_eq!(result["documents_added"], 2, "{result}");
+    assert_eq!(result["files_done"], 5, "{result}");
+    let errors = result["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{result}");
+    for (source, detail) in [
+        (
+            "content-bomb.pdf",
+            "its streams decompress to more than 64 MiB",
+        ),
+        (
+            "xref-bomb.pdf",
+            "its streams decompress to more than 64 MiB",
+        ),
+        ("self-drawing.pdf", "the extractor was stopped"),
+    ] {
+        let e = errors
+            .iter()
+            .find(|e| e["source"] == source)
+            .unwrap_or_else(|| panic!("{result}"));
+        let msg = e["error"].as_str().unwrap();
+        assert!(
+            msg.starts_with("the PDF exceeds the extraction limits: "),
+            "{msg}"
+        );
+        assert!(msg.contains(detail), "{msg}");
+    }
+
+    // The server is up and the other files are searchable.
+    let (status, _, _) = s.api.get("/health", None);
+    assert_eq!(status, 200);
+    for (q, source) in [
+        ("superconducting qubits coherence", "paper.pdf"),
+        ("glacier satellite altimetry", "notes.md"),
+    ] {
+        let hits = search(&s, &admin, "bombs", q, "lexical");
+        assert_eq!(
+            sources(&hits).first().map(String::as_str),
+            Some(source),
+            "{hits:?}"
+        );
+    }
 }
 
 #[test]

@@ -33,27 +33,42 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 /// A one-page PDF whose page draws `content`, with an Info dictionary when
 /// `title` is given.
 pub fn make_pdf(content: &str, title: Option<&str>) -> Vec<u8> {
+    make_pdf_with_stream("", content.as_bytes(), title)
+}
+
+/// [`make_pdf`] with raw content-stream bytes; `stream_keys` are added to
+/// the stream's dictionary (`/Filter /FlateDecode`).
+pub fn make_pdf_with_stream(stream_keys: &str, content: &[u8], title: Option<&str>) -> Vec<u8> {
+    let mut stream = format!("<< /Length {}{stream_keys} >>\nstream\n", content.len()).into_bytes();
+    stream.extend_from_slice(content);
+    stream.extend_from_slice(b"\nendstream");
     let mut objects = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
          /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
-            .to_string(),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-            .to_string(),
-        format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
-        ),
+            .to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
+        stream,
     ];
-    if let Some(title) = title {
-        objects.push(format!("<< /Title ({title}) /Producer (ragchat tests) >>"));
-    }
-    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let info = title.map(|title| {
+        objects.push(format!("<< /Title ({title}) /Producer (ragchat tests) >>").into_bytes());
+        objects.len()
+    });
+    pdf_of_objects(&objects, info)
+}
+
+/// A PDF of `objects` (numbered from 1, the first the catalog) with a
+/// classic cross-reference table; `info` is the Info dictionary's number.
+pub fn pdf_of_objects(objects: &[Vec<u8>], info: Option<usize>) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.5\n".to_vec();
     let mut offsets = Vec::new();
     for (i, object) in objects.iter().enumerate() {
         offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(object);
+        pdf.extend_from_slice(b"\nendobj\n");
     }
     let xref = pdf.len();
     pdf.extend_from_slice(
@@ -62,8 +77,8 @@ pub fn make_pdf(content: &str, title: Option<&str>) -> Vec<u8> {
     for offset in offsets {
         pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
     }
-    let info = match title {
-        Some(_) => format!(" /Info {} 0 R", objects.len()),
+    let info = match info {
+        Some(n) => format!(" /Info {n} 0 R"),
         None => String::new(),
     };
     pdf.extend_from_slice(
@@ -74,6 +89,22 @@ pub fn make_pdf(content: &str, title: Option<&str>) -> Vec<u8> {
         .as_bytes(),
     );
     pdf
+}
+
+/// `len` zero bytes, deflated (zlib) as a PDF FlateDecode stream holds
+/// them, without holding them in memory: the compressed size is about a
+/// thousandth of `len`.
+pub fn deflated_zeros(len: u64) -> Vec<u8> {
+    use flate2::write::ZlibEncoder;
+    let mut encoder = ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        encoder.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    encoder.finish().unwrap()
 }
 
 /// A ZIP of `(name, content)` entries, deflated; names ending in `/` are
