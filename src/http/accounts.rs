@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{client_ip, rate_limit};
+use super::extract::{client_ip, rate_limit, rate_limit_caller};
 use super::views::{SessionView, UserView};
 use crate::app::App;
 use crate::auth::{self, password, Caller, Role, TokenPair};
@@ -158,13 +158,7 @@ pub async fn change_password(
 ) -> Result<HttpResponse, Error> {
     caller.require_session()?;
     // Two Argon2 runs, and a way to guess the current password: login's limits.
-    rate_limit(
-        &app,
-        Bucket::Login,
-        &client_ip(&req, &app),
-        Some(&caller.user.id),
-    )
-    .await?;
+    rate_limit_caller(&req, &app, Bucket::Login, &caller).await?;
     let b = body.into_inner();
     auth::check_password(
         "new_password",

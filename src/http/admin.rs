@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{client_ip, next_cursor, rate_limit, PageParams};
+use super::extract::{next_cursor, rate_limit_caller, PageParams};
 use super::views::{Page, UserView};
 use crate::app::App;
 use crate::auth::{self, Caller, Role};
@@ -60,13 +60,7 @@ pub async fn create_user(
     caller.require_admin()?;
     // An Argon2 hash per user: login's limits, so a leaked admin key cannot
     // flood the CPU either.
-    rate_limit(
-        &app,
-        Bucket::Login,
-        &client_ip(&req, &app),
-        Some(&caller.user.id),
-    )
-    .await?;
+    rate_limit_caller(&req, &app, Bucket::Login, &caller).await?;
     let b = body.into_inner();
     let role = check_role(b.role.as_deref().unwrap_or(Role::User.as_str()))?;
     let user = auth::create_user(

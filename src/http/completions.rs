@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::extract::{client_ip, rate_limit};
+use super::extract::rate_limit_caller;
 use super::middleware::{client_closed, ClientGone};
 use super::views::{ChunkView, CompletionView, Delta, StreamError, StreamErrorView};
 use crate::app::App;
@@ -116,13 +116,7 @@ pub async fn completions(
 ) -> Result<HttpResponse, Error> {
     caller.require_scope(Scope::Chat)?;
     let app: Arc<App> = app.into_inner();
-    rate_limit(
-        &app,
-        Bucket::Chat,
-        &client_ip(&req, &app),
-        Some(&caller.user.id),
-    )
-    .await?;
+    rate_limit_caller(&req, &app, Bucket::Chat, &caller).await?;
     let b = body.into_inner();
     let (question, history) = split(&b.messages)?;
     let ask = Ask {

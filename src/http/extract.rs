@@ -149,6 +149,16 @@ pub async fn rate_limit(app: &App, bucket: Bucket, ip: &str, user: Option<&str>)
     Ok(())
 }
 
+/// [`rate_limit`] for an authenticated request: its address and its user.
+pub async fn rate_limit_caller(
+    req: &HttpRequest,
+    app: &App,
+    bucket: Bucket,
+    caller: &Caller,
+) -> Result<()> {
+    rate_limit(app, bucket, &client_ip(req, app), Some(&caller.user.id)).await
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {

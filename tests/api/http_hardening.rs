@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::client::{assert_error, assert_invalid_field, expect, Resp};
+use crate::helpers::client::{assert_error, assert_invalid_field, expect, forwarded_for, Resp};
 use crate::helpers::openai_mock::{self, End, MockLlm, Reply};
-use crate::helpers::ws::{answer_frames, connect, make_public, send};
+use crate::helpers::ws::{answer_frames, connect, make_public, messages, send};
 use crate::helpers::{self, check_consistent, fixtures, run, run_ok, TestApp};
 
 const QUESTION: &str = "What happens to the pressure across a normal shock wave?";
@@ -234,15 +234,7 @@ fn a_failing_model_reaches_clients_as_a_code_and_a_request_id() {
     );
     assert_no_detail(&error.to_string(), port);
     let conv = frames[0]["id"].as_str().expect("conversation id");
-    let stored = expect(
-        s.api.get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&ann),
-        ),
-        200,
-        "messages",
-    );
-    assert_no_detail(&stored.to_string(), port);
+    assert_no_detail(&messages(&s, &ann, conv).to_string(), port);
 }
 
 /// Send `body` to `path` on a raw connection and leave once the model has
@@ -309,29 +301,26 @@ fn an_answer_in_one_body_stops_when_its_client_leaves() {
         "the model's response stayed open after the client of the messages endpoint left"
     );
     // The partial answer is kept, marked cancelled.
-    let stored = expect(
-        s.api.get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&ann),
-        ),
-        200,
-        "messages",
-    );
+    let cancelled = || messages(&s, &ann, &conv)["items"][1]["metadata"]["cancelled"] == true;
     assert!(
-        eventually(Duration::from_secs(30), || {
-            let stored = s.api.get(
-                &format!("/api/v1/conversations/{conv}/messages"),
-                Some(&ann),
-            );
-            stored.1["items"][1]["metadata"]["cancelled"] == true
-        }),
-        "{stored}"
+        eventually(Duration::from_secs(30), cancelled),
+        "{}",
+        messages(&s, &ann, &conv)
     );
 }
 
-/// The client address as the server sees it with `trust_forwarded_for`.
-fn from(ip: &str) -> [(&'static str, &str); 1] {
-    [("x-forwarded-for", ip)]
+/// Login's limits, small: three tokens per name, per user and per address.
+const TIGHT_LOGIN_LIMITS: [(&str, &str); 4] = [
+    ("RAGCHAT_RATE_LIMIT_ENABLED", "true"),
+    ("RAGCHAT_RATE_LIMIT_LOGIN_BURST", "3"),
+    ("RAGCHAT_RATE_LIMIT_LOGIN_PER_MINUTE", "1"),
+    ("RAGCHAT_RATE_LIMIT_IP_FACTOR", "1"),
+];
+
+fn tight_limits(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut env = TIGHT_LOGIN_LIMITS.to_vec();
+    env.extend_from_slice(extra);
+    env
 }
 
 #[test]
@@ -339,18 +328,14 @@ fn password_endpoints_spend_login_tokens() {
     let s = TestApp::start(
         &[("root", true), ("ann", false)],
         &[],
-        &[
+        &tight_limits(&[
             ("RAGCHAT_AUTH_REGISTRATION", "open"),
-            ("RAGCHAT_RATE_LIMIT_ENABLED", "true"),
-            ("RAGCHAT_RATE_LIMIT_LOGIN_BURST", "3"),
-            ("RAGCHAT_RATE_LIMIT_LOGIN_PER_MINUTE", "1"),
-            ("RAGCHAT_RATE_LIMIT_IP_FACTOR", "1"),
             ("RAGCHAT_RATE_LIMIT_TRUST_FORWARDED_FOR", "true"),
-        ],
+        ]),
     );
     let api = &s.api;
     let post = |path: &str, token: Option<&str>, body: Value, ip: &str| {
-        api.request_with(Method::POST, path, token, Some(body), &from(ip))
+        api.request_with(Method::POST, path, token, Some(body), &forwarded_for(ip))
     };
     let register = |name: &str, ip: &str| {
         post(
@@ -381,16 +366,17 @@ fn password_endpoints_spend_login_tokens() {
     assert!(headers.get("retry-after").is_some());
 
     // A password change, per user: wrong current passwords from many places.
-    let (access, _) = {
+    let login = |name: &str, ip: &str| {
         let (status, body, _) = post(
             "/api/v1/auth/login",
             None,
-            json!({"username": "ann", "password": helpers::client::PASSWORD}),
-            "10.0.3.1",
+            json!({"username": name, "password": helpers::client::PASSWORD}),
+            ip,
         );
         assert_eq!(status, 200, "{body}");
-        helpers::client::token_pair(&body)
+        helpers::client::token_pair(&body).0
     };
+    let access = login("ann", "10.0.3.1");
     let change = |ip: &str| {
         post(
             "/api/v1/users/me/password",
@@ -407,16 +393,7 @@ fn password_endpoints_spend_login_tokens() {
     assert_error(status, &body, 429, "rate_limited");
 
     // An admin creating users, per admin.
-    let (root, _) = {
-        let (status, body, _) = post(
-            "/api/v1/auth/login",
-            None,
-            json!({"username": "root", "password": helpers::client::PASSWORD}),
-            "10.0.5.1",
-        );
-        assert_eq!(status, 200, "{body}");
-        helpers::client::token_pair(&body)
-    };
+    let root = login("root", "10.0.5.1");
     let create = |name: &str, ip: &str| {
         post(
             "/api/v1/admin/users",
@@ -438,15 +415,11 @@ fn the_client_is_the_right_most_address_no_trusted_proxy_wrote() {
     let s = TestApp::start(
         &[],
         &[],
-        &[
-            ("RAGCHAT_RATE_LIMIT_ENABLED", "true"),
-            ("RAGCHAT_RATE_LIMIT_LOGIN_BURST", "3"),
-            ("RAGCHAT_RATE_LIMIT_LOGIN_PER_MINUTE", "1"),
-            ("RAGCHAT_RATE_LIMIT_IP_FACTOR", "1"),
+        &tight_limits(&[
             ("RAGCHAT_RATE_LIMIT_TRUST_FORWARDED_FOR", "true"),
             // The tests' own connections come from here.
             ("RAGCHAT_RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1"),
-        ],
+        ]),
     );
     let mut n = 0;
     let mut login = |forwarded: &str| {
@@ -456,7 +429,7 @@ fn the_client_is_the_right_most_address_no_trusted_proxy_wrote() {
             "/api/v1/auth/login",
             None,
             Some(json!({"username": format!("nobody{n}"), "password": "wrong password"})),
-            &from(forwarded),
+            &forwarded_for(forwarded),
         )
     };
     // Three attempts per address (fresh names, so only the address counts),
@@ -509,16 +482,7 @@ fn the_client_is_the_right_most_address_no_trusted_proxy_wrote() {
 
 #[test]
 fn an_over_long_login_name_is_refused_before_the_rate_limiter() {
-    let s = TestApp::start(
-        &[("kim", false)],
-        &[],
-        &[
-            ("RAGCHAT_RATE_LIMIT_ENABLED", "true"),
-            ("RAGCHAT_RATE_LIMIT_LOGIN_BURST", "3"),
-            ("RAGCHAT_RATE_LIMIT_LOGIN_PER_MINUTE", "1"),
-            ("RAGCHAT_RATE_LIMIT_IP_FACTOR", "1"),
-        ],
-    );
+    let s = TestApp::start(&[("kim", false)], &[], &TIGHT_LOGIN_LIMITS);
     let login = |body: Value| s.api.post("/api/v1/auth/login", None, Some(body));
     for i in 0..6 {
         let name = format!("{i}{}", "x".repeat(300));

@@ -182,6 +182,11 @@ pub fn assert_unauthorized(resp: &Resp, code: &str) {
     );
 }
 
+/// The client IP as the server sees it with `rate_limit.trust_forwarded_for`.
+pub fn forwarded_for(ip: &str) -> [(&'static str, &str); 1] {
+    [("x-forwarded-for", ip)]
+}
+
 /// `Retry-After` as whole seconds.
 pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
     headers
