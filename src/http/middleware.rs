@@ -4,16 +4,19 @@
 
 use std::future::{ready, Ready};
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+use actix_web::http::header::{
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS,
+};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::error::Error;
+use super::views::ErrorBody;
+use crate::error::{generic_message, Error, ErrorCode};
 use crate::telemetry::request_id;
 
 /// The response header that names the request (and its log lines).
@@ -35,7 +38,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> actix_web::Result<ServiceResponse<EitherBody<impl MessageBody>>> {
+) -> actix_web::Result<ServiceResponse<impl MessageBody>> {
     let id = req
         .extensions()
         .get::<tracing_actix_web::RequestId>()
@@ -45,15 +48,13 @@ pub async fn request_context(
     // drops it because the client went away.
     let (client_here, gone) = watch::channel(());
     req.extensions_mut().insert(ClientGone(gone));
-    let http_req = req.request().clone();
+    // (No clone of the request may be kept here: routing needs it unshared.)
     let handler = request_id::scope(&id, next.call(req)).instrument(tracing::Span::current());
     let mut res = match actix_web::rt::spawn(handler).await {
-        Ok(Ok(res)) => res.map_into_left_body(),
-        Ok(Err(e)) => ServiceResponse::from_err(e, http_req).map_into_right_body(),
+        Ok(res) => res?,
         Err(panicked) => {
-            let e = Error::Internal(format!("request handler: {panicked}"));
-            let res = request_id::scope(&id, async { e.error_response() }).await;
-            ServiceResponse::new(http_req, res).map_into_right_body()
+            tracing::error!(error = %panicked, "request handler panicked");
+            return Err(HandlerPanicked { request_id: id }.into());
         }
     };
     drop(client_here);
@@ -61,11 +62,42 @@ pub async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(X_REQUEST_ID, v);
     }
-    // An API answers JSON (or event streams) for one caller: no content
-    // sniffing into HTML, and nothing kept by a shared cache or the browser.
+    secure(headers);
+    Ok(res)
+}
+
+/// The headers of every response: an API answers JSON (or event streams)
+/// for one caller, so no content sniffing into HTML, and nothing kept by a
+/// shared cache or the browser.
+fn secure(headers: &mut HeaderMap) {
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+}
+
+/// A handler that panicked: a JSON 500 like any other, built outside the
+/// request's task (which is gone), so it carries its id explicitly.
+#[derive(Debug, thiserror::Error)]
+#[error("request handler panicked")]
+struct HandlerPanicked {
+    request_id: String,
+}
+
+impl ResponseError for HandlerPanicked {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = ErrorCode::Internal;
+        let mut body = ErrorBody::new(code, generic_message(code));
+        body.error.request_id = Some(self.request_id.clone());
+        let mut res = HttpResponse::InternalServerError().json(body);
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            res.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        secure(res.headers_mut());
+        res
+    }
 }
 
 /// Resolves once the client of this request has gone away, for handlers
@@ -217,11 +249,22 @@ mod tests {
             .expect("the detail is logged");
         assert!(line.contains(&id), "{line}");
 
-        let res =
-            test::call_service(&app, test::TestRequest::get().uri("/panic").to_request()).await;
+        // A panic surfaces as an error, which actix answers with its response.
+        let Err(panicked) =
+            test::try_call_service(&app, test::TestRequest::get().uri("/panic").to_request()).await
+        else {
+            panic!("a panicking handler answered normally");
+        };
+        let res = panicked.error_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let id = header(&res, &X_REQUEST_ID);
-        let body: serde_json::Value = test::read_body_json(res).await;
+        let id = res
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .expect("X-Request-Id")
+            .to_string();
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "internal");
         assert_eq!(body["error"]["request_id"], id.as_str());
         assert!(!body.to_string().contains("secret"), "{body}");

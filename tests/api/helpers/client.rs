@@ -157,6 +157,16 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str)
     );
 }
 
+/// An error body without its `request_id`, which differs per request, to
+/// compare what two failures tell the client.
+pub fn without_request_id(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(error) = body.get_mut("error").and_then(Value::as_object_mut) {
+        error.remove("request_id");
+    }
+    body
+}
+
 /// `422 invalid_field` naming `field`.
 #[track_caller]
 pub fn assert_invalid_field(status: u16, body: &Value, field: &str) {
