@@ -94,6 +94,57 @@ impl Error {
     pub fn status(&self) -> u16 {
         self.code().status()
     }
+
+    /// What the client is told. A refusal (`Error::new`) and any 4xx are
+    /// written for the caller and say what to fix; a failure on our side
+    /// carries backend detail (addresses, paths, OS errors) that belongs in
+    /// the log under the request id, so the client gets a fixed sentence.
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::Rejected { message, .. } => message.clone(),
+            e if e.status() < 500 => e.to_string(),
+            e => generic_message(e.code()).to_string(),
+        }
+    }
+}
+
+/// The sentence a client sees for a failure on the server's side.
+pub fn generic_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Unavailable => "the service is temporarily unavailable; try again later",
+        ErrorCode::ModelsMissing => "the embedding model is not installed on the server",
+        _ => "internal error; quote the request id when reporting it",
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_detail_stays_out_of_client_messages() {
+        let detail = "connection refused: 10.1.2.3:5432 (os error 111)";
+        for e in [
+            Error::Internal(detail.into()),
+            Error::Unavailable(detail.into()),
+        ] {
+            let shown = e.client_message();
+            assert!(
+                !shown.contains("10.1.2.3") && !shown.contains("os error"),
+                "{shown}"
+            );
+            assert_eq!(shown, generic_message(e.code()));
+        }
+        // The caller's own mistakes and explicit refusals are told as written.
+        assert_eq!(
+            Error::field("top_k", "must be between 1 and 50").client_message(),
+            "`top_k`: must be between 1 and 50"
+        );
+        assert_eq!(
+            Error::new(ErrorCode::Unavailable, "the model did not answer in time").client_message(),
+            "the model did not answer in time"
+        );
+    }
+}

@@ -184,6 +184,7 @@ mod tests {
             chat_per_minute: per_minute,
             chat_burst: burst,
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
             ip_factor: 1,
         }
     }

@@ -21,6 +21,7 @@ use crate::db::now;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ids::MessageId;
 use crate::llm::{ChatMessage, Role, Usage};
+use crate::telemetry::request_id;
 
 /// What the knowledge base says when it has nothing relevant.
 pub const REFUSAL: &str = "The knowledge base does not cover this question: none of the documents you can access contain a relevant passage.";
@@ -80,17 +81,28 @@ pub enum Event {
         usage: Usage,
         timings: Timings,
     },
+    /// `message` is for the client: never a backend's own error text,
+    /// which is logged under `request_id`.
     Error {
         code: String,
         message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
 }
 
 impl Event {
+    /// The error event for `e`, as the client may see it.
     pub fn error(e: &Error) -> Self {
+        Event::failure(e.code().as_str(), e.client_message())
+    }
+
+    /// An error event of the current request.
+    pub fn failure(code: &str, message: impl Into<String>) -> Self {
         Event::Error {
-            code: e.code().to_string(),
-            message: e.to_string(),
+            code: code.to_string(),
+            message: message.into(),
+            request_id: request_id::current(),
         }
     }
 
@@ -112,7 +124,8 @@ pub fn error_of(code: &str, message: String) -> Error {
         c if c == ErrorCode::CollectionNotFound.as_str() => {
             Error::new(ErrorCode::CollectionNotFound, message)
         }
-        _ => Error::Unavailable(format!("{code}: {message}")),
+        // The event's message is already the client's (see `Event::Error`).
+        _ => Error::new(ErrorCode::Unavailable, message),
     }
 }
 
@@ -220,8 +233,8 @@ pub async fn run(
 ) {
     let mut sink = Sink { tx, gone: false };
     if let Err(e) = answer(&app, &caller, &thread, &ask, &mut sink, &mut cancel).await {
-        if e.code() == ErrorCode::Internal {
-            tracing::error!(error = %e, "chat answer failed");
+        if e.status() >= 500 {
+            tracing::error!(code = %e.code(), error = %e, "chat answer failed");
         }
         sink.send(Event::error(&e)).await;
     }
@@ -350,10 +363,25 @@ mod tests {
         let e = Event::Error {
             code: "busy".into(),
             message: "m".into(),
+            request_id: None,
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"type": "error", "code": "busy", "message": "m"})
+        );
+    }
+
+    #[tokio::test]
+    async fn error_events_carry_the_request_id_not_the_detail() {
+        let e = Error::Unavailable("database at 10.0.0.7:5432: connection refused".into());
+        let frame = request_id::scope("req-42", async { Event::error(&e) }).await;
+        let v = serde_json::to_value(&frame).unwrap();
+        assert_eq!(v["code"], "unavailable");
+        assert_eq!(v["request_id"], "req-42");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            !message.contains("10.0.0.7") && !message.contains("refused"),
+            "{v}"
         );
     }
 }

@@ -2,8 +2,10 @@
 //! with a single response instead of a stream (the messages endpoint without
 //! SSE, and `/v1/chat/completions` without `stream`).
 
+use std::future::Future;
+
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::answer::{error_of, Event, SourceItem, Timings};
 use crate::error::Result;
@@ -65,8 +67,65 @@ pub async fn collect(rx: &mut mpsc::Receiver<Event>) -> Result<Collected> {
                 // `done` is the last event.
                 break;
             }
-            Event::Error { code, message } => return Err(error_of(&code, message)),
+            Event::Error { code, message, .. } => return Err(error_of(&code, message)),
         }
     }
     Ok(out)
+}
+
+/// [`collect`], unless `stop` comes first (the client went away): then the
+/// answer is cancelled, which drops the model's stream and stops generating,
+/// and there is nothing to return.
+pub async fn collect_unless(
+    rx: &mut mpsc::Receiver<Event>,
+    cancel: watch::Sender<bool>,
+    stop: impl Future<Output = ()>,
+) -> Option<Result<Collected>> {
+    let collected = tokio::select! {
+        r = collect(rx) => Some(r),
+        () = stop => {
+            let _ = cancel.send(true);
+            None
+        }
+    };
+    // The answer is over (or cancelled); only now may the cancel switch go.
+    drop(cancel);
+    collected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_client_leaving_cancels_the_answer() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        // An answer that streams until it is cancelled.
+        let answer = tokio::spawn(async move {
+            tx.send(Event::Delta {
+                text: "so far".into(),
+            })
+            .await
+            .unwrap();
+            cancel_rx.changed().await.unwrap();
+            *cancel_rx.borrow()
+        });
+        let out = collect_unless(&mut rx, cancel_tx, async {}).await;
+        assert!(out.is_none());
+        assert!(
+            answer.await.unwrap(),
+            "the answer saw the cancel switch flip"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_ends_is_collected() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let (cancel_tx, _cancel_rx) = watch::channel(false);
+        tx.send(Event::Delta { text: "all".into() }).await.unwrap();
+        drop(tx);
+        let out = collect_unless(&mut rx, cancel_tx, std::future::pending()).await;
+        assert_eq!(out.unwrap().unwrap().answer, "all");
+    }
 }

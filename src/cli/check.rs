@@ -1,13 +1,45 @@
-//! `ragchat check`: do the database and both indexes agree?
+//! `ragchat check [--repair]`: do the database and both indexes agree, and
+//! if not, make the indexes follow the database.
 
 use crate::app::App;
 use crate::error::Error;
-use crate::ingest::pipeline;
+use crate::ingest::pipeline::{self, CheckReport};
 
 /// Prints the counts and up to five ids of each difference; an inconsistency
-/// is an error, so the exit code says it.
-pub(super) async fn run(app: &App) -> Result<(), Error> {
-    let r = pipeline::check(&app.indexer()).await?;
+/// is an error, so the exit code says it. With `repair`, the differences are
+/// fixed and the check runs again.
+pub(super) async fn run(app: &App, repair: bool) -> Result<(), Error> {
+    let ix = app.indexer();
+    let r = pipeline::check(&ix).await?;
+    print(&r);
+    if r.is_consistent() {
+        println!("consistent");
+        return Ok(());
+    }
+    if !repair {
+        return Err(Error::Unavailable(
+            "indexes differ from the database; run `ragchat check --repair` (or `ragchat reindex`)"
+                .into(),
+        ));
+    }
+    let done = pipeline::repair(&ix, &r).await?;
+    println!(
+        "repaired: removed {} orphans from the vector index and {} from the lexical index, indexed {} chunks",
+        done.removed_from_vector, done.removed_from_lexical, done.indexed
+    );
+    let again = pipeline::check(&ix).await?;
+    print(&again);
+    if again.is_consistent() {
+        println!("consistent");
+        Ok(())
+    } else {
+        Err(Error::Unavailable(
+            "indexes still differ from the database after the repair; run `ragchat reindex`".into(),
+        ))
+    }
+}
+
+fn print(r: &CheckReport) {
     println!(
         "database {} chunks, vector index {} points, lexical index {} documents",
         r.db_chunks, r.vector_points, r.lexical_docs
@@ -22,12 +54,4 @@ pub(super) async fn run(app: &App) -> Result<(), Error> {
     show("missing in lexical index", &r.missing_in_lexical);
     show("orphans in vector index", &r.orphans_in_vector);
     show("orphans in lexical index", &r.orphans_in_lexical);
-    if r.is_consistent() {
-        println!("consistent");
-        Ok(())
-    } else {
-        Err(Error::Unavailable(
-            "indexes differ from the database; run `ragchat reindex` to repair".into(),
-        ))
-    }
 }

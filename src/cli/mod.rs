@@ -94,7 +94,12 @@ enum Command {
     /// Rebuild the vector and full-text indexes from the database.
     Reindex,
     /// Verify that the database and both indexes agree.
-    Check,
+    Check {
+        /// Make the indexes agree with the database: remove entries whose
+        /// chunk is gone, index chunks an index lacks.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Delete a collection from the database and both indexes.
     DeleteCollection { name: String },
     /// List collections.
@@ -240,7 +245,7 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
         } => query::run(app, query, collections, top_k, mode, json).await,
         Command::Eval(args) => eval::run(app, args).await,
         Command::Reindex => reindex::run(app).await,
-        Command::Check => check::run(app).await,
+        Command::Check { repair } => check::run(app, repair).await,
         Command::DeleteCollection { name } => delete_collection::run(app, &name).await,
         Command::Collections => collections::run(app).await,
     }

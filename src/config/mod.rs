@@ -37,7 +37,7 @@ pub use jobs::JobSettings;
 pub use llm::LlmSettings;
 pub use local_llm::LocalLlmSettings;
 pub use log::{LogFormat, LogSettings};
-pub use rate_limit::RateLimitSettings;
+pub use rate_limit::{canonical, limiter_key, IpNet, RateLimitSettings};
 pub use retrieval::RetrievalSettings;
 pub use server::ServerSettings;
 pub use uploads::UploadSettings;
@@ -289,6 +289,14 @@ fn set_from_env(tree: &mut toml::Table, key: &str, raw: &str) -> Result<(), Conf
             "0" | "false" | "no" | "off" => toml::Value::Boolean(false),
             _ => return Err(invalid(key, format!("`{raw}` is not a boolean"))),
         },
+        // Lists: comma-separated.
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(raw.to_string()),
     };
     *slot = parsed;

@@ -188,3 +188,37 @@ fn local_backend_needs_the_feature() {
         assert!(err.to_string().contains("chat.backend"), "{err}");
     }
 }
+
+#[test]
+fn lists_come_from_the_environment_comma_separated() {
+    let s = Settings::load(
+        None,
+        false,
+        env(&[(
+            "RAGCHAT_RATE_LIMIT_TRUSTED_PROXIES",
+            "10.0.0.0/8, 192.168.1.1,fd00::/8",
+        )]),
+    )
+    .unwrap();
+    let nets: Vec<String> = s
+        .rate_limit
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "192.168.1.1/32", "fd00::/8"]);
+    let err = Settings::load(
+        None,
+        false,
+        env(&[(
+            "RAGCHAT_RATE_LIMIT_TRUSTED_PROXIES",
+            "10.0.0.0/8,proxy.local",
+        )]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("rate_limit.trusted_proxies") && err.contains("proxy.local"),
+        "{err}"
+    );
+}

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{client_ip, rate_limit};
+use super::extract::{client_ip, rate_limit, rate_limit_caller};
 use super::views::{SessionView, UserView};
 use crate::app::App;
 use crate::auth::{self, password, Caller, Role, TokenPair};
@@ -21,6 +21,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/users/me/password", web::post().to(change_password));
 }
 
+/// The longest login name worth looking up: an email address (RFC 5321)
+/// is at most 254 bytes, a username 64 characters.
+const MAX_LOGIN_NAME_BYTES: usize = 254;
+
 fn session(user: &User, tokens: TokenPair) -> SessionView<'_> {
     SessionView {
         tokens,
@@ -37,6 +41,7 @@ pub struct RegisterBody {
 }
 
 pub async fn register(
+    req: HttpRequest,
     app: web::Data<App>,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, Error> {
@@ -47,6 +52,11 @@ pub async fn register(
         ));
     }
     let b = body.into_inner();
+    // Each registration costs an Argon2 hash, as a login does, so it spends
+    // the same tokens: per IP and per name (checked first, so an arbitrary
+    // string never becomes a limiter key).
+    let name = auth::normalize_username(&b.username)?;
+    rate_limit(&app, Bucket::Login, &client_ip(&req, &app), Some(&name)).await?;
     let user = auth::create_user(
         &app.db,
         &b.username,
@@ -76,9 +86,9 @@ pub async fn login(
     // Limited per IP and per attempted name, so neither one client guessing
     // many names nor many clients guessing one name gets far.
     let ip = client_ip(&req, &app);
-    let name = match (&b.username, &b.email) {
-        (Some(u), None) => u.trim().to_lowercase(),
-        (None, Some(e)) => e.trim().to_lowercase(),
+    let (field, name) = match (&b.username, &b.email) {
+        (Some(u), None) => ("username", u.trim().to_lowercase()),
+        (None, Some(e)) => ("email", e.trim().to_lowercase()),
         _ => {
             return Err(Error::field(
                 "username",
@@ -86,8 +96,17 @@ pub async fn login(
             ))
         }
     };
+    // The name becomes a limiter key, kept until its bucket refills: a name
+    // no account can have (longer than an email address may be) is refused
+    // before it gets there.
+    if name.len() > MAX_LOGIN_NAME_BYTES {
+        return Err(Error::field(
+            field,
+            format!("must be at most {MAX_LOGIN_NAME_BYTES} bytes"),
+        ));
+    }
     rate_limit(&app, Bucket::Login, &ip, Some(&name)).await?;
-    if b.password.len() > 1024 || name.len() > 256 {
+    if b.password.len() > 1024 {
         return Err(Error::new(
             ErrorCode::InvalidCredentials,
             "invalid username or password",
@@ -133,10 +152,13 @@ pub struct PasswordBody {
 
 pub async fn change_password(
     caller: Caller,
+    req: HttpRequest,
     app: web::Data<App>,
     body: web::Json<PasswordBody>,
 ) -> Result<HttpResponse, Error> {
     caller.require_session()?;
+    // Two Argon2 runs, and a way to guess the current password: login's limits.
+    rate_limit_caller(&req, &app, Bucket::Login, &caller).await?;
     let b = body.into_inner();
     auth::check_password(
         "new_password",

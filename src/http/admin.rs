@@ -1,14 +1,15 @@
 //! Admin endpoints for users.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{next_cursor, PageParams};
+use super::extract::{next_cursor, rate_limit_caller, PageParams};
 use super::views::{Page, UserView};
 use crate::app::App;
 use crate::auth::{self, Caller, Role};
 use crate::db::accounts;
 use crate::error::{Error, ErrorCode};
+use crate::ratelimit::Bucket;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/users", web::get().to(list_users))
@@ -52,10 +53,14 @@ pub struct CreateUserBody {
 
 pub async fn create_user(
     caller: Caller,
+    req: HttpRequest,
     app: web::Data<App>,
     body: web::Json<CreateUserBody>,
 ) -> Result<HttpResponse, Error> {
     caller.require_admin()?;
+    // An Argon2 hash per user: login's limits, so a leaked admin key cannot
+    // flood the CPU either.
+    rate_limit_caller(&req, &app, Bucket::Login, &caller).await?;
     let b = body.into_inner();
     let role = check_role(b.role.as_deref().unwrap_or(Role::User.as_str()))?;
     let user = auth::create_user(

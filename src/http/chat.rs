@@ -13,13 +13,15 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use super::extract::{authenticate, client_ip, rate_limit};
+use super::middleware::{client_closed, ClientGone};
 use super::views::AnswerView;
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::chat::answer::{self, Ask, Event, Thread};
-use crate::chat::collect::collect;
+use crate::chat::collect::collect_unless;
 use crate::error::{Error, ErrorCode};
 use crate::ratelimit::Bucket;
+use crate::telemetry::request_id;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/conversations/{id}/messages", web::post().to(post_message))
@@ -80,7 +82,14 @@ pub async fn ws(
         .max_frame_size(MAX_FRAME_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_FRAME_BYTES);
-    actix_web::rt::spawn(session_loop(app.into_inner(), caller, ip, session, stream));
+    // The session's error frames and log lines carry the upgrade request's id.
+    actix_web::rt::spawn(request_id::in_request(session_loop(
+        app.into_inner(),
+        caller,
+        ip,
+        session,
+        stream,
+    )));
     Ok(response)
 }
 
@@ -92,14 +101,7 @@ async fn send_event(session: &mut actix_ws::Session, e: &Event) -> bool {
 }
 
 async fn send_error(session: &mut actix_ws::Session, code: ErrorCode, message: &str) -> bool {
-    send_event(
-        session,
-        &Event::Error {
-            code: code.as_str().into(),
-            message: message.into(),
-        },
-    )
-    .await
+    send_event(session, &Event::failure(code.as_str(), message)).await
 }
 
 /// One connection: at most one answer in flight; its events are forwarded as
@@ -246,14 +248,14 @@ async fn start(
     let (conv, _) = answer::prepare(app, caller, &ask).await?;
     let (tx, rx) = mpsc::channel(64);
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    actix_web::rt::spawn(answer::run(
+    actix_web::rt::spawn(request_id::in_request(answer::run(
         app.clone(),
         caller.clone(),
         Thread::Stored(conv),
         ask,
         tx,
         cancel_rx,
-    ));
+    )));
     Ok((rx, cancel_tx))
 }
 
@@ -269,6 +271,7 @@ pub struct MessageBody {
 /// events when the client accepts `text/event-stream`, else as one JSON body.
 pub async fn post_message(
     caller: Caller,
+    gone: ClientGone,
     req: HttpRequest,
     app: web::Data<App>,
     path: web::Path<String>,
@@ -305,8 +308,8 @@ pub async fn post_message(
             .streaming(events));
     }
     let mut rx = rx;
-    let answer = collect(&mut rx).await?;
-    // The answer is over; only now may the cancel switch go.
-    drop(cancel);
-    Ok(HttpResponse::Ok().json(AnswerView::from(&answer)))
+    let Some(answer) = collect_unless(&mut rx, cancel, gone.wait()).await else {
+        return Ok(client_closed());
+    };
+    Ok(HttpResponse::Ok().json(AnswerView::from(&answer?)))
 }

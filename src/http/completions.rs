@@ -11,15 +11,17 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::extract::{client_ip, rate_limit};
+use super::extract::rate_limit_caller;
+use super::middleware::{client_closed, ClientGone};
 use super::views::{ChunkView, CompletionView, Delta, StreamError, StreamErrorView};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::chat::answer::{self, Ask, Event, Thread};
-use crate::chat::collect::collect;
+use crate::chat::collect::collect_unless;
 use crate::error::Error;
 use crate::llm::ChatMessage;
 use crate::ratelimit::Bucket;
+use crate::telemetry::request_id;
 
 /// The request. Unknown members (temperature, top_p, user, …) are accepted
 /// and ignored: OpenAI clients send them routinely, and the grounding rules,
@@ -107,19 +109,14 @@ struct Header {
 
 pub async fn completions(
     caller: Caller,
+    gone: ClientGone,
     req: HttpRequest,
     app: web::Data<App>,
     body: web::Json<CompletionRequest>,
 ) -> Result<HttpResponse, Error> {
     caller.require_scope(Scope::Chat)?;
     let app: Arc<App> = app.into_inner();
-    rate_limit(
-        &app,
-        Bucket::Chat,
-        &client_ip(&req, &app),
-        Some(&caller.user.id),
-    )
-    .await?;
+    rate_limit_caller(&req, &app, Bucket::Chat, &caller).await?;
     let b = body.into_inner();
     let (question, history) = split(&b.messages)?;
     let ask = Ask {
@@ -138,7 +135,7 @@ pub async fn completions(
     if b.stream {
         Ok(stream(rx, cancel, header))
     } else {
-        whole(rx, cancel, header).await
+        whole(rx, cancel, header, gone).await
     }
 }
 
@@ -152,14 +149,14 @@ fn spawn_answer(
 ) -> (mpsc::Receiver<Event>, watch::Sender<bool>) {
     let (tx, rx) = mpsc::channel(64);
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    actix_web::rt::spawn(answer::run(
+    actix_web::rt::spawn(request_id::in_request(answer::run(
         app,
         caller,
         Thread::Given(history),
         ask,
         tx,
         cancel_rx,
-    ));
+    )));
     (rx, cancel_tx)
 }
 
@@ -191,14 +188,18 @@ fn stream(rx: mpsc::Receiver<Event>, cancel: watch::Sender<bool>, header: Header
         .streaming(chunks)
 }
 
-/// The whole answer as one `chat.completion`.
+/// The whole answer as one `chat.completion`; none if the client leaves
+/// first, which stops the answer.
 async fn whole(
     mut rx: mpsc::Receiver<Event>,
     cancel: watch::Sender<bool>,
     header: Header,
+    gone: ClientGone,
 ) -> Result<HttpResponse, Error> {
-    let answer = collect(&mut rx).await?;
-    drop(cancel);
+    let Some(answer) = collect_unless(&mut rx, cancel, gone.wait()).await else {
+        return Ok(client_closed());
+    };
+    let answer = answer?;
     let done = answer
         .done
         .as_ref()
@@ -238,11 +239,16 @@ fn chunk(e: &Event, h: &Header) -> Option<String> {
             c.citations = Some(citations);
             serde_json::to_string(&c)
         }
-        Event::Error { code, message } => serde_json::to_string(&StreamErrorView {
+        Event::Error {
+            code,
+            message,
+            request_id,
+        } => serde_json::to_string(&StreamErrorView {
             error: StreamError {
                 code,
                 message,
                 kind: "server_error",
+                request_id: request_id.as_deref(),
             },
         }),
     };

@@ -12,16 +12,16 @@ pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod middleware;
 pub mod query;
 pub mod views;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
-use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
+use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, HttpResponse};
 use tracing_actix_web::TracingLogger;
 
@@ -49,19 +49,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn not_found() -> Result<HttpResponse, Error> {
     Err(Error::new(ErrorCode::NotFound, "no such route"))
-}
-
-/// Run each request in its own task. actix drops a request's future when the
-/// client goes away, and dropping a SQLite query in flight panics the worker
-/// (diesel-async's blocking wrapper); in a task the work finishes and only the
-/// response is thrown away.
-async fn run_to_completion(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> actix_web::Result<ServiceResponse<impl MessageBody>> {
-    actix_web::rt::spawn(next.call(req))
-        .await
-        .map_err(actix_web::error::ErrorInternalServerError)?
 }
 
 /// actix answers a known path with the wrong method by an empty 405; give it
@@ -96,7 +83,7 @@ pub fn start(app: Arc<App>) -> Result<actix_web::dev::Server, Error> {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
-            .wrap(from_fn(run_to_completion))
+            .wrap(from_fn(middleware::request_context))
             .wrap(TracingLogger::default())
             .app_data(data.clone())
             .app_data(extract::json_config())
@@ -105,6 +92,9 @@ pub fn start(app: Arc<App>) -> Result<actix_web::dev::Server, Error> {
             .default_service(web::to(not_found))
     })
     .workers(workers)
+    // A client that closes its socket is gone, not half-closed: the request
+    // is dropped, and with it an answer it would never read (`ClientGone`).
+    .h1_allow_half_closed(false)
     .shutdown_timeout(s.shutdown_timeout_secs)
     .listen(listener)
     .map_err(|e| Error::Unavailable(e.to_string()))?

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{client_ip, rate_limit};
+use super::extract::rate_limit_caller;
 use crate::app::App;
 use crate::auth::{Access, Caller, Scope};
 use crate::error::{Error, ErrorCode};
@@ -42,13 +42,7 @@ async fn run(
     search: SearchRequest,
 ) -> Result<HttpResponse, Error> {
     caller.require_scope(Scope::Query)?;
-    rate_limit(
-        &app,
-        Bucket::Query,
-        &client_ip(req, &app),
-        Some(&caller.user.id),
-    )
-    .await?;
+    rate_limit_caller(req, &app, Bucket::Query, caller).await?;
     let access = Access::of(&app.db, caller).await?;
     Ok(HttpResponse::Ok().json(retrieve::search(&app.into_inner(), search, &access).await?))
 }

@@ -463,20 +463,44 @@ pub async fn index_chunks(
     Ok(())
 }
 
-/// Delete a document from the DB and both indexes. Returns false if unknown.
+/// Delete a document from both indexes and the DB. Returns false if unknown.
+///
+/// Indexes first, the DB last: a crash in between leaves chunks the indexes
+/// lack (`check` reports them, `check --repair` or a second delete finishes
+/// the job), never index entries whose chunk is gone.
 pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Error> {
-    let Some(ids) = documents::delete_document(&ix.db, document_id).await? else {
+    let before: Vec<ChunkId> =
+        documents::chunk_ids_of_documents(&ix.db, &[DocumentId::from(document_id)])
+            .await?
+            .into_iter()
+            .map(|(chunk, _)| chunk)
+            .collect();
+    remove_from_indexes(ix, before.clone()).await?;
+    let Some(deleted) = documents::delete_document(&ix.db, document_id).await? else {
         return Ok(false);
     };
-    remove_from_indexes(ix, ids).await?;
+    // Chunks an ingest wrote in between were indexed after the first pass.
+    let before: HashSet<ChunkId> = before.into_iter().collect();
+    let late: Vec<ChunkId> = deleted
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    remove_from_indexes(ix, late).await?;
     Ok(true)
 }
 
-/// Delete a collection everywhere.
+/// Delete a collection everywhere: indexes first, the DB last (see
+/// [`delete_document`]), then the indexes once more for anything an ingest
+/// added to the collection meanwhile.
 pub async fn delete_collection(ix: &Indexer, collection: &Collection) -> Result<(), Error> {
+    remove_collection_from_indexes(ix, &collection.id).await?;
     collections::delete_collection(&ix.db, &collection.id).await?;
-    let id = collection.id.clone();
+    remove_collection_from_indexes(ix, &collection.id).await
+}
+
+async fn remove_collection_from_indexes(ix: &Indexer, id: &CollectionId) -> Result<(), Error> {
     ix.vectors.delete_collection(id.clone()).await?;
+    let id = id.clone();
     lexical::blocking(&ix.lexical, move |l| {
         l.delete_collection(&id)?;
         l.commit()
@@ -487,6 +511,9 @@ pub async fn delete_collection(ix: &Indexer, collection: &Collection) -> Result<
 }
 
 async fn remove_from_indexes(ix: &Indexer, ids: Vec<ChunkId>) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     ix.vectors.delete(ids.clone()).await?;
     lexical::blocking(&ix.lexical, move |l| {
         l.delete(&ids)?;
@@ -566,6 +593,60 @@ impl CheckReport {
     }
 }
 
+/// What `repair` changed.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct RepairReport {
+    pub removed_from_vector: usize,
+    pub removed_from_lexical: usize,
+    /// Chunks of the DB written again to both indexes.
+    pub indexed: usize,
+}
+
+/// Make both indexes agree with the DB, which is the record: remove the
+/// entries whose chunk the DB does not have (left by a crash in the middle
+/// of a delete), and index the chunks an index lacks.
+pub async fn repair(ix: &Indexer, r: &CheckReport) -> Result<RepairReport, Error> {
+    let ids = |v: &[String]| {
+        v.iter()
+            .map(|s| ChunkId::from(s.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let vector_orphans = ids(&r.orphans_in_vector);
+    let lexical_orphans = ids(&r.orphans_in_lexical);
+    let mut out = RepairReport {
+        removed_from_vector: vector_orphans.len(),
+        removed_from_lexical: lexical_orphans.len(),
+        indexed: 0,
+    };
+    if !vector_orphans.is_empty() {
+        ix.vectors.delete(vector_orphans).await?;
+    }
+    if !lexical_orphans.is_empty() {
+        lexical::blocking(&ix.lexical, move |l| {
+            l.delete(&lexical_orphans)?;
+            l.commit()
+        })
+        .await?;
+    }
+    let mut missing = ids(&r.missing_in_vector);
+    missing.extend(ids(&r.missing_in_lexical));
+    missing.sort();
+    missing.dedup();
+    let mut by_collection: HashMap<CollectionId, Vec<FreshChunk>> = HashMap::new();
+    for c in documents::chunks_by_ids(&ix.db, &missing).await? {
+        by_collection
+            .entry(c.chunk.collection_id.clone())
+            .or_default()
+            .push((c.chunk.id, c.chunk.document_id, c.title, c.chunk.text));
+    }
+    for (collection, chunks) in by_collection {
+        out.indexed += chunks.len();
+        index_chunks(ix, collection, chunks).await?;
+    }
+    ix.vectors.flush().await?;
+    Ok(out)
+}
+
 pub async fn check(ix: &Indexer) -> Result<CheckReport, Error> {
     let db: HashSet<String> = documents::all_chunk_ids(&ix.db)
         .await?
@@ -636,5 +717,195 @@ mod tests {
     fn embedding_text_prefixes_title() {
         assert_eq!(embedding_text("T", "body"), "T. body");
         assert_eq!(embedding_text("", "body"), "body");
+    }
+
+    mod deletes {
+        use async_trait::async_trait;
+
+        use super::*;
+        use crate::db::testing::{self, TestDb};
+        use crate::index::edge::EdgeVectorIndex;
+        use crate::index::{Hit, IndexError, IndexResult};
+
+        /// A vector index whose deletes fail, as if the process died there.
+        struct DeletesFail(Arc<dyn VectorIndex>);
+
+        #[async_trait]
+        impl VectorIndex for DeletesFail {
+            async fn upsert(&self, points: Vec<VectorPoint>) -> IndexResult<()> {
+                self.0.upsert(points).await
+            }
+            async fn delete(&self, _: Vec<ChunkId>) -> IndexResult<()> {
+                Err(IndexError::Vector("planted failure".into()))
+            }
+            async fn delete_collection(&self, _: CollectionId) -> IndexResult<()> {
+                Err(IndexError::Vector("planted failure".into()))
+            }
+            async fn search(
+                &self,
+                vector: Vec<f32>,
+                collections: Vec<CollectionId>,
+                limit: usize,
+            ) -> IndexResult<Vec<Hit>> {
+                self.0.search(vector, collections, limit).await
+            }
+            async fn count(&self) -> IndexResult<u64> {
+                self.0.count().await
+            }
+            async fn chunk_ids(&self) -> IndexResult<Vec<ChunkId>> {
+                self.0.chunk_ids().await
+            }
+            async fn optimize(&self) -> IndexResult<()> {
+                self.0.optimize().await
+            }
+            async fn flush(&self) -> IndexResult<()> {
+                self.0.flush().await
+            }
+            async fn clear(&self) -> IndexResult<()> {
+                self.0.clear().await
+            }
+        }
+
+        struct Fixture {
+            ix: Indexer,
+            _db: TestDb,
+            _dir: tempfile::TempDir,
+        }
+
+        impl Fixture {
+            async fn new() -> Self {
+                let models = std::env::var("RAGCHAT_MODELS_DIR")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|_| {
+                        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+                    });
+                let settings = crate::config::EmbeddingSettings {
+                    pool_size: 1,
+                    ..Default::default()
+                };
+                let embedder = Embedder::load(&models, &settings)
+                    .expect("model files missing: run scripts/setup-models.sh before the tests");
+                let chunker =
+                    Chunker::new(crate::ingest::chunk::tests::test_tokenizer(), 128, 16).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let vectors =
+                    EdgeVectorIndex::open(&dir.path().join("qdrant"), embedder.dimension())
+                        .unwrap();
+                let lexical = LexicalIndex::open(&dir.path().join("tantivy")).unwrap();
+                let db = testing::sqlite().await;
+                let ix = Indexer {
+                    db: db.db.clone(),
+                    vectors: Arc::new(vectors),
+                    lexical: Arc::new(lexical),
+                    embedder: Arc::new(embedder),
+                    chunker: Arc::new(chunker),
+                };
+                Fixture {
+                    ix,
+                    _db: db,
+                    _dir: dir,
+                }
+            }
+
+            /// The same stores, with vector deletes failing.
+            fn failing(&self) -> Indexer {
+                Indexer {
+                    db: self.ix.db.clone(),
+                    vectors: Arc::new(DeletesFail(self.ix.vectors.clone())),
+                    lexical: self.ix.lexical.clone(),
+                    embedder: self.ix.embedder.clone(),
+                    chunker: self.ix.chunker.clone(),
+                }
+            }
+
+            async fn ingest(&self, collection: &str, sources: &[&str]) -> Collection {
+                let c = collections::ensure_collection(&self.ix.db, collection)
+                    .await
+                    .unwrap();
+                let docs = sources
+                    .iter()
+                    .map(|s| RawDocument {
+                        source: s.to_string(),
+                        title: format!("About {s}"),
+                        text: format!(
+                            "{s} is a document about shock waves and boundary layers. \
+                             It has a few sentences so that it makes a chunk of its own."
+                        ),
+                        markdown: false,
+                        metadata: serde_json::Value::Null,
+                    })
+                    .collect();
+                ingest(&self.ix, &c, docs, &|_| {}).await.unwrap();
+                c
+            }
+
+            async fn check(&self) -> CheckReport {
+                check(&self.ix).await.unwrap()
+            }
+        }
+
+        fn no_orphans(r: &CheckReport) -> bool {
+            r.orphans_in_vector.is_empty() && r.orphans_in_lexical.is_empty()
+        }
+
+        #[tokio::test]
+        async fn a_delete_cut_short_leaves_no_orphans_in_the_indexes() {
+            let f = Fixture::new().await;
+            let c = f.ingest("aero", &["a.txt", "b.txt"]).await;
+            assert!(f.check().await.is_consistent());
+            let doc = document_id(&c.id, "a.txt").to_string();
+
+            assert!(delete_document(&f.failing(), &doc).await.is_err());
+            let r = f.check().await;
+            assert!(no_orphans(&r), "{r:?}");
+            // The document is still in the DB, so deleting it again finishes the job.
+            assert!(delete_document(&f.ix, &doc).await.unwrap());
+            assert!(f.check().await.is_consistent());
+            assert!(!delete_document(&f.ix, &doc).await.unwrap(), "gone now");
+
+            assert!(delete_collection(&f.failing(), &c).await.is_err());
+            let r = f.check().await;
+            assert!(no_orphans(&r) && r.db_chunks > 0, "{r:?}");
+            delete_collection(&f.ix, &c).await.unwrap();
+            let r = f.check().await;
+            assert!(r.is_consistent() && r.db_chunks == 0, "{r:?}");
+        }
+
+        #[tokio::test]
+        async fn repair_removes_orphans_and_indexes_what_is_missing() {
+            let f = Fixture::new().await;
+            let c = f.ingest("aero", &["a.txt", "b.txt"]).await;
+            let a = document_id(&c.id, "a.txt").to_string();
+            let b = document_id(&c.id, "b.txt").to_string();
+            // Orphans: a's rows leave the DB behind the indexes' back.
+            let orphans = documents::delete_document(&f.ix.db, &a)
+                .await
+                .unwrap()
+                .unwrap();
+            // Missing: b's chunks leave both indexes.
+            let missing: Vec<ChunkId> =
+                documents::chunk_ids_of_documents(&f.ix.db, &[DocumentId::from(b.as_str())])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+            remove_from_indexes(&f.ix, missing.clone()).await.unwrap();
+
+            let r = f.check().await;
+            assert_eq!(r.orphans_in_vector.len(), orphans.len(), "{r:?}");
+            assert_eq!(r.orphans_in_lexical.len(), orphans.len(), "{r:?}");
+            assert_eq!(r.missing_in_vector.len(), missing.len(), "{r:?}");
+            let done = repair(&f.ix, &r).await.unwrap();
+            assert_eq!(
+                done,
+                RepairReport {
+                    removed_from_vector: orphans.len(),
+                    removed_from_lexical: orphans.len(),
+                    indexed: missing.len(),
+                }
+            );
+            assert!(f.check().await.is_consistent());
+        }
     }
 }

@@ -163,6 +163,19 @@ impl LlmError {
             LlmError::Cancelled => "cancelled",
         }
     }
+
+    /// What a client is told: the kind of failure without its detail, which
+    /// can name the model server's address or files on the server.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            LlmError::Timeout(_) => "the model did not answer in time",
+            LlmError::Upstream(_) => "the model failed",
+            LlmError::Malformed(_) => "the model's output could not be read",
+            LlmError::Unavailable(_) => "no chat model is available",
+            LlmError::Embedding(_) => "embedding failed",
+            LlmError::Cancelled => "generation cancelled",
+        }
+    }
 }
 
 /// Text deltas of one answer, in order. Concatenated they are the answer.

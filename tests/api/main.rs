@@ -9,5 +9,6 @@ mod chat_local;
 mod chat_openai;
 mod cli;
 mod helpers;
+mod http_hardening;
 mod ingest;
 mod query;

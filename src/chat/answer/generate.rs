@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::chat::prompt::{build_prompt_for, Prompt, PromptError, DEFAULT_SYSTEM_RULES};
 use crate::error::{Error, ErrorCode, Result};
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, Role, Usage};
+use crate::telemetry::request_id;
 use crate::text::citations::{CitationFilter, CitationReport};
 
 /// Answer with [`REFUSAL`] and store that.
@@ -110,7 +111,9 @@ pub(super) async fn reply(
         &out.answer,
         json!({
             "refused": false, "cancelled": out.cancelled,
-            "error": out.failure.as_ref().map(|e| json!({"code": e.code(), "message": e.to_string()})),
+            "error": out.failure.as_ref().map(|e| json!({
+                "code": e.code(), "message": e.public_message(), "request_id": request_id::current(),
+            })),
             "sources": items, "cited_sources": cited, "citations": out.report.cited,
             "dropped_citations": out.report.dropped, "model": model.name(),
             "usage": usage, "timings": timings,
@@ -118,11 +121,11 @@ pub(super) async fn reply(
     )
     .await?;
     if let Some(e) = out.failure {
+        // The detail stays in the log (under the request id in the span);
+        // the stored message and the client get the kind of failure.
+        tracing::warn!(code = e.code(), error = %e, "the chat model failed");
         a.sink
-            .send(Event::Error {
-                code: e.code().to_string(),
-                message: e.to_string(),
-            })
+            .send(Event::failure(e.code(), e.public_message()))
             .await;
         return Ok(());
     }

@@ -207,4 +207,6 @@ pub struct StreamError<'a> {
     pub message: &'a str,
     #[serde(rename = "type")]
     pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
 }

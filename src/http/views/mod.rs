@@ -59,7 +59,7 @@ pub struct Items<T> {
     pub items: Vec<T>,
 }
 
-/// `{"error": {"code", "message", "field"?}}`
+/// `{"error": {"code", "message", "field"?, "request_id"?}}`
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
@@ -72,15 +72,20 @@ pub struct ErrorDetail<'a> {
     /// Only for `invalid_field`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
+    /// The request's `X-Request-Id`, which also marks its log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl<'a> ErrorBody<'a> {
+    /// An error of the request being served.
     pub fn new(code: ErrorCode, message: &'a str) -> Self {
         ErrorBody {
             error: ErrorDetail {
                 code,
                 message,
                 field: None,
+                request_id: crate::telemetry::request_id::current(),
             },
         }
     }
@@ -94,7 +99,8 @@ pub struct Status<T: Serialize> {
     pub checks: Option<T>,
 }
 
-/// The readiness checks, each `{"ok": true, "detail"}` or `{"ok": false, "error"}`.
+/// The readiness checks, each `{"ok": true, "detail"}` or `{"ok": false, "error"}`
+/// (for admins; others see `{"ok"}` alone).
 #[derive(Debug, Serialize)]
 pub struct ReadyChecks {
     pub database: Check,
@@ -110,6 +116,28 @@ pub struct Check {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl ReadyChecks {
+    /// Whether each check passed, and nothing more.
+    pub fn without_detail(self) -> Self {
+        ReadyChecks {
+            database: self.database.without_detail(),
+            vector_index: self.vector_index.without_detail(),
+            lexical_index: self.lexical_index.without_detail(),
+            embedding_model: self.embedding_model.without_detail(),
+        }
+    }
+}
+
+impl Check {
+    fn without_detail(self) -> Self {
+        Check {
+            ok: self.ok,
+            detail: None,
+            error: None,
+        }
+    }
 }
 
 impl From<Result<String, String>> for Check {
@@ -161,6 +189,19 @@ mod tests {
         assert_eq!(ok, json!({"ok": true, "detail": "sqlite"}));
         let bad = serde_json::to_value(Check::from(Err("down".to_string()))).unwrap();
         assert_eq!(bad, json!({"ok": false, "error": "down"}));
+        let checks = ReadyChecks {
+            database: Check::from(Err("could not connect to 10.0.0.5:5432".to_string())),
+            vector_index: Check::from(Ok("3 points".to_string())),
+            lexical_index: Check::from(Ok("3 documents".to_string())),
+            embedding_model: Check::from(Ok("384 dimensions".to_string())),
+        };
+        assert_eq!(
+            serde_json::to_value(checks.without_detail()).unwrap(),
+            json!({
+                "database": {"ok": false}, "vector_index": {"ok": true},
+                "lexical_index": {"ok": true}, "embedding_model": {"ok": true},
+            })
+        );
         let t = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();
         assert_eq!(
             serde_json::to_value(Time(t)).unwrap(),

@@ -157,6 +157,16 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str)
     );
 }
 
+/// An error body without its `request_id`, which differs per request, to
+/// compare what two failures tell the client.
+pub fn without_request_id(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(error) = body.get_mut("error").and_then(Value::as_object_mut) {
+        error.remove("request_id");
+    }
+    body
+}
+
 /// `422 invalid_field` naming `field`.
 #[track_caller]
 pub fn assert_invalid_field(status: u16, body: &Value, field: &str) {
@@ -180,6 +190,11 @@ pub fn assert_unauthorized(resp: &Resp, code: &str) {
         www.to_ascii_lowercase().starts_with("bearer"),
         "401 without `WWW-Authenticate: Bearer` (got {www:?}): {body}"
     );
+}
+
+/// The client IP as the server sees it with `rate_limit.trust_forwarded_for`.
+pub fn forwarded_for(ip: &str) -> [(&'static str, &str); 1] {
+    [("x-forwarded-for", ip)]
 }
 
 /// `Retry-After` as whole seconds.
