@@ -10,6 +10,7 @@ mod auth;
 mod chat;
 mod chunking;
 mod cleaning;
+mod crawl;
 mod database;
 mod embedding;
 mod jobs;
@@ -31,6 +32,7 @@ pub use auth::{AuthSettings, Registration, KNOWN_SECRETS};
 pub use chat::{ChatBackend, ChatSettings};
 pub use chunking::ChunkingSettings;
 pub use cleaning::CleaningSettings;
+pub use crawl::{CrawlSettings, MAX_CRAWL_DELAY_SECS};
 pub use database::DatabaseSettings;
 pub use embedding::EmbeddingSettings;
 pub use jobs::JobSettings;
@@ -80,6 +82,7 @@ pub struct Settings {
     pub uploads: UploadSettings,
     pub jobs: JobSettings,
     pub cleaning: CleaningSettings,
+    pub crawl: CrawlSettings,
     pub log: LogSettings,
 }
 
@@ -102,6 +105,7 @@ impl Default for Settings {
             uploads: UploadSettings::default(),
             jobs: JobSettings::default(),
             cleaning: CleaningSettings::default(),
+            crawl: CrawlSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -191,6 +195,7 @@ impl Settings {
         self.uploads.check()?;
         self.jobs.check()?;
         self.cleaning.check()?;
+        self.crawl.check()?;
         self.local_llm.check()?;
         self.llm.check(self.chat.backend)?;
         Ok(())

@@ -116,6 +116,12 @@ pub enum FetchError {
     Body(String),
     #[error("processing the page failed: {0}")]
     Process(String),
+    /// The host is, or resolves only to, a non-public address and private
+    /// networks are off. Worded the same for every address and every cause,
+    /// and no connection was tried: results must not map the server's
+    /// network (which ports are open, which names resolve internally).
+    #[error("address not allowed: crawls reach public addresses only")]
+    AddressNotAllowed,
 }
 
 impl FetchError {
@@ -131,6 +137,7 @@ impl FetchError {
             FetchError::BadRedirect(_) => "bad_redirect".into(),
             FetchError::Body(_) => "body".into(),
             FetchError::Process(_) => "process".into(),
+            FetchError::AddressNotAllowed => "address_not_allowed".into(),
         }
     }
 
@@ -144,11 +151,17 @@ impl FetchError {
             | FetchError::Body(_)
             | FetchError::Process(_) => true,
             FetchError::Status(s) => *s == 429 || *s >= 500,
-            FetchError::TooManyRedirects | FetchError::BadRedirect(_) => false,
+            FetchError::TooManyRedirects
+            | FetchError::BadRedirect(_)
+            | FetchError::AddressNotAllowed => false,
         }
     }
 
     pub(super) fn from_reqwest(e: reqwest::Error) -> Self {
+        // The guarded resolver refused every address of the name.
+        if super::net::is_refusal(&e) {
+            return FetchError::AddressNotAllowed;
+        }
         // reqwest's own message is generic; the cause is in the source chain.
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);

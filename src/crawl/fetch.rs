@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT};
 use url::Url;
 
 use super::limit::HostLimiter;
-use super::{CrawlSpec, FetchError, SkipReason};
+use super::{net, CrawlSpec, FetchError, SkipReason};
 
 /// What the crawler turns into a document itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ const ACCEPT_VALUE: &str =
 
 pub(crate) struct Fetcher<'a> {
     client: &'a reqwest::Client,
-    spec: &'a CrawlSpec,
+    pub(crate) spec: &'a CrawlSpec,
     /// The product token of the user agent, for robots.txt and meta robots.
     pub(crate) agent: &'a str,
     pub(crate) limiter: HostLimiter,
@@ -94,7 +94,11 @@ impl<'a> Fetcher<'a> {
             .unwrap_or_else(|_| Err(self.timeout_error()))
     }
 
+    /// The one place a request leaves: pages, redirect hops and robots.txt
+    /// all pass the address check here (IP literals; names are checked by
+    /// the client's resolver, see `net.rs`).
     async fn send(&self, url: &Url) -> Result<reqwest::Response, FetchError> {
+        net::check_host(url, self.spec.allow_private_networks)?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let response = self
             .client
@@ -103,7 +107,14 @@ impl<'a> Fetcher<'a> {
             .header(ACCEPT, ACCEPT_VALUE)
             .send()
             .await
-            .map_err(FetchError::from_reqwest)?;
+            .map_err(|e| {
+                let e = FetchError::from_reqwest(e);
+                if e == FetchError::AddressNotAllowed {
+                    // The resolver refused every address: nothing was sent.
+                    self.requests.fetch_sub(1, Ordering::Relaxed);
+                }
+                e
+            })?;
         // A client that follows redirects itself would bypass the per-hop
         // checks (host, robots.txt, patterns): refuse its answers.
         if response.url() != url {

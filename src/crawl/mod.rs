@@ -23,8 +23,15 @@
 //!   token; 4xx → no restrictions; 429, 5xx or unreachable → the origin is
 //!   disallowed for this crawl (Google's policy; details in `robots.rs`).
 //!   A stricter `Crawl-delay` lowers that host's rate.
+//! - **Addresses.** Only public addresses are reached unless the spec's
+//!   `allow_private_networks` is set: every request (page, redirect hop,
+//!   robots.txt) is checked, IP literals before sending and names by the
+//!   client's resolver (details in `net.rs`). A refused URL fails with the
+//!   one reason [`FetchError::AddressNotAllowed`].
 //! - **Events.** `on_event` runs on the crawl's own task between polls of
-//!   the requests: keep it quick (hand pages to a channel or a queue).
+//!   the requests: keep it quick. [`crawl_into`] hands events to a bounded
+//!   channel instead and waits while it is full, so a slow reader holds
+//!   back the fetching rather than letting pages pile up in memory.
 //! - **Cancellation.** Dropping the future stops everything at once: no task
 //!   is spawned for requests, so in-flight requests are dropped with it (an
 //!   HTML parse already on the blocking pool finishes and is discarded).
@@ -35,6 +42,7 @@ mod events;
 mod fetch;
 mod html;
 mod limit;
+mod net;
 mod robots;
 mod spec;
 pub mod urls;
@@ -43,12 +51,13 @@ pub mod urls;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures::{stream, StreamExt};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use url::Url;
 
 // The title rules are ingestion's, so a page crawled from a site and the
@@ -61,8 +70,8 @@ use html::Directives;
 use robots::{Robots, RobotsCache};
 pub use spec::{
     build_client, client_builder, CrawlError, CrawlSpec, DEFAULT_USER_AGENT, MAX_BODY_BYTES_CAP,
-    MAX_CONCURRENCY, MAX_DEPTH_CAP, MAX_PAGES_CAP, MAX_REDIRECTS, MAX_REQUESTS_PER_SECOND,
-    MAX_TIMEOUT,
+    MAX_CONCURRENCY, MAX_CRAWL_DELAY, MAX_DEPTH_CAP, MAX_PAGES_CAP, MAX_REDIRECTS,
+    MAX_REQUESTS_PER_SECOND, MAX_TIMEOUT,
 };
 pub use urls::Pattern;
 
@@ -122,6 +131,28 @@ pub async fn crawl_with_cancel(
     cancel: &CancelToken,
     on_event: impl FnMut(CrawlEvent) + Send,
 ) -> Result<CrawlReport, CrawlError> {
+    run_crawl(spec, client, cancel, Callback(on_event)).await
+}
+
+/// [`crawl_with_cancel`] into a channel: each event waits for room in
+/// `events`, and meanwhile no request makes progress, so at most the
+/// channel's capacity plus `concurrency` pages are held at once. Stops like
+/// a cancel when the receiver is dropped.
+pub async fn crawl_into(
+    spec: &CrawlSpec,
+    client: &reqwest::Client,
+    cancel: &CancelToken,
+    events: mpsc::Sender<CrawlEvent>,
+) -> Result<CrawlReport, CrawlError> {
+    run_crawl(spec, client, cancel, events).await
+}
+
+async fn run_crawl(
+    spec: &CrawlSpec,
+    client: &reqwest::Client,
+    cancel: &CancelToken,
+    sink: impl EventSink,
+) -> Result<CrawlReport, CrawlError> {
     spec.validate()?;
     let start = urls::normalize_str(&spec.start_url).ok_or_else(|| CrawlError::InvalidSpec {
         field: "start_url",
@@ -131,7 +162,9 @@ pub async fn crawl_with_cancel(
     let crawler = Crawler::new(spec, client, &start);
     let mut recorder = Recorder {
         report: CrawlReport::default(),
-        on_event,
+        sink,
+        cancel,
+        stopped: false,
     };
     let cancelled = crawler.run(start, cancel, &mut recorder).await;
     let mut report = recorder.report;
@@ -151,14 +184,45 @@ pub async fn crawl_with_cancel(
     Ok(report)
 }
 
-/// Counts every event into the report before handing it on.
-struct Recorder<F> {
-    report: CrawlReport,
-    on_event: F,
+/// Where a crawl's events go.
+trait EventSink: Send {
+    /// Hand on `event`; resolves once it was taken (`true`) or nobody takes
+    /// events any more (`false`).
+    fn take(&mut self, event: CrawlEvent) -> impl Future<Output = bool> + Send;
 }
 
-impl<F: FnMut(CrawlEvent)> Recorder<F> {
-    fn emit(&mut self, event: CrawlEvent) {
+/// A callback, called at once.
+struct Callback<F>(F);
+
+impl<F: FnMut(CrawlEvent) + Send> EventSink for Callback<F> {
+    fn take(&mut self, event: CrawlEvent) -> impl Future<Output = bool> + Send {
+        (self.0)(event);
+        std::future::ready(true)
+    }
+}
+
+/// A bounded channel: waits while it is full.
+impl EventSink for mpsc::Sender<CrawlEvent> {
+    async fn take(&mut self, event: CrawlEvent) -> bool {
+        self.send(event).await.is_ok()
+    }
+}
+
+/// Counts every event into the report before handing it on.
+struct Recorder<'c, S> {
+    report: CrawlReport,
+    sink: S,
+    /// Also ends a wait for the sink.
+    cancel: &'c CancelToken,
+    /// Cancelled, or the sink takes no more events: the crawl stops.
+    stopped: bool,
+}
+
+impl<S: EventSink> Recorder<'_, S> {
+    async fn emit(&mut self, event: CrawlEvent) {
+        if self.stopped {
+            return;
+        }
         let report = &mut self.report;
         match &event {
             CrawlEvent::Page(page) => {
@@ -182,11 +246,18 @@ impl<F: FnMut(CrawlEvent)> Recorder<F> {
                 }
             }
         }
-        (self.on_event)(event);
+        // A sink with room takes the event even after a cancel; a cancel
+        // ends a wait for room.
+        let taken = tokio::select! {
+            biased;
+            taken = self.sink.take(event) => taken,
+            _ = self.cancel.cancelled() => false,
+        };
+        self.stopped = !taken;
     }
 
-    fn skip(&mut self, url: &Url, reason: SkipReason) {
-        self.emit(skipped(url.as_str(), url, reason));
+    async fn skip(&mut self, url: &Url, reason: SkipReason) {
+        self.emit(skipped(url.as_str(), url, reason)).await;
     }
 }
 
@@ -214,12 +285,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The level's URLs that robots.txt allows, up to the page budget; the rest
 /// are skipped.
-fn admit<F: FnMut(CrawlEvent)>(
+async fn admit<S: EventSink>(
     level: Vec<Url>,
     robots_of: &HashMap<String, Arc<Robots>>,
     budget: &mut usize,
     max_pages: usize,
-    rec: &mut Recorder<F>,
+    rec: &mut Recorder<'_, S>,
 ) -> Vec<Url> {
     let mut admitted = Vec::new();
     for url in level {
@@ -227,9 +298,9 @@ fn admit<F: FnMut(CrawlEvent)>(
             .get(&url.origin().ascii_serialization())
             .map_or(Ok(()), |r| r.check(&url));
         if let Err(reason) = verdict {
-            rec.skip(&url, reason);
+            rec.skip(&url, reason).await;
         } else if *budget == 0 {
-            rec.skip(&url, SkipReason::MaxPages(max_pages));
+            rec.skip(&url, SkipReason::MaxPages(max_pages)).await;
         } else {
             *budget -= 1;
             admitted.push(url);
@@ -273,12 +344,13 @@ impl<'a> Crawler<'a> {
         }
     }
 
-    /// Crawl level by level; `true` when cancelled.
-    async fn run<F: FnMut(CrawlEvent)>(
+    /// Crawl level by level; `true` when cancelled or nobody takes its
+    /// events any more.
+    async fn run<S: EventSink>(
         &self,
         start: Url,
         cancel: &CancelToken,
-        rec: &mut Recorder<F>,
+        rec: &mut Recorder<'_, S>,
     ) -> bool {
         let spec = self.spec;
         let mut level = vec![start];
@@ -288,15 +360,21 @@ impl<'a> Crawler<'a> {
             let Some(robots_of) = self.robots_of(&level, cancel).await else {
                 return true;
             };
-            let admitted = admit(level, &robots_of, &mut budget, spec.max_pages, rec);
+            let admitted = admit(level, &robots_of, &mut budget, spec.max_pages, rec).await;
+            if rec.stopped {
+                return true;
+            }
             rec.report.fetched += admitted.len();
             let Some(found) = self.fetch_level(admitted, depth, cancel, rec).await else {
                 return true;
             };
-            level = self.next_level(found, depth, budget, rec);
+            level = self.next_level(found, depth, budget, rec).await;
+            if rec.stopped {
+                return true;
+            }
             depth += 1;
         }
-        false
+        rec.stopped
     }
 
     /// robots.txt of the level's origins first (concurrently, once each), so
@@ -328,12 +406,12 @@ impl<'a> Crawler<'a> {
 
     /// Fetch a level's admitted URLs, emitting their events; the links each
     /// found, by its position in `admitted`; None when cancelled.
-    async fn fetch_level<F: FnMut(CrawlEvent)>(
+    async fn fetch_level<S: EventSink>(
         &self,
         admitted: Vec<Url>,
         depth: u32,
         cancel: &CancelToken,
-        rec: &mut Recorder<F>,
+        rec: &mut Recorder<'_, S>,
     ) -> Option<Vec<(usize, Vec<Url>)>> {
         let seed = depth == 0;
         let mut fetches = stream::iter(admitted.into_iter().enumerate())
@@ -349,7 +427,12 @@ impl<'a> Crawler<'a> {
             let Some((i, (event, links))) = next else {
                 break;
             };
-            rec.emit(event);
+            // While the sink is full, `fetches` is not polled: requests in
+            // flight wait and no new ones start.
+            rec.emit(event).await;
+            if rec.stopped {
+                return None;
+            }
             if !links.is_empty() {
                 found.push((i, links));
             }
@@ -359,12 +442,12 @@ impl<'a> Crawler<'a> {
 
     /// The next level, in the order of the pages that linked to it; links
     /// out of scope, too deep or over the budget are skipped.
-    fn next_level<F: FnMut(CrawlEvent)>(
+    async fn next_level<S: EventSink>(
         &self,
         mut found: Vec<(usize, Vec<Url>)>,
         depth: u32,
         budget: usize,
-        rec: &mut Recorder<F>,
+        rec: &mut Recorder<'_, S>,
     ) -> Vec<Url> {
         let spec = self.spec;
         found.sort_by_key(|(i, _)| *i);
@@ -378,11 +461,11 @@ impl<'a> Crawler<'a> {
                 continue;
             }
             if let Err(reason) = self.in_scope(&link) {
-                rec.skip(&link, reason);
+                rec.skip(&link, reason).await;
             } else if depth >= spec.max_depth {
-                rec.skip(&link, SkipReason::TooDeep(spec.max_depth));
+                rec.skip(&link, SkipReason::TooDeep(spec.max_depth)).await;
             } else if budget == 0 {
-                rec.skip(&link, SkipReason::MaxPages(spec.max_pages));
+                rec.skip(&link, SkipReason::MaxPages(spec.max_pages)).await;
             } else {
                 next.push(link);
             }

@@ -9,7 +9,14 @@
 //!   disallowed for this crawl (the site may be struggling, or its rules may
 //!   be unreadable right now; crawling it anyway could ignore a Disallow);
 //! - redirects: followed up to 5 hops (to any http(s) host); more counts as 404;
+//! - an address the crawl may not reach (see `net.rs`), for the file or a
+//!   redirect hop: as an unfollowable redirect, 404. The pages of a refused
+//!   origin then fail on their own with the same uniform reason;
 //! - a file the parser rejects: disallowed, for the same reason as 5xx.
+//!
+//! `Crawl-delay` is capped at the spec's `max_crawl_delay`: a site may slow
+//! a crawl down, not park it for years (or, with 1e30, overflow a
+//! `Duration`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +27,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::fetch::{Fetcher, RawResponse};
-use super::{lock, SkipReason, MAX_REDIRECTS};
+use super::{lock, FetchError, SkipReason, MAX_REDIRECTS};
 
 /// Google parses the first 500 KiB of a robots.txt file and ignores the rest.
 pub(crate) const ROBOTS_MAX_BYTES: u64 = 500 * 1024;
@@ -55,14 +62,12 @@ impl Robots {
         }
     }
 
-    /// Interpret a fetched robots.txt file for `agent` (a product token).
-    pub(crate) fn parse(agent: &str, body: &[u8]) -> Self {
+    /// Interpret a fetched robots.txt file for `agent` (a product token),
+    /// with `Crawl-delay` capped at `max_delay`.
+    pub(crate) fn parse(agent: &str, body: &[u8], max_delay: Duration) -> Self {
         match Robot::new(agent, body) {
             Ok(robot) => {
-                let delay = robot
-                    .delay
-                    .filter(|d| d.is_finite() && *d > 0.0)
-                    .map(|d| Duration::from_secs_f64(f64::from(d)));
+                let delay = crawl_delay(robot.delay, max_delay);
                 Robots {
                     rules: Rules::Parsed(robot),
                     delay,
@@ -86,6 +91,18 @@ impl Robots {
             }
         }
     }
+}
+
+/// A `Crawl-delay` value as a wait of at most `max`: NaN, zero and negative
+/// values ask for nothing; infinite and huge ones get the cap.
+fn crawl_delay(raw: Option<f32>, max: Duration) -> Option<Duration> {
+    let secs = f64::from(raw?);
+    if secs.is_nan() || secs <= 0.0 {
+        return None;
+    }
+    // Fails for infinity and for values past Duration's range: both capped.
+    let delay = Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max));
+    (!delay.is_zero()).then_some(delay)
 }
 
 /// The product token robots.txt groups are matched against:
@@ -129,6 +146,7 @@ async fn fetch(fetcher: &Fetcher<'_>, page: &Url) -> Robots {
     for _ in 0..=MAX_REDIRECTS {
         let response = match fetcher.get_raw(&url, ROBOTS_MAX_BYTES).await {
             Ok(r) => r,
+            Err(FetchError::AddressNotAllowed) => return Robots::allow_all(),
             Err(e) => {
                 tracing::info!(%url, error = %e, "robots.txt unreachable; origin treated as disallowed");
                 return Robots::disallow_all(format!("robots.txt unreachable: {e}"));
@@ -140,7 +158,7 @@ async fn fetch(fetcher: &Fetcher<'_>, page: &Url) -> Robots {
             body,
         } = response;
         match status {
-            200..=299 => return Robots::parse(fetcher.agent, &body),
+            200..=299 => return Robots::parse(fetcher.agent, &body, fetcher.spec.max_crawl_delay),
             301 | 302 | 303 | 307 | 308 => {
                 let next = location
                     .and_then(|l| url.join(&l).ok())
@@ -180,18 +198,41 @@ mod tests {
     #[test]
     fn our_group_wins_over_the_wildcard_and_delay_is_read() {
         let txt = b"User-agent: *\nDisallow: /\n\nUser-agent: ragchat-crawler\nDisallow: /private/\nCrawl-delay: 2\n";
-        let robots = Robots::parse("ragchat-crawler", txt);
+        let robots = Robots::parse("ragchat-crawler", txt, Duration::from_secs(10));
         assert_eq!(robots.check(&url("http://h/a")), Ok(()));
         assert_eq!(
             robots.check(&url("http://h/private/x")),
             Err(SkipReason::DisallowedByRobots)
         );
         assert_eq!(robots.delay, Some(Duration::from_secs(2)));
-        let other = Robots::parse("otherbot", txt);
+        let other = Robots::parse("otherbot", txt, Duration::from_secs(10));
         assert_eq!(
             other.check(&url("http://h/a")),
             Err(SkipReason::DisallowedByRobots)
         );
+    }
+
+    #[test]
+    fn crawl_delay_is_capped_and_nonsense_ignored() {
+        let max = Duration::from_secs(10);
+        let delay = |value: &str| {
+            let txt = format!("User-agent: *\nCrawl-delay: {value}\nDisallow: /x\n");
+            Robots::parse("ragchat-crawler", txt.as_bytes(), max).delay
+        };
+        assert_eq!(delay("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(delay("10"), Some(max));
+        for huge in [
+            "11", "86400", "1e9", "1e30", "1e39", "inf", "infinity", "-inf",
+        ] {
+            let expected = (!huge.starts_with('-')).then_some(max);
+            assert_eq!(delay(huge), expected, "{huge}");
+        }
+        for nothing in ["NaN", "nan", "-5", "0", "-0", "soon"] {
+            assert_eq!(delay(nothing), None, "{nothing}");
+        }
+        // A cap of zero ignores Crawl-delay altogether.
+        let txt = b"User-agent: *\nCrawl-delay: 5\n";
+        assert_eq!(Robots::parse("bot", txt, Duration::ZERO).delay, None);
     }
 
     #[test]

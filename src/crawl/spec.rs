@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::robots;
+use super::{net, robots};
+use crate::config::MAX_CRAWL_DELAY_SECS;
 
 /// Default user agent. Deployments that crawl other people's sites should set
 /// one with a contact URL (`ragchat-crawler/0.1 (+https://your.site/bot)`);
@@ -24,6 +25,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 pub const MAX_BODY_BYTES_CAP: u64 = 100 * 1024 * 1024;
 /// Redirect hops followed per URL (and per robots.txt).
 pub const MAX_REDIRECTS: usize = 5;
+/// `max_crawl_delay` may not exceed this.
+pub const MAX_CRAWL_DELAY: Duration = Duration::from_secs(MAX_CRAWL_DELAY_SECS);
 
 /// What to crawl and how politely. [`CrawlSpec::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +66,15 @@ pub struct CrawlSpec {
     /// a loader exists for it). Default empty: such responses are skipped
     /// without reading their bodies.
     pub extra_content_types: Vec<String>,
+    /// Let requests reach loopback, private, link-local and other
+    /// non-public addresses (see `net.rs`). Default false: such hosts, as IP
+    /// literals or names that resolve to them, fail with
+    /// [`FetchError::AddressNotAllowed`](super::FetchError), on every hop.
+    /// A deployment's setting, never a crawl request's.
+    pub allow_private_networks: bool,
+    /// A robots.txt `Crawl-delay` above this is lowered to it; zero ignores
+    /// `Crawl-delay`. Default 10 s, at most [`MAX_CRAWL_DELAY`].
+    pub max_crawl_delay: Duration,
 }
 
 impl CrawlSpec {
@@ -80,6 +92,8 @@ impl CrawlSpec {
             max_body_bytes: 5 * 1024 * 1024,
             user_agent: DEFAULT_USER_AGENT.to_string(),
             extra_content_types: Vec::new(),
+            allow_private_networks: false,
+            max_crawl_delay: Duration::from_secs(10),
         }
     }
 
@@ -102,6 +116,11 @@ impl CrawlSpec {
             ),
             Ok(u) if u.host_str().is_none_or(str::is_empty) => {
                 bad("start_url", "has no host".into())
+            }
+            // Names are checked when they resolve, hop by hop; a literal can
+            // be refused before anything is queued.
+            Ok(u) if !self.allow_private_networks => {
+                net::literal_refusal(&u).map_or(Ok(()), |why| bad("start_url", why))
             }
             Ok(_) => Ok(()),
         }
@@ -158,6 +177,15 @@ impl CrawlSpec {
                 ),
             );
         }
+        if self.max_crawl_delay > MAX_CRAWL_DELAY {
+            return bad(
+                "max_crawl_delay",
+                format!(
+                    "must be at most {MAX_CRAWL_DELAY:?}, got {:?}",
+                    self.max_crawl_delay
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -210,13 +238,23 @@ pub enum CrawlError {
 
 /// A client fit for crawling with `spec`: redirects are not followed (the
 /// crawler checks and follows each hop itself), our user agent, a connect
-/// timeout. Add to it (proxies, DNS overrides) before `build()`.
+/// timeout, and unless `allow_private_networks` a DNS resolver that passes
+/// on public addresses only. No proxy from the environment: through a proxy
+/// the addresses checked would be the proxy's, not the site's. DNS
+/// overrides added to it (`resolve`) are trusted as given: they bypass the
+/// resolver.
 pub fn client_builder(spec: &CrawlSpec) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(spec.user_agent.as_str())
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(spec.timeout)
         .pool_max_idle_per_host(spec.concurrency)
+        .no_proxy();
+    if spec.allow_private_networks {
+        builder
+    } else {
+        builder.dns_resolver(std::sync::Arc::new(net::GuardedResolver::system()))
+    }
 }
 
 /// The error for a bad `field`.

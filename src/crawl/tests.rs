@@ -1,7 +1,10 @@
 //! The crawler against small sites served on 127.0.0.1 by a minimal HTTP/1.1
 //! server that logs every request it receives. Host names (`site.test`,
 //! `other.test`, …) are mapped to the server by the client's DNS overrides,
-//! so one server plays several hosts and routes on the Host header.
+//! so one server plays several hosts and routes on the Host header. Specs
+//! allow private networks (the server is on loopback), except where the
+//! address guard is under test: DNS overrides bypass the guarded resolver,
+//! so there `public.test` stands for a public site.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +17,13 @@ use tokio::net::{TcpListener, TcpStream};
 use super::*;
 use crate::ingest::clean::clean_text;
 
-const HOSTS: &[&str] = &["site.test", "www.site.test", "other.test", "down.test"];
+const HOSTS: &[&str] = &[
+    "site.test",
+    "www.site.test",
+    "other.test",
+    "down.test",
+    "public.test",
+];
 
 #[derive(Clone)]
 enum Body {
@@ -172,6 +181,7 @@ impl Site {
             requests_per_second: 100.0,
             timeout: Duration::from_millis(500),
             max_body_bytes: 64 * 1024,
+            allow_private_networks: true,
             ..CrawlSpec::new(self.url("site.test", path))
         }
     }
@@ -1143,6 +1153,153 @@ async fn dropping_the_crawl_future_drops_its_requests() {
     wait_for(|| site.stats.aborted.load(Ordering::SeqCst) == 4).await;
 }
 
+/// A site that stands for a public one and sends the crawler towards its
+/// own loopback every way it can: redirects to an IP literal, to a name that
+/// resolves to 127.0.0.1, to an IPv4-mapped IPv6 literal, a link to a
+/// literal, a robots.txt redirect.
+fn inward_site(host: &str, path: &str) -> Reply {
+    match (host, path) {
+        ("public.test", "/robots.txt") => Reply::redirect(302, "http://127.0.0.1:PORT/robots.txt"),
+        ("public.test", "/") => Reply::page(
+            "Public",
+            &[
+                "/to-literal",
+                "/to-name",
+                "/to-mapped",
+                "http://127.0.0.1:PORT/linked",
+            ],
+        ),
+        ("public.test", "/start") => Reply::redirect(301, "http://127.0.0.1:PORT/secret"),
+        ("public.test", "/to-literal") => Reply::redirect(302, "http://127.0.0.1:PORT/secret"),
+        ("public.test", "/to-name") => Reply::redirect(302, "http://localhost:PORT/secret"),
+        ("public.test", "/to-mapped") => {
+            Reply::redirect(302, "http://[::ffff:127.0.0.1]:PORT/secret")
+        }
+        (_, "/secret" | "/linked") => Reply::page("Internal", &[]),
+        _ => Reply::status(404),
+    }
+}
+
+/// `spec` for `inward_site`, from `path` on public.test, any host.
+fn inward_spec(site: &Site, path: &str, allow_private_networks: bool) -> CrawlSpec {
+    CrawlSpec {
+        same_host: false,
+        allow_private_networks,
+        start_url: site.url("public.test", path),
+        ..site.spec(path)
+    }
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_on_every_hop() {
+    let site = Site::start(inward_site).await;
+    let (report, events) = site.crawl(&inward_spec(&site, "/", false)).await;
+    // Only the public host was contacted.
+    assert_eq!(
+        site.requests(),
+        strings(&[
+            "public.test /robots.txt",
+            "public.test /",
+            "public.test /to-literal",
+            "public.test /to-name",
+            "public.test /to-mapped",
+        ])
+    );
+    assert_eq!(
+        site.outcomes(&events),
+        pairs(&[
+            ("public.test/", "page public.test/"),
+            (
+                "public.test/to-literal",
+                "failed address_not_allowed 127.0.0.1/secret"
+            ),
+            (
+                "public.test/to-name",
+                "failed address_not_allowed localhost/secret"
+            ),
+            (
+                "public.test/to-mapped",
+                "failed address_not_allowed [::ffff:7f00:1]/secret"
+            ),
+            (
+                "127.0.0.1/linked",
+                "failed address_not_allowed 127.0.0.1/linked"
+            ),
+        ])
+    );
+    // One wording for every refusal, naming no address or cause.
+    for event in &events {
+        if let CrawlEvent::Failed { error, .. } = event {
+            assert_eq!(
+                error.to_string(),
+                "address not allowed: crawls reach public addresses only"
+            );
+        }
+    }
+    assert_eq!(report.failed, counts(&[("address_not_allowed", 4)]));
+    assert_eq!(report.requests, 5);
+
+    // A public start URL that redirects inwards.
+    let site = Site::start(inward_site).await;
+    let (_, events) = site.crawl(&inward_spec(&site, "/start", false)).await;
+    assert_eq!(
+        site.outcomes(&events),
+        pairs(&[(
+            "public.test/start",
+            "failed address_not_allowed 127.0.0.1/secret"
+        )])
+    );
+    assert_eq!(
+        site.requests(),
+        strings(&["public.test /robots.txt", "public.test /start"])
+    );
+
+    // The same crawl with private networks allowed does reach them, so the
+    // refusals above are the guard's doing.
+    let site = Site::start(inward_site).await;
+    let (_, _) = site.crawl(&inward_spec(&site, "/", true)).await;
+    let requests = site.requests();
+    for expected in [
+        "127.0.0.1 /secret",
+        "localhost /secret",
+        "127.0.0.1 /linked",
+    ] {
+        assert!(
+            requests.iter().any(|r| r == expected),
+            "{expected} in {requests:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_start_name_that_resolves_to_loopback_is_refused() {
+    let site = Site::start(|_: &str, _: &str| Reply::page("Internal", &[])).await;
+    // No DNS override for localhost: the system resolver answers, the
+    // guarded resolver refuses.
+    let spec = CrawlSpec {
+        allow_private_networks: false,
+        ..site.spec("/")
+    };
+    let spec = CrawlSpec {
+        start_url: site.url("localhost", "/"),
+        ..spec
+    };
+    let (report, events) = site.crawl(&spec).await;
+    assert_eq!(
+        site.outcomes(&events),
+        pairs(&[("localhost/", "failed address_not_allowed localhost/")])
+    );
+    assert_eq!(site.requests(), Vec::<String>::new());
+    assert_eq!(report.requests, 0);
+
+    let allowed = CrawlSpec {
+        allow_private_networks: true,
+        ..spec
+    };
+    let (report, _) = site.crawl(&allowed).await;
+    assert_eq!(report.pages, 1);
+}
+
 #[test]
 fn the_crawl_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
@@ -1189,6 +1346,27 @@ fn spec_start_url_must_be_an_http_url() {
 }
 
 #[test]
+fn spec_start_url_may_not_be_a_private_ip_literal() {
+    for url in [
+        "http://127.0.0.1:8080/",
+        "http://10.0.0.7/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://[::ffff:192.168.0.1]/",
+        "http://100.64.0.1/",
+    ] {
+        assert_invalid(CrawlSpec::new(url), "start_url");
+        let allowed = CrawlSpec {
+            allow_private_networks: true,
+            ..CrawlSpec::new(url)
+        };
+        assert!(allowed.validate().is_ok(), "{url}");
+    }
+    // Names are judged when they resolve.
+    assert!(CrawlSpec::new("http://localhost/").validate().is_ok());
+}
+
+#[test]
 fn spec_limits_are_bounded() {
     assert_invalid(spec_with(|s| s.max_pages = 0), "max_pages");
     assert_invalid(spec_with(|s| s.max_pages = 10_001), "max_pages");
@@ -1202,6 +1380,10 @@ fn spec_limits_are_bounded() {
     assert_invalid(spec_with(|s| s.concurrency = 0), "concurrency");
     assert_invalid(spec_with(|s| s.timeout = Duration::ZERO), "timeout");
     assert_invalid(spec_with(|s| s.max_body_bytes = 0), "max_body_bytes");
+    assert_invalid(
+        spec_with(|s| s.max_crawl_delay = Duration::from_secs(3601)),
+        "max_crawl_delay",
+    );
 }
 
 #[test]

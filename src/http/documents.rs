@@ -195,7 +195,7 @@ pub async fn crawl(
     require_ingest(&caller)?;
     let collection = collection(&app, &path).await?;
     let req = body.into_inner();
-    req.validate().map_err(|e| match e {
+    req.validate(&app.settings.crawl).map_err(|e| match e {
         crate::crawl::CrawlError::InvalidSpec { field, message } => {
             // The API speaks in seconds.
             let field = if field == "timeout" {

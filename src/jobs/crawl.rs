@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{JobContext, JobError, KIND_CRAWL};
-use crate::crawl::{self, CancelToken, CrawlEvent, CrawlSpec};
+use crate::config::CrawlSettings;
+use crate::crawl::{self, CancelToken, CrawlEvent, CrawlReport, CrawlSpec};
 use crate::db::collections::Collection;
 use crate::db::jobs::{self, NewJob};
 use crate::db::now;
@@ -23,6 +24,10 @@ use crate::ingest::pipeline::{self, IngestReport};
 use crate::ingest::screen::{Screener, SkipReason, SkippedDoc};
 
 const BATCH: usize = 16;
+/// Crawl events (pages, each up to `max_body_bytes`) waiting for ingestion,
+/// at most: when ingestion falls behind, the crawler waits instead of
+/// holding the rest of the site in memory.
+const QUEUED_EVENTS: usize = BATCH;
 /// Re-crawl intervals above a year are refused: the next run's date must be
 /// representable, and a crawl a decade out is a typo.
 pub const MAX_RECRAWL_INTERVAL_SECS: u64 = 366 * 24 * 3600;
@@ -66,7 +71,9 @@ impl Default for CrawlRequest {
 }
 
 impl CrawlRequest {
-    pub fn spec(&self) -> CrawlSpec {
+    /// The crawl to run: the request's fields, and the deployment's
+    /// `[crawl]` settings for what the caller may not choose.
+    pub fn spec(&self, settings: &CrawlSettings) -> CrawlSpec {
         CrawlSpec {
             start_url: self.start_url.clone(),
             max_pages: self.max_pages,
@@ -83,14 +90,16 @@ impl CrawlRequest {
                 "application/pdf".into(),
                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document".into(),
             ],
+            allow_private_networks: settings.allow_private_networks,
+            max_crawl_delay: Duration::from_secs(settings.max_crawl_delay_secs),
             ..CrawlSpec::new("")
         }
     }
 
     /// The spec's checks plus the re-crawl interval, which feeds date
     /// arithmetic when the next crawl is scheduled.
-    pub fn validate(&self) -> Result<(), crawl::CrawlError> {
-        self.spec().validate()?;
+    pub fn validate(&self, settings: &CrawlSettings) -> Result<(), crawl::CrawlError> {
+        self.spec(settings).validate()?;
         if self.recrawl_interval_secs > MAX_RECRAWL_INTERVAL_SECS {
             return Err(crawl::CrawlError::InvalidSpec {
                 field: "recrawl_interval_secs",
@@ -239,19 +248,8 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     let mut p = Progress::new();
     ctx.progress(&p.json("crawling")).await?;
 
-    // The crawler reports through a callback; pages are ingested by this
-    // task as they arrive, so a large site never sits in memory.
     let cancel = CancelToken::new();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<CrawlEvent>();
-    let crawling = {
-        let (spec, client, cancel) = (spec.clone(), client.clone(), cancel.clone());
-        tokio::spawn(async move {
-            crawl::crawl_with_cancel(&spec, &client, &cancel, move |ev| {
-                let _ = tx.send(ev);
-            })
-            .await
-        })
-    };
+    let (crawling, rx) = start_crawl(spec.clone(), client, cancel.clone());
     let _guard = StopOnDrop(cancel.clone());
 
     let failures = ingest_events(ctx, &collection, screener, rx, &start, &mut p).await?;
@@ -284,15 +282,34 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     Ok(out)
 }
 
+/// Run the crawl on its own task; its events arrive on the receiver, which
+/// holds at most [`QUEUED_EVENTS`]: pages are ingested by the job's task as
+/// they arrive, and the crawl waits while ingestion catches up, so a large
+/// site never sits in memory.
+fn start_crawl(
+    spec: CrawlSpec,
+    client: reqwest::Client,
+    cancel: CancelToken,
+) -> (
+    tokio::task::JoinHandle<Result<CrawlReport, crawl::CrawlError>>,
+    tokio::sync::mpsc::Receiver<CrawlEvent>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<CrawlEvent>(QUEUED_EVENTS);
+    let crawling =
+        tokio::spawn(async move { crawl::crawl_into(&spec, &client, &cancel, tx).await });
+    (crawling, rx)
+}
+
 /// The job's request, its checked spec and its collection.
 async fn load(ctx: &JobContext) -> Result<(CrawlRequest, CrawlSpec, Collection), JobError> {
     let req: CrawlRequest = serde_json::from_value(ctx.payload()?)
         .map_err(|e| JobError::Permanent(format!("unreadable crawl payload: {e}")))?;
     // Checked again here: a payload enqueued by an older version, or edited
     // in the database, must not reach the date arithmetic unchecked.
-    req.validate()
+    let settings = &ctx.app.settings.crawl;
+    req.validate(settings)
         .map_err(|e| JobError::Permanent(e.to_string()))?;
-    let spec = req.spec();
+    let spec = req.spec(settings);
     let collection_id = ctx
         .job
         .collection_id
@@ -310,7 +327,7 @@ async fn ingest_events(
     ctx: &JobContext,
     collection: &Collection,
     mut screener: Screener,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<CrawlEvent>,
+    mut rx: tokio::sync::mpsc::Receiver<CrawlEvent>,
     start: &str,
     p: &mut Progress,
 ) -> Result<Vec<Value>, JobError> {
@@ -366,7 +383,7 @@ async fn remove_unseen(
     ctx: &JobContext,
     collection: &Collection,
     spec: &CrawlSpec,
-    report: &crawl::CrawlReport,
+    report: &CrawlReport,
     start: &str,
     p: &mut Progress,
 ) -> Result<bool, JobError> {
@@ -417,4 +434,122 @@ async fn schedule_next(
     next.dedupe_key = Some(format!("recrawl-after:{}", ctx.job.id));
     jobs::enqueue(&ctx.app.db, next).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const PAGES: usize = 60;
+
+    /// A site on 127.0.0.1 of `PAGES` pages, all linked from `/`; counts the
+    /// requests it receives. Its address.
+    async fn fan_site(requests: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let requests = requests.clone();
+                tokio::spawn(async move {
+                    let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/");
+                    let (status, body) = match path {
+                        "/" => (
+                            "200 OK",
+                            (0..PAGES)
+                                .map(|i| format!("<a href=\"/p{i}\">p{i}</a>\n"))
+                                .collect(),
+                        ),
+                        "/robots.txt" => ("404 Not Found", String::new()),
+                        p => ("200 OK", format!("<title>{p}</title><p>Page {p}.</p>")),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                         connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn the_crawl_waits_while_ingestion_is_behind() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let base = fan_site(requests.clone()).await;
+        let spec = CrawlSpec {
+            requests_per_second: 100.0,
+            concurrency: 2,
+            allow_private_networks: true,
+            ..CrawlSpec::new(format!("{base}/"))
+        };
+        let client = crawl::build_client(&spec).unwrap();
+        let concurrency = spec.concurrency;
+        let (crawling, mut rx) = start_crawl(spec, client, CancelToken::new());
+
+        // Nobody reads. The crawl may fetch robots.txt and `/`, then pages
+        // until the queue is full, one more waiting for room, and the rest
+        // of the requests in flight: never the whole site.
+        let bound = 2 + QUEUED_EVENTS + concurrency;
+        let fetched = || requests.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while rx.len() < QUEUED_EVENTS {
+            assert!(fetched() <= bound, "{} requests, nobody reading", fetched());
+            assert!(Instant::now() < deadline, "the queue never filled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Full: for a while longer nothing more is fetched.
+        for _ in 0..100 {
+            assert!(fetched() <= bound, "{} requests, nobody reading", fetched());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(rx.len(), QUEUED_EVENTS);
+
+        // Reading lets it go on to the end.
+        let mut pages = 0;
+        while let Some(event) = rx.recv().await {
+            pages += usize::from(matches!(event, CrawlEvent::Page(_)));
+        }
+        let report = crawling.await.unwrap().unwrap();
+        assert_eq!((pages, report.pages), (PAGES + 1, PAGES + 1));
+        assert_eq!(fetched(), PAGES + 2);
+    }
+
+    #[test]
+    fn the_deployment_settings_reach_the_spec() {
+        let req = CrawlRequest {
+            start_url: "http://127.0.0.1:8080/".into(),
+            ..CrawlRequest::default()
+        };
+        let off = CrawlSettings::default();
+        assert!(!req.spec(&off).allow_private_networks);
+        assert!(matches!(
+            req.validate(&off),
+            Err(crawl::CrawlError::InvalidSpec {
+                field: "start_url",
+                ..
+            })
+        ));
+        let on = CrawlSettings {
+            allow_private_networks: true,
+            max_crawl_delay_secs: 3,
+        };
+        assert!(req.validate(&on).is_ok());
+        assert_eq!(req.spec(&on).max_crawl_delay, Duration::from_secs(3));
+    }
 }

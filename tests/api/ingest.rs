@@ -839,6 +839,8 @@ fn queued_jobs_cancel_and_progress_streams_over_websocket() {
 struct Site {
     base: String,
     pages: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// Requests received.
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Site {
@@ -849,8 +851,11 @@ impl Site {
         let pages: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>> =
             Default::default();
         let shared = pages.clone();
+        let hits: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
+        let counter = hits.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let pages = shared.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -880,7 +885,11 @@ impl Site {
                 });
             }
         });
-        Self { base, pages }
+        Self { base, pages, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn set(&self, path: &str, body: &str) {
@@ -922,7 +931,8 @@ fn crawl_jobs_ingest_a_site_and_a_re_crawl_removes_vanished_pages() {
         &page("Secret", &essay("keepers wages", 2), &[]),
     );
 
-    let (s, admin) = stack(&[]);
+    // The site is on 127.0.0.1, which crawls only reach when allowed.
+    let (s, admin) = stack(&[("RAGCHAT_CRAWL_ALLOW_PRIVATE_NETWORKS", "true")]);
     let coll = create_collection(&s, &admin, "site");
     let crawl = |s: &TestApp| {
         let body = expect(
@@ -999,6 +1009,70 @@ fn crawl_jobs_ingest_a_site_and_a_re_crawl_removes_vanished_pages() {
         (422, Some("recrawl_interval_secs")),
         "{body}"
     );
+}
+
+#[test]
+fn crawls_of_private_addresses_are_refused_by_default() {
+    let site = Site::start();
+    site.set(
+        "/",
+        &page("Admin console", &essay("internal dashboards", 2), &[]),
+    );
+    let (s, admin) = stack(&[]);
+    let coll = create_collection(&s, &admin, "site");
+    let crawl_url = format!("/api/v1/collections/{coll}/crawl");
+
+    // An IP literal is refused up front.
+    let literal = format!("{}/", site.base);
+    assert!(literal.starts_with("http://127.0.0.1:"), "{literal}");
+    let (status, body, _) = s.api.post(
+        &crawl_url,
+        Some(&admin),
+        Some(json!({"start_url": literal})),
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("start_url")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("address not allowed"), "{message}");
+
+    // A name that resolves to 127.0.0.1 is refused when it resolves: the
+    // job reports the uniform reason and the site sees nothing.
+    let by_name = literal.replace("127.0.0.1", "localhost");
+    let body = expect(
+        s.api.post(
+            &crawl_url,
+            Some(&admin),
+            Some(json!({"start_url": by_name})),
+        ),
+        202,
+        "crawl by name",
+    );
+    let job = wait_job(&s, &admin, body["job"]["id"].as_str().unwrap());
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let r = &job["result"];
+    assert_eq!(
+        r["failed_urls"],
+        json!([{"url": by_name, "error": "address not allowed: crawls reach public addresses only"}]),
+        "{r}"
+    );
+    assert_eq!(r["url_failures"], json!({"address_not_allowed": 1}), "{r}");
+    assert_eq!(
+        (r["pages"].as_u64(), r["requests"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+
+    // The request cannot switch the guard off.
+    let (status, body, _) = s.api.post(
+        &crawl_url,
+        Some(&admin),
+        Some(json!({"start_url": literal, "allow_private_networks": true})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(site.hits(), 0, "the site was contacted");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
