@@ -15,6 +15,9 @@ pub struct RateLimitSettings {
     pub query_burst: u32,
     pub chat_per_minute: u32,
     pub chat_burst: u32,
+    /// WebSocket upgrades (chat and job events).
+    pub ws_connect_per_minute: u32,
+    pub ws_connect_burst: u32,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// Per-IP buckets are this many times the per-user ones (users behind one NAT).
@@ -31,6 +34,8 @@ impl Default for RateLimitSettings {
             query_burst: 60,
             chat_per_minute: 60,
             chat_burst: 10,
+            ws_connect_per_minute: 30,
+            ws_connect_burst: 10,
             trust_forwarded_for: false,
             ip_factor: 4,
         }
@@ -46,6 +51,11 @@ impl RateLimitSettings {
             ("rate_limit.query_burst", self.query_burst),
             ("rate_limit.chat_per_minute", self.chat_per_minute),
             ("rate_limit.chat_burst", self.chat_burst),
+            (
+                "rate_limit.ws_connect_per_minute",
+                self.ws_connect_per_minute,
+            ),
+            ("rate_limit.ws_connect_burst", self.ws_connect_burst),
             ("rate_limit.ip_factor", self.ip_factor),
         ] {
             if v == 0 {
