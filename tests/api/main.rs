@@ -11,3 +11,4 @@ mod cli;
 mod helpers;
 mod ingest;
 mod query;
+mod websocket;
