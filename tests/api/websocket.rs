@@ -165,7 +165,7 @@ fn an_idle_socket_is_closed_when_its_token_or_key_expires() {
     let s = TestApp::start(
         &[("eve", false)],
         &[],
-        &[("RAGCHAT_AUTH_ACCESS_TTL_SECS", "3")],
+        &[("RAGCHAT_AUTH_ACCESS_TTL_SECS", "4")],
     );
     let (eve, _) = s.login("eve");
     let mut ws = connect(&s, &eve);
@@ -175,7 +175,7 @@ fn an_idle_socket_is_closed_when_its_token_or_key_expires() {
     // A key with a near expiry: refused with its own code once past it, and
     // a socket it opened closes at that moment.
     let (eve, _) = s.login("eve");
-    let at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
     let created = expect(
         s.api.post(
             KEYS,
