@@ -409,9 +409,14 @@ fn upgrades_are_rate_limited() {
 
 #[test]
 fn query_strings_stay_out_of_the_log() {
-    let s = TestApp::start_logged(&[("max", false)], &[], &[("RUST_LOG", "warn")]);
+    // At `info` the request span is recorded, and refused requests are
+    // logged (as warnings) inside it.
+    let s = TestApp::start_logged(
+        &[("max", false)],
+        &[],
+        &[("RUST_LOG", "info"), ("RAGCHAT_LOG_LEVEL", "info")],
+    );
     let (max, _) = s.login("max");
-    // Refused requests are logged (as warnings) with their request span.
     let secrets = [
         ("/api/v1/chat/ws", "token=eyJ-not-a-real-token-chat"),
         (
