@@ -16,7 +16,7 @@ use crate::llm::extractive::ExtractiveModel;
 use crate::llm::openai::OpenAiModel;
 use crate::llm::ChatModel;
 use crate::metrics::Metrics;
-use crate::ratelimit::{self, RateLimiter};
+use crate::ratelimit::{self, Connections, RateLimiter};
 
 pub struct App {
     pub settings: Settings,
@@ -27,6 +27,8 @@ pub struct App {
     pub lexical: Arc<LexicalIndex>,
     pub auth: Auth,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Open WebSockets per user and per client address.
+    pub connections: Arc<Connections>,
     pub chat_model: Arc<dyn ChatModel>,
     pub metrics: Metrics,
 }
@@ -73,8 +75,13 @@ impl App {
         let limiter = ratelimit::from_settings(&settings.rate_limit);
         let embedder = Arc::new(embedder);
         let chat_model = chat_model(&settings, &embedder).await?;
+        let connections = Connections::new(
+            settings.server.max_ws_per_user,
+            settings.server.max_ws_per_ip,
+        );
         Ok(Arc::new(Self {
             metrics: Metrics::default(),
+            connections,
             chat_model,
             auth,
             limiter,

@@ -1,10 +1,12 @@
 //! Request rate limits: token buckets keyed by client IP and by user, one
 //! quota per kind of request. Behind a trait so a shared (Redis) limiter can
-//! replace the in-process one when several instances serve together.
+//! replace the in-process one when several instances serve together. Also
+//! the count of open WebSockets per user and per client address.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +21,8 @@ pub enum Bucket {
     Login,
     Query,
     Chat,
+    /// WebSocket upgrades.
+    Connect,
 }
 
 /// Who a token is taken for. Per-IP buckets are `rate_limit.ip_factor` times
@@ -72,6 +76,7 @@ struct InProcess {
     login: PerSubject,
     query: PerSubject,
     chat: PerSubject,
+    connect: PerSubject,
 }
 
 struct PerSubject {
@@ -109,6 +114,7 @@ impl InProcess {
             login: PerSubject::new(s.login_per_minute, s.login_burst, s.ip_factor),
             query: PerSubject::new(s.query_per_minute, s.query_burst, s.ip_factor),
             chat: PerSubject::new(s.chat_per_minute, s.chat_burst, s.ip_factor),
+            connect: PerSubject::new(s.ws_connect_per_minute, s.ws_connect_burst, s.ip_factor),
         }
     }
 
@@ -117,6 +123,7 @@ impl InProcess {
             Bucket::Login => &self.login,
             Bucket::Query => &self.query,
             Bucket::Chat => &self.chat,
+            Bucket::Connect => &self.connect,
         }
     }
 }
@@ -170,6 +177,94 @@ impl RateLimiter for InProcess {
     }
 }
 
+/// Open long-lived connections (WebSockets), counted per user and per client
+/// address, so one account or one host cannot hold every socket the server
+/// can keep open. In process, like [`InProcess`]: each instance counts its own.
+pub struct Connections {
+    per_user: usize,
+    per_ip: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    users: HashMap<String, usize>,
+    ips: HashMap<String, usize>,
+}
+
+/// Which limit a refused connection hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooMany {
+    User,
+    Ip,
+}
+
+/// One counted connection; dropping it frees its place.
+pub struct ConnectionSlot {
+    owner: Arc<Connections>,
+    user: String,
+    ip: String,
+}
+
+impl Connections {
+    pub fn new(per_user: usize, per_ip: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_user,
+            per_ip,
+            open: Mutex::new(Open::default()),
+        })
+    }
+
+    /// Count a new connection of `user` from `ip`, or say which limit it is over.
+    pub fn acquire(self: &Arc<Self>, user: &str, ip: &str) -> Result<ConnectionSlot, TooMany> {
+        let mut open = self.lock();
+        if open.users.get(user).copied().unwrap_or(0) >= self.per_user {
+            return Err(TooMany::User);
+        }
+        if open.ips.get(ip).copied().unwrap_or(0) >= self.per_ip {
+            return Err(TooMany::Ip);
+        }
+        *open.users.entry(user.to_string()).or_default() += 1;
+        *open.ips.entry(ip.to_string()).or_default() += 1;
+        Ok(ConnectionSlot {
+            owner: self.clone(),
+            user: user.to_string(),
+            ip: ip.to_string(),
+        })
+    }
+
+    // A panic while the lock is held cannot leave the counts half-updated
+    // (each update is one statement), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> (usize, usize) {
+        let open = self.lock();
+        (open.users.len(), open.ips.len())
+    }
+}
+
+/// Decrement `key`'s count, forgetting keys that reach zero so the maps hold
+/// only addresses and users with a connection open.
+fn release(map: &mut HashMap<String, usize>, key: &str) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.lock();
+        release(&mut open.users, &self.user);
+        release(&mut open.ips, &self.ip);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +278,8 @@ mod tests {
             query_burst: burst,
             chat_per_minute: per_minute,
             chat_burst: burst,
+            ws_connect_per_minute: per_minute,
+            ws_connect_burst: burst,
             trust_forwarded_for: false,
             trusted_proxies: Vec::new(),
             ip_factor: 1,
@@ -279,7 +376,7 @@ mod tests {
         let mut s = settings(1, 1);
         s.enabled = false;
         let limiter = from_settings(&s);
-        for bucket in [Bucket::Login, Bucket::Query, Bucket::Chat] {
+        for bucket in [Bucket::Login, Bucket::Query, Bucket::Chat, Bucket::Connect] {
             for _ in 0..100 {
                 assert_eq!(limiter.check(bucket, subject("ip:10.0.0.1")).await, Ok(()));
             }
@@ -324,5 +421,23 @@ mod tests {
         // This check sweeps first, so only its own key is left.
         assert_eq!(keyed.check("ip:new"), Ok(()));
         assert_eq!(keyed.len(), 1);
+    }
+
+    #[test]
+    fn connections_are_counted_per_user_and_per_ip() {
+        let c = Connections::new(2, 3);
+        let a1 = c.acquire("ann", "10.0.0.1").unwrap();
+        let a2 = c.acquire("ann", "10.0.0.2").unwrap();
+        assert_eq!(c.acquire("ann", "10.0.0.3").err(), Some(TooMany::User));
+        let b1 = c.acquire("bob", "10.0.0.1").unwrap();
+        let _c1 = c.acquire("cy", "10.0.0.1").unwrap();
+        assert_eq!(c.acquire("dee", "10.0.0.1").err(), Some(TooMany::Ip));
+        // A refused attempt takes no place: closing one frees exactly one.
+        drop(a1);
+        let a3 = c.acquire("ann", "10.0.0.4").unwrap();
+        drop(b1);
+        let _d1 = c.acquire("dee", "10.0.0.1").unwrap();
+        drop((a2, a3, _c1, _d1));
+        assert_eq!(c.tracked(), (0, 0), "closed connections are forgotten");
     }
 }

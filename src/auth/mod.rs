@@ -4,17 +4,17 @@
 pub mod password;
 pub mod tokens;
 
-use chrono::Duration;
+use chrono::{Duration, NaiveDateTime};
 use serde::Serialize;
 
 use crate::config::AuthSettings;
 pub use crate::db::accounts::Role;
-use crate::db::accounts::{self, ApiKey, RefreshOutcome, User};
+use crate::db::accounts::{self, ApiKey, KeyLookup, RefreshOutcome, User, WsTicket};
 use crate::db::now;
 use crate::db::Db;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ids::UserId;
-use tokens::{Claims, JwtKeys, TokenError, API_KEY_PREFIX, ISSUER, REFRESH_PREFIX};
+use tokens::{Claims, JwtKeys, TokenError, API_KEY_PREFIX, ISSUER, REFRESH_PREFIX, TICKET_PREFIX};
 
 crate::text_enum! {
     /// What an API key may be used for. A session (JWT) may do everything its
@@ -35,8 +35,16 @@ pub fn parse_scopes(stored: &str) -> Vec<Scope> {
 
 #[derive(Debug, Clone)]
 pub enum Credential {
-    Session { session_id: String },
-    ApiKey { id: String, scopes: Vec<Scope> },
+    /// An access JWT of a session; `expires_at` is the token's `exp`.
+    Session {
+        session_id: String,
+        expires_at: NaiveDateTime,
+    },
+    ApiKey {
+        id: String,
+        scopes: Vec<Scope>,
+        expires_at: Option<NaiveDateTime>,
+    },
 }
 
 /// An authenticated caller, re-checked against the DB on every request.
@@ -49,6 +57,15 @@ pub struct Caller {
 impl Caller {
     pub fn is_admin(&self) -> bool {
         self.user.role == Role::Admin
+    }
+
+    /// When the credential stops working by itself: the access token's `exp`,
+    /// or the API key's expiry if it has one.
+    pub fn expires_at(&self) -> Option<NaiveDateTime> {
+        match &self.credential {
+            Credential::Session { expires_at, .. } => Some(*expires_at),
+            Credential::ApiKey { expires_at, .. } => *expires_at,
+        }
     }
 
     /// API keys must carry `scope`; sessions always may.
@@ -96,7 +113,7 @@ impl Caller {
 
     pub fn require_session(&self) -> Result<&str> {
         match &self.credential {
-            Credential::Session { session_id } => Ok(session_id),
+            Credential::Session { session_id, .. } => Ok(session_id),
             Credential::ApiKey { .. } => Err(Error::new(
                 ErrorCode::SessionRequired,
                 "this needs a signed-in session, not an API key",
@@ -131,6 +148,17 @@ impl Access {
 
 fn unauthorized() -> Error {
     Error::new(ErrorCode::Unauthorized, "missing or invalid credentials")
+}
+
+fn token_expired() -> Error {
+    Error::new(ErrorCode::TokenExpired, "the access token has expired")
+}
+
+fn invalid_ticket() -> Error {
+    Error::new(
+        ErrorCode::InvalidTicket,
+        "the ticket is unknown, expired or already used",
+    )
 }
 
 /// The token pair a login or refresh returns.
@@ -257,36 +285,134 @@ impl Auth {
         }
         let token = token.trim();
         if token.starts_with(API_KEY_PREFIX) {
-            return self.authenticate_key(db, token).await;
+            let hash = tokens::hash_secret(token);
+            return self.key_caller(db, KeyLookup::Hash(&hash)).await;
         }
         let claims = self.keys.verify(token).map_err(|e| match e {
-            TokenError::Expired => {
-                Error::new(ErrorCode::TokenExpired, "the access token has expired")
-            }
+            TokenError::Expired => token_expired(),
             TokenError::Invalid => unauthorized(),
         })?;
-        let user = accounts::session_user(db, &claims.sid)
+        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0)
+            .ok_or_else(unauthorized)?
+            .naive_utc();
+        self.session_caller(db, claims.sid, &claims.sub, claims.ver, expires_at)
+            .await
+    }
+
+    /// The caller as the database sees it now, for a connection that outlives
+    /// the request that authenticated it: the same checks as
+    /// [`Auth::authenticate`] (session live, user enabled, token version
+    /// unchanged, key not revoked, nothing expired) and the user's current role.
+    pub async fn recheck(&self, db: &Db, caller: &Caller) -> Result<Caller> {
+        match &caller.credential {
+            Credential::Session {
+                session_id,
+                expires_at,
+            } => {
+                self.session_caller(
+                    db,
+                    session_id.clone(),
+                    &caller.user.id,
+                    caller.user.token_version,
+                    *expires_at,
+                )
+                .await
+            }
+            Credential::ApiKey { id, .. } => self.key_caller(db, KeyLookup::Id(id)).await,
+        }
+    }
+
+    /// A short-lived, single-use ticket that opens a WebSocket as `caller`
+    /// without putting a long-lived credential in the URL; with its expiry.
+    pub async fn issue_ticket(&self, db: &Db, caller: &Caller) -> Result<(String, NaiveDateTime)> {
+        let secret = tokens::new_secret(TICKET_PREFIX);
+        let t = now();
+        let (session_id, api_key_id) = match &caller.credential {
+            Credential::Session { session_id, .. } => (Some(session_id.as_str().into()), None),
+            Credential::ApiKey { id, .. } => (None, Some(id.as_str().into())),
+        };
+        let ticket = WsTicket {
+            ticket_hash: tokens::hash_secret(&secret),
+            user_id: caller.user.id.clone(),
+            session_id,
+            api_key_id,
+            token_version: caller.user.token_version,
+            credential_expires_at: caller.expires_at(),
+            created_at: t,
+            expires_at: t + Duration::seconds(self.settings.ws_ticket_ttl_secs as i64),
+        };
+        accounts::create_ws_ticket(db, &ticket).await?;
+        Ok((secret, ticket.expires_at))
+    }
+
+    /// Spend a ticket and resolve it to the caller it was issued for, checked
+    /// as of now: a ticket outlives neither its session nor its key.
+    pub async fn redeem_ticket(&self, db: &Db, ticket: &str) -> Result<Caller> {
+        let row = accounts::take_ws_ticket(db, &tokens::hash_secret(ticket))
+            .await?
+            .ok_or_else(invalid_ticket)?;
+        if row.expires_at <= now() {
+            return Err(invalid_ticket());
+        }
+        match (row.session_id, row.api_key_id, row.credential_expires_at) {
+            (Some(session_id), _, Some(expires_at)) => {
+                self.session_caller(
+                    db,
+                    session_id.into(),
+                    &row.user_id,
+                    row.token_version,
+                    expires_at,
+                )
+                .await
+            }
+            (None, Some(key_id), _) => self.key_caller(db, KeyLookup::Id(&key_id)).await,
+            _ => Err(invalid_ticket()),
+        }
+    }
+
+    /// The caller of a session whose access token said `user_id`, `version`
+    /// and `expires_at`: refused once the token has expired, the session is
+    /// revoked, the user is disabled or their token version moved on.
+    async fn session_caller(
+        &self,
+        db: &Db,
+        session_id: String,
+        user_id: &str,
+        version: i32,
+        expires_at: NaiveDateTime,
+    ) -> Result<Caller> {
+        if expires_at <= now() {
+            return Err(token_expired());
+        }
+        let user = accounts::session_user(db, &session_id)
             .await?
             .ok_or_else(unauthorized)?;
-        if user.id != claims.sub || user.disabled || user.token_version != claims.ver {
+        if user.id != user_id || user.disabled || user.token_version != version {
             return Err(unauthorized());
         }
         Ok(Caller {
             user,
             credential: Credential::Session {
-                session_id: claims.sid,
+                session_id,
+                expires_at,
             },
         })
     }
 
-    async fn authenticate_key(&self, db: &Db, key: &str) -> Result<Caller> {
-        let (api_key, user): (ApiKey, User) =
-            accounts::api_key_with_user(db, &tokens::hash_secret(key))
-                .await?
-                .ok_or_else(unauthorized)?;
-        let t = now();
-        if user.disabled || api_key.expires_at.is_some_and(|e| e <= t) {
+    /// The caller of a live key.
+    async fn key_caller(&self, db: &Db, by: KeyLookup<'_>) -> Result<Caller> {
+        let (api_key, user): (ApiKey, User) = accounts::api_key_with_user(db, by)
+            .await?
+            .ok_or_else(unauthorized)?;
+        if user.disabled {
             return Err(unauthorized());
+        }
+        let t = now();
+        if api_key.expires_at.is_some_and(|e| e <= t) {
+            return Err(Error::new(
+                ErrorCode::ApiKeyExpired,
+                "this API key has expired; create a new one",
+            ));
         }
         // Recording every use would turn each read into a write; a minute's
         // resolution is enough to tell live keys from dead ones.
@@ -300,6 +426,7 @@ impl Auth {
             user,
             credential: Credential::ApiKey {
                 scopes: parse_scopes(&api_key.scopes),
+                expires_at: api_key.expires_at,
                 id: api_key.id.into(),
             },
         })

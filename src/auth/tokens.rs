@@ -1,6 +1,7 @@
 //! Access JWTs (HS256, algorithm pinned) and opaque secrets (refresh tokens,
-//! API keys) that are stored only as SHA-256 hashes: they carry 256 random
-//! bits, so a fast hash is enough and lookups stay a single indexed read.
+//! API keys, WebSocket tickets) that are stored only as SHA-256 hashes: they
+//! carry 256 random bits, so a fast hash is enough and lookups stay a single
+//! indexed read.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -10,6 +11,8 @@ use sha2::{Digest, Sha256};
 pub const ISSUER: &str = "ragchat";
 pub const REFRESH_PREFIX: &str = "rcr_";
 pub const API_KEY_PREFIX: &str = "rck_";
+/// Single-use WebSocket tickets.
+pub const TICKET_PREFIX: &str = "rcw_";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claims {

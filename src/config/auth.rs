@@ -25,6 +25,9 @@ pub struct AuthSettings {
     pub refresh_ttl_secs: u64,
     pub registration: Registration,
     pub min_password_length: usize,
+    /// Lifetime of a WebSocket ticket (`POST /api/v1/ws-tickets`): long
+    /// enough to open the socket, short enough that a logged URL is worthless.
+    pub ws_ticket_ttl_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -35,6 +38,7 @@ impl Default for AuthSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             registration: Registration::AdminOnly,
             min_password_length: 10,
+            ws_ticket_ttl_secs: 30,
         }
     }
 }
@@ -63,6 +67,12 @@ impl AuthSettings {
             return Err(invalid(
                 "auth.min_password_length",
                 "must be between 8 and 128",
+            ));
+        }
+        if !(1..=300).contains(&self.ws_ticket_ttl_secs) {
+            return Err(invalid(
+                "auth.ws_ticket_ttl_secs",
+                "must be between 1 and 300",
             ));
         }
         Ok(())

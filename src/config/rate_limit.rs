@@ -19,6 +19,9 @@ pub struct RateLimitSettings {
     pub query_burst: u32,
     pub chat_per_minute: u32,
     pub chat_burst: u32,
+    /// WebSocket upgrades (chat and job events).
+    pub ws_connect_per_minute: u32,
+    pub ws_connect_burst: u32,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// The proxies in front of the server (addresses or networks). With
@@ -40,6 +43,8 @@ impl Default for RateLimitSettings {
             query_burst: 60,
             chat_per_minute: 60,
             chat_burst: 10,
+            ws_connect_per_minute: 30,
+            ws_connect_burst: 10,
             trust_forwarded_for: false,
             trusted_proxies: Vec::new(),
             ip_factor: 4,
@@ -56,6 +61,11 @@ impl RateLimitSettings {
             ("rate_limit.query_burst", self.query_burst),
             ("rate_limit.chat_per_minute", self.chat_per_minute),
             ("rate_limit.chat_burst", self.chat_burst),
+            (
+                "rate_limit.ws_connect_per_minute",
+                self.ws_connect_per_minute,
+            ),
+            ("rate_limit.ws_connect_burst", self.ws_connect_burst),
             ("rate_limit.ip_factor", self.ip_factor),
         ] {
             if v == 0 {

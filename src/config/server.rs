@@ -13,6 +13,10 @@ pub struct ServerSettings {
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
+    /// Open WebSocket connections (chat and job events together) one user may hold.
+    pub max_ws_per_user: usize,
+    /// Open WebSocket connections from one client address.
+    pub max_ws_per_ip: usize,
 }
 
 impl Default for ServerSettings {
@@ -21,6 +25,8 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             workers: 0,
             shutdown_timeout_secs: 10,
+            max_ws_per_user: 8,
+            max_ws_per_ip: 32,
         }
     }
 }
@@ -30,6 +36,14 @@ impl ServerSettings {
         self.bind
             .parse::<SocketAddr>()
             .map_err(|e| invalid("server.bind", format!("`{}`: {e}", self.bind)))?;
+        for (key, v) in [
+            ("server.max_ws_per_user", self.max_ws_per_user),
+            ("server.max_ws_per_ip", self.max_ws_per_ip),
+        ] {
+            if !(1..=100_000).contains(&v) {
+                return Err(invalid(key, "must be between 1 and 100000"));
+            }
+        }
         Ok(())
     }
 }

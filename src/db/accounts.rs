@@ -5,7 +5,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::schema::{api_keys, collection_grants, collections, refresh_tokens, sessions, users};
+use super::schema::{
+    api_keys, collection_grants, collections, refresh_tokens, sessions, users, ws_tickets,
+};
 use super::{is_unique_violation, now, Cursor, Db, DbError, DbResult};
 use crate::db_run;
 use crate::ids::{ApiKeyId, SessionId, UserId};
@@ -67,6 +69,22 @@ pub struct ApiKey {
     pub expires_at: Option<NaiveDateTime>,
     pub last_used_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// A single-use WebSocket ticket and the credential it stands for: a session
+/// (with the token version and access-token expiry it was issued under) or an
+/// API key.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, PartialEq)]
+#[diesel(table_name = ws_tickets)]
+pub struct WsTicket {
+    pub ticket_hash: String,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    pub api_key_id: Option<ApiKeyId>,
+    pub token_version: i32,
+    pub credential_expires_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
 }
 
 /// Insert a user; `Ok(None)` when the username is taken.
@@ -423,15 +441,52 @@ pub async fn revoke_api_key(db: &Db, user_id: &str, id: &str) -> DbResult<bool> 
     })
 }
 
-/// A live key by its hash, with its owner.
-pub async fn api_key_with_user(db: &Db, key_hash: &str) -> DbResult<Option<(ApiKey, User)>> {
+/// How a key is found: by the hash of the secret a client presents, or by
+/// id (a key presented before, checked again).
+#[derive(Debug, Clone, Copy)]
+pub enum KeyLookup<'a> {
+    Hash(&'a str),
+    Id(&'a str),
+}
+
+/// A live key, with its owner.
+pub async fn api_key_with_user(db: &Db, by: KeyLookup<'_>) -> DbResult<Option<(ApiKey, User)>> {
     db_run!(db, conn => {
-        Ok(api_keys::table
+        let q = api_keys::table
             .inner_join(users::table)
-            .filter(api_keys::key_hash.eq(key_hash))
             .filter(api_keys::revoked_at.is_null())
             .select((ApiKey::as_select(), User::as_select()))
-            .first(conn)
+            .into_boxed();
+        let q = match by {
+            KeyLookup::Hash(hash) => q.filter(api_keys::key_hash.eq(hash)),
+            KeyLookup::Id(id) => q.filter(api_keys::id.eq(id)),
+        };
+        Ok(q.first(conn).await.optional()?)
+    })
+}
+
+/// Store a new ticket, sweeping expired ones first: issuing is the only
+/// thing that makes the table grow, so it also keeps it small.
+pub async fn create_ws_ticket(db: &Db, ticket: &WsTicket) -> DbResult<()> {
+    db_run!(db, conn => {
+        diesel::delete(ws_tickets::table.filter(ws_tickets::expires_at.le(now())))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(ws_tickets::table)
+            .values(ticket)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}
+
+/// Spend a ticket: delete it and return what it was, expired or not. A single
+/// `DELETE … RETURNING`, so of two concurrent uses exactly one gets the row.
+pub async fn take_ws_ticket(db: &Db, ticket_hash: &str) -> DbResult<Option<WsTicket>> {
+    db_run!(db, conn => {
+        Ok(diesel::delete(ws_tickets::table.filter(ws_tickets::ticket_hash.eq(ticket_hash)))
+            .returning(WsTicket::as_returning())
+            .get_result(conn)
             .await
             .optional()?)
     })
@@ -607,6 +662,45 @@ mod tests {
                 .await
                 .unwrap()
                 .is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn tickets_are_spent_once_and_expired_ones_swept() {
+        for test_db in backends().await {
+            let db = test_db.db.clone();
+            let u = create_user(&db, user("tia")).await.unwrap().unwrap();
+            let later = now() + chrono::Duration::hours(1);
+            let s = create_session(&db, &u.id, "t1", later).await.unwrap();
+            let ticket = |hash: &str, expires_at| WsTicket {
+                ticket_hash: hash.into(),
+                user_id: u.id.clone(),
+                session_id: Some(s.id.clone()),
+                api_key_id: None,
+                token_version: 0,
+                credential_expires_at: Some(later),
+                created_at: now(),
+                expires_at,
+            };
+            create_ws_ticket(&db, &ticket("live", later)).await.unwrap();
+            create_ws_ticket(&db, &ticket("old", now() - chrono::Duration::seconds(1)))
+                .await
+                .unwrap();
+            // Issuing the next one sweeps the expired one.
+            create_ws_ticket(&db, &ticket("next", later)).await.unwrap();
+            assert!(take_ws_ticket(&db, "old").await.unwrap().is_none());
+
+            let taken = take_ws_ticket(&db, "live").await.unwrap().unwrap();
+            assert_eq!(
+                (taken.user_id, taken.session_id, taken.api_key_id),
+                (u.id.clone(), Some(s.id.clone()), None)
+            );
+            assert!(take_ws_ticket(&db, "live").await.unwrap().is_none());
+
+            // Two concurrent uses: exactly one gets the ticket.
+            let (a, b) = tokio::join!(take_ws_ticket(&db, "next"), take_ws_ticket(&db, "next"));
+            let got = [a.unwrap(), b.unwrap()];
+            assert_eq!(got.iter().filter(|t| t.is_some()).count(), 1);
         }
     }
 }

@@ -90,6 +90,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    ws_tickets (ticket_hash) {
+        ticket_hash -> Text,
+        user_id -> Text,
+        session_id -> Nullable<Text>,
+        api_key_id -> Nullable<Text>,
+        token_version -> Integer,
+        credential_expires_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     collection_grants (collection_id, user_id) {
         collection_id -> Text,
         user_id -> Text,

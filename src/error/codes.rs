@@ -61,6 +61,10 @@ error_codes! {
     InvalidRefreshToken = "invalid_refresh_token", 401;
     RefreshTokenReused = "refresh_token_reused", 401;
     TokenExpired = "token_expired", 401;
+    /// An API key past the expiry it was created with.
+    ApiKeyExpired = "api_key_expired", 401;
+    /// A WebSocket ticket that is unknown, expired or already used.
+    InvalidTicket = "invalid_ticket", 401;
     // 403: a known caller, not allowed.
     Forbidden = "forbidden", 403;
     InsufficientScope = "insufficient_scope", 403;
@@ -88,6 +92,8 @@ error_codes! {
     /// An uploaded file that cannot be read as its type.
     UnreadableFile = "unreadable_file", 422;
     RateLimited = "rate_limited", 429;
+    /// Too many open WebSockets for the user or the client address.
+    TooManyConnections = "too_many_connections", 429;
     Internal = "internal", 500;
     Unavailable = "unavailable", 503;
     /// The embedding model files are not installed.

@@ -5,16 +5,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{ACCEPT, AUTHORIZATION};
+use actix_web::http::header::ACCEPT;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::AggregatedMessage;
+use actix_ws::{AggregatedMessage, CloseReason};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use super::extract::{authenticate, client_ip, rate_limit};
+use super::extract::{client_ip, rate_limit};
 use super::middleware::{client_closed, ClientGone};
 use super::views::AnswerView;
+use super::ws::{self, Admitted, Ended, WsParams};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::chat::answer::{self, Ask, Event, Thread};
@@ -31,12 +32,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Largest client frame accepted (an `ask` is a few kilobytes at most).
 const MAX_FRAME_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WsParams {
-    pub(crate) token: Option<String>,
-}
-
 /// Client frames.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -50,22 +45,6 @@ enum ClientFrame {
     Cancel,
 }
 
-/// Authenticate from the `Authorization` header or, for browsers (which
-/// cannot set headers on a WebSocket), `?token=`.
-pub(crate) async fn ws_caller(
-    req: &HttpRequest,
-    app: &web::Data<App>,
-    token: Option<String>,
-) -> Result<Caller, Error> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| token.map(|t| format!("Bearer {t}")));
-    authenticate(app.clone().into_inner(), header).await
-}
-
 /// `GET /api/v1/chat/ws`
 pub async fn ws(
     req: HttpRequest,
@@ -73,9 +52,10 @@ pub async fn ws(
     app: web::Data<App>,
     params: web::Query<WsParams>,
 ) -> Result<HttpResponse, Error> {
-    let caller = ws_caller(&req, &app, params.into_inner().token).await?;
-    caller.require_scope(Scope::Chat)?;
-    let ip = client_ip(&req, &app);
+    let admitted = ws::admit(&req, &app, params.into_inner(), |c| {
+        c.require_scope(Scope::Chat)
+    })
+    .await?;
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| Error::new(ErrorCode::NotAWebsocket, e.to_string()))?;
     let stream = stream
@@ -85,8 +65,7 @@ pub async fn ws(
     // The session's error frames and log lines carry the upgrade request's id.
     actix_web::rt::spawn(request_id::in_request(session_loop(
         app.into_inner(),
-        caller,
-        ip,
+        admitted,
         session,
         stream,
     )));
@@ -105,18 +84,34 @@ async fn send_error(session: &mut actix_ws::Session, code: ErrorCode, message: &
 }
 
 /// One connection: at most one answer in flight; its events are forwarded as
-/// they come; cancel, disconnect or a dead client stop it.
+/// they come; cancel, disconnect or a dead client stop it. The connection
+/// lives no longer than its credential: it is closed (1008) when the access
+/// token or key expires, and when a re-check (before each ask, and at each
+/// ping) finds the session ended or the user disabled.
 async fn session_loop(
     app: Arc<App>,
-    caller: Caller,
-    ip: String,
+    admitted: Admitted,
     mut session: actix_ws::Session,
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
+    // The connection's place is given back when the loop ends.
+    let Admitted {
+        caller,
+        ip,
+        slot: _slot,
+    } = admitted;
     let interval = Duration::from_secs(app.settings.chat.ping_interval_secs);
     let mut ping = tokio::time::interval(interval);
     ping.tick().await;
+    let expiry = async {
+        match ws::time_left(&caller) {
+            Some(left) => tokio::time::sleep(left).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
     let mut last_heard = Instant::now();
+    let mut close: Option<CloseReason> = None;
     // The answer in flight: its events and its cancel switch.
     let mut flight: Option<(mpsc::Receiver<Event>, watch::Sender<bool>)> = None;
     loop {
@@ -126,7 +121,7 @@ async fn session_loop(
                 last_heard = Instant::now();
                 match msg {
                     AggregatedMessage::Text(text) => {
-                        if !handle_frame(&app, &caller, &ip, &mut session, &mut flight, &text).await {
+                        if !handle_frame(&app, &caller, &ip, &mut session, &mut flight, &mut close, &text).await {
                             break;
                         }
                     }
@@ -158,9 +153,19 @@ async fn session_loop(
                 // The answer finished and dropped its sender.
                 None => flight = None,
             },
+            _ = &mut expiry => {
+                close = Some(ws::policy_close("token expired"));
+                break;
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > interval * 3 {
                     tracing::info!("chat client silent for three pings; closing");
+                    break;
+                }
+                // An idle socket learns of a logout here; a failure that
+                // says nothing about the credential waits for the next ping.
+                if let Err(Ended::Close(reason)) = ws::recheck(&app, &caller).await {
+                    close = Some(reason);
                     break;
                 }
                 if session.ping(b"").await.is_err() {
@@ -173,16 +178,18 @@ async fn session_loop(
     if let Some((_, cancel)) = flight {
         let _ = cancel.send(true);
     }
-    let _ = session.close(None).await;
+    let _ = session.close(close).await;
 }
 
-/// Handle one text frame; false when the connection is gone.
+/// Handle one text frame; false when the connection is gone or must close
+/// (then `close` holds the reason).
 async fn handle_frame(
     app: &Arc<App>,
     caller: &Caller,
     ip: &str,
     session: &mut actix_ws::Session,
     flight: &mut Option<(mpsc::Receiver<Event>, watch::Sender<bool>)>,
+    close: &mut Option<CloseReason>,
     text: &str,
 ) -> bool {
     let frame: ClientFrame = match serde_json::from_str(text) {
@@ -220,13 +227,23 @@ async fn handle_frame(
                 )
                 .await;
             }
+            // The socket may have outlived a logout, a disabling, a password
+            // change or a demotion: answer as the caller is now, or not at all.
+            let caller = match ws::recheck(app, caller).await {
+                Ok(c) => c,
+                Err(Ended::Close(reason)) => {
+                    *close = Some(reason);
+                    return false;
+                }
+                Err(Ended::Error(e)) => return send_event(session, &Event::error(&e)).await,
+            };
             let ask = Ask {
                 conversation_id,
                 message,
                 collections,
                 top_k,
             };
-            match start(app, caller, ip, ask).await {
+            match start(app, &caller, ip, ask).await {
                 Ok(f) => {
                     *flight = Some(f);
                     true

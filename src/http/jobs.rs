@@ -6,10 +6,10 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::chat::{ws_caller, WsParams};
 use super::documents::require_ingest;
 use super::extract::{next_cursor, PageParams};
 use super::views::{JobFrame, JobView, Page};
+use super::ws::{self, Admitted, Ended, WsParams};
 use crate::app::App;
 use crate::db::jobs::{self, Job, JobFilter, JobState};
 use crate::error::{Error, ErrorCode};
@@ -132,17 +132,21 @@ pub async fn events(
     params: web::Query<WsParams>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
-    let caller = ws_caller(&req, &app, params.into_inner().token).await?;
-    require_ingest(&caller)?;
+    let admitted = ws::admit(&req, &app, params.into_inner(), require_ingest).await?;
     let first = job(&app, &path).await?;
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| Error::new(ErrorCode::NotAWebsocket, e.to_string()))?;
-    actix_web::rt::spawn(watch(app.into_inner(), first, session, stream));
+    actix_web::rt::spawn(watch(app.into_inner(), admitted, first, session, stream));
     Ok(response)
 }
 
+/// Polls between two re-checks of the caller (about 15 s).
+const RECHECK_EVERY: u32 = 60;
+
 async fn watch(
     app: Arc<App>,
+    // Holds the connection's place until the socket ends.
+    admitted: Admitted,
     mut last: Job,
     mut session: actix_ws::Session,
     // Held so the connection stays open; clients have nothing to say here.
@@ -152,8 +156,28 @@ async fn watch(
     if session.text(frame(&last)).await.is_err() {
         return;
     }
+    let caller = &admitted.caller;
+    let mut polls = 0u32;
     while !last.state.is_finished() {
         tokio::time::sleep(POLL).await;
+        // The socket ends with its credential (expiry, logout, disabling).
+        polls = polls.wrapping_add(1);
+        if ws::time_left(caller) == Some(Duration::ZERO) {
+            let _ = session.close(Some(ws::policy_close("token expired"))).await;
+            return;
+        }
+        if polls.is_multiple_of(RECHECK_EVERY) {
+            let reason = match ws::recheck(&app, caller).await {
+                Err(Ended::Close(reason)) => Some(reason),
+                // Demoted since the socket opened.
+                Ok(now) if require_ingest(&now).is_err() => Some(ws::policy_close("forbidden")),
+                _ => None,
+            };
+            if reason.is_some() {
+                let _ = session.close(reason).await;
+                return;
+            }
+        }
         let now = match jobs::get(&app.db, &last.id).await {
             Ok(Some(j)) => j,
             // Deleted with its collection.

@@ -25,6 +25,45 @@ pub struct CreateKeyBody {
     name: String,
     scopes: Vec<String>,
     expires_in_days: Option<i64>,
+    /// RFC 3339; the alternative to `expires_in_days` for a precise end.
+    expires_at: Option<String>,
+}
+
+/// The longest life a key may be given.
+const MAX_KEY_DAYS: i64 = 3650;
+
+/// When the key stops working, from either way of saying it.
+fn expiry(in_days: Option<i64>, at: Option<&str>) -> Result<Option<chrono::NaiveDateTime>, Error> {
+    let t = now();
+    match (in_days, at) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(Error::field(
+            "expires_at",
+            "give `expires_at` or `expires_in_days`, not both",
+        )),
+        (Some(d), None) if (1..=MAX_KEY_DAYS).contains(&d) => Ok(Some(t + Duration::days(d))),
+        (Some(_), None) => Err(Error::field(
+            "expires_in_days",
+            format!("must be between 1 and {MAX_KEY_DAYS}"),
+        )),
+        (None, Some(raw)) => {
+            let at = chrono::DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| {
+                    Error::field(
+                        "expires_at",
+                        "must be an RFC 3339 timestamp such as 2030-01-31T12:00:00Z",
+                    )
+                })?
+                .naive_utc();
+            if at <= t || at > t + Duration::days(MAX_KEY_DAYS) {
+                return Err(Error::field(
+                    "expires_at",
+                    format!("must be in the future and at most {MAX_KEY_DAYS} days away"),
+                ));
+            }
+            Ok(Some(at))
+        }
+    }
 }
 
 pub async fn create(
@@ -59,16 +98,7 @@ pub async fn create(
             "only admins can create keys with the `admin` scope",
         ));
     }
-    let expires_at = match b.expires_in_days {
-        None => None,
-        Some(d) if (1..=3650).contains(&d) => Some(now() + Duration::days(d)),
-        Some(_) => {
-            return Err(Error::field(
-                "expires_in_days",
-                "must be between 1 and 3650",
-            ))
-        }
-    };
+    let expires_at = expiry(b.expires_in_days, b.expires_at.as_deref())?;
     let secret = tokens::new_secret(API_KEY_PREFIX);
     let key = ApiKey {
         id: crate::ids::ApiKeyId::random(),
@@ -111,5 +141,37 @@ pub async fn revoke(
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(Error::new(ErrorCode::ApiKeyNotFound, "no such API key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_one_of_two_forms_in_range() {
+        assert_eq!(expiry(None, None).unwrap(), None);
+        let in_days = expiry(Some(2), None).unwrap().unwrap();
+        assert!(in_days > now() + Duration::days(1));
+        let soon = (chrono::Utc::now() + Duration::minutes(5)).to_rfc3339();
+        let at = expiry(None, Some(&soon)).unwrap().unwrap();
+        assert!(at > now() && at < now() + Duration::minutes(6));
+        let past = (chrono::Utc::now() - Duration::minutes(5)).to_rfc3339();
+        let far = (chrono::Utc::now() + Duration::days(MAX_KEY_DAYS + 1)).to_rfc3339();
+        for (days, at, field) in [
+            (Some(0), None, "expires_in_days"),
+            (Some(MAX_KEY_DAYS + 1), None, "expires_in_days"),
+            (None, Some("tomorrow"), "expires_at"),
+            (None, Some(past.as_str()), "expires_at"),
+            (None, Some(far.as_str()), "expires_at"),
+            (Some(1), Some(soon.as_str()), "expires_at"),
+        ] {
+            match expiry(days, at) {
+                Err(Error::InvalidField { field: f, .. }) => {
+                    assert_eq!(f, field, "{days:?} {at:?}")
+                }
+                other => panic!("{days:?} {at:?}: {other:?}"),
+            }
+        }
     }
 }

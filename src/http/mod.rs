@@ -14,7 +14,10 @@ pub mod jobs;
 pub mod keys;
 pub mod middleware;
 pub mod query;
+mod span;
+pub mod tickets;
 pub mod views;
+pub mod ws;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(query::configure)
                 .configure(accounts::configure)
                 .configure(keys::configure)
+                .configure(tickets::configure)
                 .configure(admin::configure)
                 .configure(collections::configure)
                 .configure(conversations::configure)
@@ -84,7 +88,7 @@ pub fn start(app: Arc<App>) -> Result<actix_web::dev::Server, Error> {
         actix_web::App::new()
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
             .wrap(from_fn(middleware::request_context))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<span::PathOnly>::new())
             .app_data(data.clone())
             .app_data(extract::json_config())
             .app_data(extract::query_config())

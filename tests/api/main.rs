@@ -12,3 +12,4 @@ mod helpers;
 mod http_hardening;
 mod ingest;
 mod query;
+mod websocket;

@@ -75,3 +75,11 @@ pub struct NewKeyView<'a> {
     #[serde(rename = "key")]
     pub secret: &'a str,
 }
+
+/// A WebSocket ticket just issued: the only time it is shown.
+#[derive(Debug, Serialize)]
+pub struct TicketView<'a> {
+    pub ticket: &'a str,
+    pub expires_in: u64,
+    pub expires_at: Time,
+}

@@ -6,7 +6,7 @@ mod accounts;
 mod chat;
 mod library;
 
-pub use accounts::{KeyView, NewKeyView, SessionView, UserView};
+pub use accounts::{KeyView, NewKeyView, SessionView, TicketView, UserView};
 pub use chat::{
     AnswerView, Choice, ChunkChoice, ChunkView, CompletionView, ConversationView, Delta,
     MessageView, StreamError, StreamErrorView, UsageView,

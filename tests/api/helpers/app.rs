@@ -29,6 +29,24 @@ impl TestApp {
         collections: &[(&str, &Path)],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_server(users, collections, env, false)
+    }
+
+    /// [`TestApp::start`] with the server's log kept (`self.server.log()`).
+    pub fn start_logged(
+        users: &[(&str, bool)],
+        collections: &[(&str, &Path)],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_server(users, collections, env, true)
+    }
+
+    fn start_server(
+        users: &[(&str, bool)],
+        collections: &[(&str, &Path)],
+        env: &[(&str, &str)],
+        keep_log: bool,
+    ) -> Self {
         let dir = TestDir::new();
         let data = dir.path().join("data");
         let mut ids = HashMap::new();
@@ -41,7 +59,11 @@ impl TestApp {
         for (name, path) in collections {
             ingest(&data, path, name);
         }
-        let server = Server::start_with(&data, env);
+        let server = if keep_log {
+            Server::start_logged(&data, env)
+        } else {
+            Server::start_with(&data, env)
+        };
         let api = Api::new(&server);
         Self {
             server,

@@ -12,6 +12,7 @@ pub use app::TestApp;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
@@ -133,6 +134,9 @@ pub fn check_consistent(data: &Path) -> String {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// What the server wrote to stderr (its log), when started with
+    /// [`Server::start_logged`].
+    log: Option<Arc<Mutex<String>>>,
 }
 
 impl Server {
@@ -143,6 +147,16 @@ impl Server {
 
     /// Start with extra environment (later values override the test defaults).
     pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, env, false)
+    }
+
+    /// [`Server::start_with`], keeping the server's log (stderr) for
+    /// [`Server::log`]; it is still passed on to the test's stderr.
+    pub fn start_logged(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, env, true)
+    }
+
+    fn spawn(data_dir: &Path, env: &[(&str, &str)], keep_log: bool) -> Self {
         let mut command = cmd(data_dir);
         for (k, v) in env {
             command.env(k, v);
@@ -150,9 +164,26 @@ impl Server {
         let mut child = command
             .args(["serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if keep_log {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("cannot start ragchat serve");
+        let log = child.stderr.take().map(|stderr| {
+            let log = Arc::new(Mutex::new(String::new()));
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+            log
+        });
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -165,7 +196,7 @@ impl Server {
         let base = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("server did not report its address");
-        let server = Self { child, base };
+        let server = Self { child, base, log };
         server.wait_ready();
         server
     }
@@ -182,6 +213,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("server at {} never became ready", self.base);
+    }
+
+    /// The log so far (started with [`Server::start_logged`]).
+    pub fn log(&self) -> String {
+        let log = self
+            .log
+            .as_ref()
+            .expect("server started without start_logged");
+        log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -22,17 +22,48 @@ pub fn ws_url(s: &TestApp) -> String {
 
 /// Connect with the token in the `Authorization` header.
 pub fn connect(s: &TestApp, token: &str) -> Ws {
-    let mut req = ws_url(s).into_client_request().expect("ws request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (ws, _) = tungstenite::connect(req).expect("websocket handshake");
-    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-        tcp.set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
+    try_connect(&ws_url(s), Some(token))
+        .unwrap_or_else(|status| panic!("websocket handshake refused with {status}"))
+}
+
+/// Open a WebSocket at `url` (credentials in the URL, or `token` in the
+/// `Authorization` header); the HTTP status when the upgrade is refused.
+pub fn try_connect(url: &str, token: Option<&str>) -> Result<Ws, u16> {
+    let mut req = url.into_client_request().expect("ws request");
+    if let Some(token) = token {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
     }
-    ws
+    match tungstenite::connect(req) {
+        Ok((ws, _)) => {
+            if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+                tcp.set_read_timeout(Some(Duration::from_secs(60)))
+                    .expect("timeout");
+            }
+            Ok(ws)
+        }
+        Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("websocket handshake failed: {e}"),
+    }
+}
+
+/// Read until the server closes the socket: its close code and reason. Any
+/// frame of an answer on the way fails the test.
+#[track_caller]
+pub fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => {
+                return (u16::from(frame.code), frame.reason.as_str().to_string())
+            }
+            Ok(Message::Close(None)) => panic!("closed without a close code"),
+            Ok(Message::Text(t)) => panic!("expected the socket to close, got a frame: {t}"),
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    }
 }
 
 pub fn send(ws: &mut Ws, frame: Value) {
