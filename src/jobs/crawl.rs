@@ -446,6 +446,12 @@ mod tests {
     use super::*;
 
     const PAGES: usize = 60;
+    // A site that fits in the queue would pass the bound test below without
+    // any bound at all.
+    const _: () = assert!(
+        PAGES > 2 * (QUEUED_EVENTS + 2),
+        "the site must outgrow the queue"
+    );
 
     /// A site on 127.0.0.1 of `PAGES` pages, all linked from `/`; counts the
     /// requests it receives. Its address.
