@@ -482,10 +482,12 @@ impl VectorIndex for ServerVectorIndex {
             let status = self.status().await?;
             match status {
                 CollectionStatus::Green => return Ok(()),
-                CollectionStatus::Red => return Err(IndexError::Vector(format!(
+                CollectionStatus::Red => {
+                    return Err(IndexError::Vector(format!(
                     "Qdrant collection {:?} is red (an optimisation failed; see the server log)",
                     self.collection
-                ))),
+                )))
+                }
                 _ if tokio::time::Instant::now() >= deadline => {
                     tracing::info!(
                         collection = %self.collection,

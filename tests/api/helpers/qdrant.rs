@@ -11,8 +11,8 @@ use ragchat::config::VectorSettings;
 use ragchat::ids::{ChunkId, CollectionId, DocumentId};
 use ragchat::index::server::ServerVectorIndex;
 use ragchat::index::testing::TestCollection;
-use ragchat::index::{VectorIndex, VectorPoint};
 pub use ragchat::index::testing::{qdrant_url as server_url, QDRANT_ENV as ENV};
+use ragchat::index::{VectorIndex, VectorPoint};
 
 /// Live collections by the `TestDir` path they belong to (matched by
 /// ancestor, like the databases).
@@ -79,7 +79,9 @@ fn with_index<T>(data_dir: &Path, f: impl AsyncFnOnce(&ServerVectorIndex) -> T) 
 
 /// The chunk ids stored in the collection of `data_dir`'s `TestDir`.
 pub fn chunk_ids(data_dir: &Path) -> Vec<ChunkId> {
-    with_index(data_dir, async |index| index.chunk_ids().await.expect("chunk ids"))
+    with_index(data_dir, async |index| {
+        index.chunk_ids().await.expect("chunk ids")
+    })
 }
 
 /// Store points for `chunk_ids` in the collection of `data_dir`'s `TestDir`
