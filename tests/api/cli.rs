@@ -120,3 +120,27 @@ fn reindex_moves_the_vectors_from_the_embedded_index_to_a_qdrant_server() {
     let (status, ready, _) = Api::new(&server).get("/ready", None);
     assert_eq!(status, 200, "{ready}");
 }
+
+#[test]
+fn a_qdrant_collection_of_another_dimension_is_refused_with_both_named() {
+    if helpers::qdrant::server_url().is_none() {
+        eprintln!(
+            "skipped: set {} to a Qdrant server's gRPC URL to run this test",
+            helpers::qdrant::ENV
+        );
+        return;
+    }
+    let dir = helpers::TestDir::new();
+    let data = dir.path().join("data");
+    helpers::qdrant::create_with_dimension(&data, 5);
+    let (_, collection) = helpers::qdrant_collection(&data).unwrap();
+    let out = run(&data, &["check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&collection), "{err}");
+    assert!(
+        err.contains("dimension 5") && err.contains("dimension 384"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

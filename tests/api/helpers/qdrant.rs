@@ -100,3 +100,34 @@ pub fn plant(data_dir: &Path, chunk_ids: Vec<ChunkId>) {
         index.upsert(points).await.expect("plant points")
     })
 }
+
+/// Create the collection of `data_dir`'s `TestDir` with `dim`-dimensional
+/// cosine vectors, as another deployment (another model) could have left it.
+pub fn create_with_dimension(data_dir: &Path, dim: u64) {
+    use qdrant_client::qdrant::{
+        vectors_config, CreateCollectionBuilder, Distance, VectorParamsBuilder, VectorParamsMap,
+        VectorsConfig,
+    };
+    let (url, name) = collection_for(data_dir).expect("data dir has a Qdrant collection");
+    let client = qdrant_client::Qdrant::from_url(&url)
+        .skip_compatibility_check()
+        .build()
+        .expect("Qdrant client");
+    let vectors = VectorsConfig {
+        config: Some(vectors_config::Config::ParamsMap(VectorParamsMap {
+            map: [(
+                ragchat::index::edge::VECTOR_NAME.to_owned(),
+                VectorParamsBuilder::new(dim, Distance::Cosine).build(),
+            )]
+            .into(),
+        })),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(
+            client.create_collection(CreateCollectionBuilder::new(name).vectors_config(vectors)),
+        )
+        .expect("create collection");
+}
