@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the models the tests need (idempotent), then the
-# unit and black-box suites twice, once on SQLite and once on PostgreSQL.
+# unit and black-box suites twice: on SQLite with the embedded vector index
+# (qdrant-edge), and on PostgreSQL with the vectors on a real Qdrant server
+# (started here by scripts/qdrant-test-server.sh, stopped at exit).
 # Extra arguments go to `cargo test`.
 #
 # Environment:
@@ -10,8 +12,14 @@
 #                          their databases on (default
 #                          postgres://postgres@127.0.0.1:5432/postgres); a local
 #                          Debian cluster that is down is started
+#   RAGCHAT_TEST_QDRANT_URL  gRPC URL of a running Qdrant server for the
+#                          PostgreSQL run; unset, one is started (the binary is
+#                          found as scripts/qdrant-test-server.sh says), and
+#                          the run fails if none can be
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/qdrant-test-server.sh
+source scripts/qdrant-test-server.sh
 
 # Outside the clone, so a fresh checkout (and CI) reuses earlier builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ragchat-target}"
@@ -20,8 +28,9 @@ export RAGCHAT_MODELS_DIR="${RAGCHAT_MODELS_DIR:-$PWD/models}"
 backends="${RAGCHAT_TEST_BACKENDS:-sqlite,postgres}"
 backends="${backends//,/ }"
 pg_url="${RAGCHAT_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
-# The SQLite run must not see it: the test helpers switch on its presence.
-unset RAGCHAT_TEST_POSTGRES
+qdrant_url="${RAGCHAT_TEST_QDRANT_URL:-}"
+# The SQLite run must not see them: the test helpers switch on their presence.
+unset RAGCHAT_TEST_POSTGRES RAGCHAT_TEST_QDRANT_URL RAGCHAT_TEST_REQUIRE_QDRANT
 
 for backend in $backends; do
     case "$backend" in
@@ -88,7 +97,7 @@ scripts/setup-models.sh --with-llm "$RAGCHAT_MODELS_DIR"
 export RAGCHAT_TEST_REQUIRE_LLM=1
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; qdrant_test_server_stop' EXIT
 summary=()
 notes=()
 status=0
@@ -96,13 +105,30 @@ for backend in $backends; do
     echo
     echo "==================== tests on $backend ===================="
     env_args=()
+    label="$backend"
     if [[ "$backend" == postgres ]]; then
         if ! ensure_postgres; then
             notes+=("$backend: not run (PostgreSQL unavailable)")
             status=1
             continue
         fi
-        env_args=("RAGCHAT_TEST_POSTGRES=$pg_url")
+        if [[ -z "$qdrant_url" ]]; then
+            if ! qdrant_test_server_start; then
+                notes+=("$backend: not run (no Qdrant server)")
+                status=1
+                continue
+            fi
+            # Restore this script's trap (the start sets its own).
+            trap 'rm -f "$log"; qdrant_test_server_stop' EXIT
+            qdrant_url="$RAGCHAT_TEST_QDRANT_URL"
+            unset RAGCHAT_TEST_QDRANT_URL QDRANT_TEST_HTTP_URL
+        fi
+        # REQUIRE: a test that needs the server fails instead of skipping.
+        env_args=("RAGCHAT_TEST_POSTGRES=$pg_url" "RAGCHAT_TEST_QDRANT_URL=$qdrant_url"
+            "RAGCHAT_TEST_REQUIRE_QDRANT=1")
+        label="postgres+qdrant-server"
+    else
+        label="sqlite+qdrant-edge"
     fi
     # Same flags for both runs, so the second one reuses the first one's build;
     # the backend is chosen at run time by the environment alone.
@@ -110,10 +136,10 @@ for backend in $backends; do
     env "${env_args[@]}" cargo test --release --locked "$@" | tee "$log" || rc=$?
     if [[ $rc -ne 0 ]]; then
         status=1
-        notes+=("$backend: cargo test exited $rc")
+        notes+=("$label: cargo test exited $rc")
     fi
     # libtest's ignored tests are reported as skipped, the word CI reads.
-    summary+=("$(awk -v b="$backend" '/^test result:/ { p += $4; f += $6; i += $8 }
+    summary+=("$(awk -v b="$label" '/^test result:/ { p += $4; f += $6; i += $8 }
         END { printf "%s: %d passed, %d failed, %d skipped", b, p, f, i }' "$log")")
 done
 

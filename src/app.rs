@@ -9,6 +9,7 @@ use crate::embed::{load_tokenizer, Embedder, ModelPaths};
 use crate::error::{Error, Result};
 use crate::index::edge::EdgeVectorIndex;
 use crate::index::lexical::{self, LexicalIndex};
+use crate::index::server::ServerVectorIndex;
 use crate::index::VectorIndex;
 use crate::ingest::chunk::Chunker;
 use crate::ingest::pipeline::Indexer;
@@ -57,12 +58,7 @@ impl App {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         let db = Db::connect(&settings).await?;
-        let vector_dir = settings.vector_dir();
-        let dim = embedder.dimension();
-        let vectors = tokio::task::spawn_blocking(move || EdgeVectorIndex::open(&vector_dir, dim))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| in_use_hint(e.into(), &settings))?;
+        let vectors = open_vectors(&settings, embedder.dimension()).await?;
         let lexical_dir = settings.lexical_dir();
         let lexical = tokio::task::spawn_blocking(move || LexicalIndex::open(&lexical_dir))
             .await
@@ -89,7 +85,7 @@ impl App {
             db,
             embedder,
             chunker,
-            vectors: Arc::new(vectors),
+            vectors,
             lexical: Arc::new(lexical),
         }))
     }
@@ -111,6 +107,21 @@ impl App {
         lexical::blocking(&self.lexical, |l| l.commit()).await?;
         Ok(())
     }
+}
+
+/// The configured vector index: a Qdrant server when `vector.qdrant_url` is
+/// set, else the embedded shard in the data directory.
+async fn open_vectors(settings: &Settings, dim: usize) -> Result<Arc<dyn VectorIndex>> {
+    if settings.vector.uses_server() {
+        let index = ServerVectorIndex::open(&settings.vector, dim).await?;
+        return Ok(Arc::new(index));
+    }
+    let vector_dir = settings.vector_dir();
+    let index = tokio::task::spawn_blocking(move || EdgeVectorIndex::open(&vector_dir, dim))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| in_use_hint(e.into(), settings))?;
+    Ok(Arc::new(index))
 }
 
 /// The configured answer writer. `auto` prefers the local GGUF model when its

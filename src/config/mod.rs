@@ -118,6 +118,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("BIND", "server.bind"),
     ("DATABASE_URL", "database.url"),
     ("QDRANT_URL", "vector.qdrant_url"),
+    ("QDRANT_API_KEY", "vector.qdrant_api_key"),
     ("JWT_SECRET", "auth.jwt_secret"),
 ];
 

@@ -60,6 +60,18 @@ fn errors_name_the_key() {
             "database.url",
         ),
         (env(&[("RAGCHAT_LOG_FORMAT", "xml")]), "log.format"),
+        (
+            env(&[("RAGCHAT_QDRANT_URL", "localhost:6334")]),
+            "vector.qdrant_url",
+        ),
+        (
+            env(&[("RAGCHAT_VECTOR_QDRANT_COLLECTION", "a/b")]),
+            "vector.qdrant_collection",
+        ),
+        (
+            env(&[("RAGCHAT_VECTOR_QDRANT_TIMEOUT_SECS", "0")]),
+            "vector.qdrant_timeout_secs",
+        ),
         (env(&[("RAGCHAT_RETRIEVAL_RRF_K", "-1")]), "retrieval.rrf_k"),
         (
             env(&[("RAGCHAT_EMBEDDING_BATCH_SIZE", "0")]),
@@ -221,4 +233,27 @@ fn lists_come_from_the_environment_comma_separated() {
         err.contains("rate_limit.trusted_proxies") && err.contains("proxy.local"),
         "{err}"
     );
+}
+
+#[test]
+fn a_qdrant_server_is_chosen_by_its_url() {
+    let s = Settings::load(None, false, env(&[])).unwrap();
+    assert!(!s.vector.uses_server());
+    assert_eq!(s.vector.qdrant_collection, "ragchat_chunks");
+    let s = Settings::load(
+        None,
+        false,
+        env(&[
+            ("RAGCHAT_QDRANT_URL", "http://127.0.0.1:6334"),
+            ("RAGCHAT_QDRANT_API_KEY", "secret"),
+            ("RAGCHAT_VECTOR_QDRANT_COLLECTION", "chunks-2"),
+            ("RAGCHAT_VECTOR_QDRANT_MAX_RETRIES", "5"),
+        ]),
+    )
+    .unwrap();
+    assert!(s.vector.uses_server());
+    assert_eq!(s.vector.qdrant_url, "http://127.0.0.1:6334");
+    assert_eq!(s.vector.qdrant_api_key, "secret");
+    assert_eq!(s.vector.qdrant_collection, "chunks-2");
+    assert_eq!(s.vector.qdrant_max_retries, 5);
 }

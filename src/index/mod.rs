@@ -1,9 +1,15 @@
-//! Derived search indexes: a dense vector index behind [`VectorIndex`] (embedded
-//! qdrant-edge now, a Qdrant server later) and the Tantivy lexical index.
-//! Both are rebuilt from the relational store by `ragchat reindex`.
+//! Derived search indexes: a dense vector index behind [`VectorIndex`]
+//! (embedded qdrant-edge, or a Qdrant server through `qdrant-client`) and the
+//! Tantivy lexical index. Both are rebuilt from the relational store by
+//! `ragchat reindex`.
 
 pub mod edge;
 pub mod lexical;
+pub mod server;
+pub mod testing;
+
+#[cfg(test)]
+mod contract;
 
 use crate::ids::{ChunkId, CollectionId, DocumentId};
 use async_trait::async_trait;

@@ -1,8 +1,11 @@
 //! Black-box tests of the command line: the real binary refusing a bad
 //! configuration or missing models with a message that says what to fix.
 
+use serde_json::json;
+
 use crate::helpers;
-use crate::helpers::run;
+use crate::helpers::client::{create_user_cli, login, Api, PASSWORD};
+use crate::helpers::{check_consistent, fixtures, run, run_ok};
 
 #[test]
 fn bad_config_exits_with_the_key_named() {
@@ -38,5 +41,106 @@ fn missing_models_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scripts/setup-models.sh"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Dense results for `query` over every collection: (chunk id, score).
+fn dense_hits(server: &helpers::Server, query: &str) -> Vec<(String, f64)> {
+    let api = Api::new(server);
+    let (token, _) = login(&api, "admin", PASSWORD);
+    let (status, body, _) = api.post(
+        "/api/v1/query",
+        Some(&token),
+        Some(json!({"query": query, "mode": "dense", "top_k": 5})),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["chunk_id"].as_str().expect("chunk id").to_owned(),
+                r["score"].as_f64().expect("score"),
+            )
+        })
+        .collect()
+}
+
+/// Moving from the embedded index to a Qdrant server is "set the URL, run
+/// reindex" (docs/OPERATIONS.md): the server then answers like the shard did.
+#[test]
+fn reindex_moves_the_vectors_from_the_embedded_index_to_a_qdrant_server() {
+    if helpers::qdrant::server_url().is_none() {
+        eprintln!(
+            "skipped: set {} to a Qdrant server's gRPC URL to run this test",
+            helpers::qdrant::ENV
+        );
+        return;
+    }
+    let dir = helpers::TestDir::new();
+    let data = dir.path().join("data");
+    // An empty URL selects the embedded shard whatever this run's backend is.
+    let embedded = [("RAGCHAT_QDRANT_URL", "")];
+    let out = helpers::cmd(&data)
+        .envs(embedded)
+        .args(["ingest", fixtures().join("kb").to_str().unwrap()])
+        .args(["--collection", "aero"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    create_user_cli(&data, "admin", PASSWORD, true);
+    let query = "normal shock wave";
+    let before = {
+        let server = helpers::Server::start_with(&data, &embedded);
+        dense_hits(&server, query)
+    };
+    assert!(!before.is_empty());
+
+    // `cmd` points at this test's collection on the server: empty so far.
+    let out = run(&data, &["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("vector index 0 points"), "{stdout}");
+    assert!(stdout.contains("missing in vector index"), "{stdout}");
+    let out = run_ok(&data, &["reindex"]);
+    assert!(out.contains("reindexed"), "{out}");
+    let out = check_consistent(&data);
+    assert!(!out.contains("vector index 0 points"), "{out}");
+
+    let server = helpers::Server::start(&data);
+    let after = dense_hits(&server, query);
+    assert_eq!(
+        after.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        before.iter().map(|(id, _)| id).collect::<Vec<_>>()
+    );
+    for ((_, a), (_, b)) in after.iter().zip(&before) {
+        assert!((a - b).abs() < 1e-4, "{after:?} vs {before:?}");
+    }
+    let (status, ready, _) = Api::new(&server).get("/ready", None);
+    assert_eq!(status, 200, "{ready}");
+}
+
+#[test]
+fn a_qdrant_collection_of_another_dimension_is_refused_with_both_named() {
+    if helpers::qdrant::server_url().is_none() {
+        eprintln!(
+            "skipped: set {} to a Qdrant server's gRPC URL to run this test",
+            helpers::qdrant::ENV
+        );
+        return;
+    }
+    let dir = helpers::TestDir::new();
+    let data = dir.path().join("data");
+    helpers::qdrant::create_with_dimension(&data, 5);
+    let (_, collection) = helpers::qdrant_collection(&data).unwrap();
+    let out = run(&data, &["check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&collection), "{err}");
+    assert!(
+        err.contains("dimension 5") && err.contains("dimension 384"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }

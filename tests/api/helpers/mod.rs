@@ -5,6 +5,7 @@ mod app;
 pub mod client;
 pub mod openai_mock;
 mod pg;
+pub mod qdrant;
 pub mod ws;
 
 pub use app::TestApp;
@@ -38,10 +39,13 @@ pub const TEST_JWT_SECRET: &str = "0123456789abcdef0123456789abcdef-test-only";
 /// A throwaway data directory. When `RAGCHAT_TEST_POSTGRES` names a PostgreSQL
 /// server (an admin URL such as `postgres://postgres@127.0.0.1:5432/postgres`),
 /// it also owns a fresh database on it, created here and dropped on drop, and
-/// every `ragchat` command for this directory uses that database.
+/// every `ragchat` command for this directory uses that database. Likewise
+/// with `RAGCHAT_TEST_QDRANT_URL` (a Qdrant server's gRPC URL): a collection
+/// of its own there holds the directory's vectors.
 pub struct TestDir {
-    // Held for its drop, which drops the database.
+    // Held for their drop, which drops the database and the collection.
     _db: Option<pg::Database>,
+    _vectors: Option<qdrant::Collection>,
     dir: tempfile::TempDir,
 }
 
@@ -49,7 +53,12 @@ impl TestDir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = pg::admin_url().map(|admin| pg::Database::create(&admin, dir.path()));
-        Self { _db: db, dir }
+        let vectors = qdrant::server_url().map(|url| qdrant::Collection::create(&url, dir.path()));
+        Self {
+            _db: db,
+            _vectors: vectors,
+            dir,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -71,6 +80,22 @@ pub fn database_url(data_dir: &Path) -> Option<String> {
         data_dir.display()
     );
     url
+}
+
+/// The Qdrant server and collection `ragchat` commands for `data_dir` should
+/// use, if not the embedded shard.
+pub fn qdrant_collection(data_dir: &Path) -> Option<(String, String)> {
+    qdrant::server_url()?;
+    let found = qdrant::collection_for(data_dir);
+    // Falling back to the embedded index would let a Qdrant run pass without
+    // touching the server.
+    assert!(
+        found.is_some(),
+        "{} is set but {} is not inside a live common::TestDir: create data dirs with TestDir::new()",
+        qdrant::ENV,
+        data_dir.display()
+    );
+    found
 }
 
 pub fn fixtures() -> PathBuf {
@@ -99,6 +124,10 @@ pub fn cmd(data_dir: &Path) -> Command {
         .current_dir(data_dir.parent().unwrap_or(data_dir));
     if let Some(url) = database_url(data_dir) {
         c.env("RAGCHAT_DATABASE_URL", url);
+    }
+    if let Some((url, collection)) = qdrant_collection(data_dir) {
+        c.env("RAGCHAT_QDRANT_URL", url)
+            .env("RAGCHAT_VECTOR_QDRANT_COLLECTION", collection);
     }
     c
 }
