@@ -266,8 +266,9 @@ pub(crate) fn deletions(ids: &[ChunkId]) -> Vec<(ChunkId, LogOp)> {
 }
 
 /// Write new or changed documents and replace their chunk rows, in one
-/// transaction, logging each chunk change for the lexical indexes. Documents are written with `indexed = false`; the caller marks
-/// them indexed once both indexes hold their chunks.
+/// transaction that also logs each chunk change for the lexical indexes.
+/// Documents are written with `indexed = false`; the caller marks them
+/// indexed once both indexes hold their chunks.
 pub async fn replace_documents(db: &Db, docs: Vec<Document>, rows: Vec<Chunk>) -> DbResult<()> {
     db_run!(db, conn => {
         conn.transaction::<_, DbError, _>(async move |conn| {
