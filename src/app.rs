@@ -79,16 +79,6 @@ impl App {
             lexical.clone(),
             metrics.lexical.clone(),
         ));
-        // Start from the database's present state: apply what other
-        // processes wrote while this one was away, or rebuild.
-        let caught_up = follower.catch_up().await?;
-        if caught_up.applied > 0 {
-            tracing::info!(
-                entries = caught_up.applied,
-                position = caught_up.position,
-                "lexical index caught up with the change log"
-            );
-        }
         // `serve` has already refused a missing secret unless in dev mode; the
         // other commands never issue tokens, so a random one is harmless there.
         let secret = settings.jwt_secret(true)?;
@@ -114,6 +104,22 @@ impl App {
             vectors: Arc::new(vectors),
             lexical,
         }))
+    }
+
+    /// Bring the lexical index to the database's present state: apply what
+    /// other processes logged while this one was away, or rebuild it. Every
+    /// command that searches or writes does this at start; `check` looks at
+    /// the index as it finds it.
+    pub async fn catch_up(&self) -> Result<()> {
+        let done = self.follower.catch_up().await?;
+        if done.applied > 0 {
+            tracing::info!(
+                entries = done.applied,
+                position = done.position,
+                "lexical index caught up with the change log"
+            );
+        }
+        Ok(())
     }
 
     /// What the ingestion pipeline needs of the app, and nothing else.
