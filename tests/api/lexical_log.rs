@@ -1,17 +1,18 @@
 //! Black-box tests of the chunk change log: a process that shares the
 //! database but not the data directory sees, in its own lexical index, what
 //! another process wrote, within the poll interval, and deletions travel the
-//! same way. (Two `serve` nodes with a shared vector index need the Qdrant
-//! server; here the second process is the CLI on a data directory of its
-//! own, so only the lexical signal is compared.)
+//! same way. Each process here has its own data directory, so its own
+//! embedded vector shard: only the lexical signal is shared (a shared vector
+//! index needs the Qdrant server backend).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::client::{collection_id, expect};
-use crate::helpers::{self, fixtures, TestApp};
+use crate::helpers::client::{collection_id, expect, Api};
+use crate::helpers::{self, fixtures, Server, TestApp};
+use crate::ingest::{create_collection, upload_and_wait};
 
 /// A second node's data directory inside the test's directory (so it shares
 /// the test's PostgreSQL database), and the environment that points it at
@@ -46,8 +47,12 @@ fn run_on(dir: &Path, env: &[(String, String)], args: &[&str]) -> String {
 /// Sources of a lexical search for `q` through the server, in every
 /// collection the caller may read.
 fn lexical_sources(s: &TestApp, token: &str, q: &str) -> Vec<String> {
+    lexical_sources_at(&s.api, token, q)
+}
+
+fn lexical_sources_at(api: &Api, token: &str, q: &str) -> Vec<String> {
     let body = expect(
-        s.api.post(
+        api.post(
             "/api/v1/query",
             Some(token),
             Some(json!({"query": q, "mode": "lexical", "top_k": 10})),
@@ -208,4 +213,89 @@ fn another_process_sees_chunk_changes_through_the_log() {
     assert!(report.contains("lexical index 0 documents"), "{report}");
     assert!(!report.contains("in lexical index"), "{report}");
     run_on(&b, &env, &["check", "--repair"]);
+}
+
+/// Wait (at most 10 s, several poll intervals) until `api`'s lexical search
+/// for `q` satisfies `ok`.
+fn until(api: &Api, token: &str, q: &str, what: &str, ok: impl Fn(&[String]) -> bool) {
+    let started = Instant::now();
+    loop {
+        let found = lexical_sources_at(api, token, q);
+        if ok(&found) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: still {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_servers_on_one_database_find_each_others_writes() {
+    let s = TestApp::start(
+        &[("root", true)],
+        &[],
+        &[("RAGCHAT_LEXICAL_POLL_INTERVAL_MS", "200")],
+    );
+    let (root, _) = s.login("root");
+    let (b_dir, env) = second_node(&s, "node-b");
+    let mut b_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Uploads wait in the receiving node's data directory, so only node A
+    // runs workers here.
+    b_env.extend([
+        ("RAGCHAT_JOBS_WORKERS", "0"),
+        ("RAGCHAT_LEXICAL_POLL_INTERVAL_MS", "200"),
+    ]);
+    let b = Server::start_with(&b_dir, &b_env);
+    let b_api = Api::new(&b);
+
+    let coll = create_collection(&s, &root, "turbines");
+    upload_and_wait(
+        &s,
+        &root,
+        &coll,
+        &[(
+            "cooling.txt",
+            b"Gas turbine blades are cooled by air bled from the compressor. \
+              The air flows through internal passages and leaves through small holes, \
+              forming a film that shields the blade surface from the hot gas."
+                .as_slice(),
+        )],
+    );
+    let q = "turbine blade cooling film";
+    assert_eq!(lexical_sources(&s, &root, q), ["cooling.txt"]);
+    until(&b_api, &root, q, "node B never saw node A's upload", |f| {
+        f == ["cooling.txt"]
+    });
+
+    // A delete through node B reaches node A.
+    let docs = expect(
+        b_api.get(
+            &format!("/api/v1/collections/{coll}/documents"),
+            Some(&root),
+        ),
+        200,
+        "documents on node B",
+    );
+    let doc = docs["items"][0]["id"]
+        .as_str()
+        .expect("a document")
+        .to_string();
+    let (status, body, _) = b_api.delete(
+        &format!("/api/v1/collections/{coll}/documents/{doc}"),
+        Some(&root),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert!(lexical_sources_at(&b_api, &root, q).is_empty());
+    until(
+        &s.api,
+        &root,
+        q,
+        "node A still finds the deleted document",
+        |f| f.is_empty(),
+    );
+    let ready = expect(b_api.get("/ready", Some(&root)), 200, "node B ready");
+    assert_eq!(ready["checks"]["lexical_log"]["ok"], true, "{ready}");
 }
