@@ -201,18 +201,28 @@ fn another_process_sees_chunk_changes_through_the_log() {
     let server = s.server;
     server.stop();
     helpers::check_consistent(&data);
-    // Node B's own vector shard still holds what it embedded (vectors are
-    // per process until the Qdrant server backend), so its check finds
-    // vector orphans only; the lexical side already agrees.
-    let out = helpers::cmd(&b)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(["check"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
+    // Node B has not run since the collection went: `check` shows its
+    // lexical index as it left it, with the entries it has not applied.
+    let check_b = |args: &[&str]| {
+        let out = helpers::cmd(&b)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let report = check_b(&["check"]);
+    assert!(report.contains("orphans in lexical index"), "{report}");
+    assert!(report.contains("entries not applied yet"), "{report}");
+    // Caught up, its lexical index agrees; its own vector shard still holds
+    // what it embedded (vectors are per process until the Qdrant server
+    // backend), so only vector orphans are left, which --repair removes.
+    let report = check_b(&["check", "--catch-up"]);
     assert!(report.contains("lexical index 0 documents"), "{report}");
     assert!(!report.contains("in lexical index"), "{report}");
+    assert!(report.contains("orphans in vector index"), "{report}");
     run_on(&b, &env, &["check", "--repair"]);
+    assert!(run_on(&b, &env, &["check"]).contains("consistent"));
 }
 
 /// Wait (at most 10 s, several poll intervals) until `api`'s lexical search
