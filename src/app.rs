@@ -8,7 +8,8 @@ use crate::db::Db;
 use crate::embed::{load_tokenizer, Embedder, ModelPaths};
 use crate::error::{Error, Result};
 use crate::index::edge::EdgeVectorIndex;
-use crate::index::lexical::{self, LexicalIndex};
+use crate::index::lexical::follow::LexicalFollower;
+use crate::index::lexical::LexicalIndex;
 use crate::index::server::ServerVectorIndex;
 use crate::index::VectorIndex;
 use crate::ingest::chunk::Chunker;
@@ -25,7 +26,10 @@ pub struct App {
     pub embedder: Arc<Embedder>,
     pub chunker: Arc<Chunker>,
     pub vectors: Arc<dyn VectorIndex>,
+    /// Searched directly; written only by `follower`.
     pub lexical: Arc<LexicalIndex>,
+    /// Keeps `lexical` in step with the database's chunk change log.
+    pub follower: Arc<LexicalFollower>,
     pub auth: Auth,
     pub limiter: Arc<dyn RateLimiter>,
     /// Open WebSockets per user and per client address.
@@ -64,6 +68,13 @@ impl App {
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(|e| in_use_hint(e.into(), &settings))?;
+        let metrics = Metrics::default();
+        let lexical = Arc::new(lexical);
+        let follower = Arc::new(LexicalFollower::new(
+            db.clone(),
+            lexical.clone(),
+            metrics.lexical.clone(),
+        ));
         // `serve` has already refused a missing secret unless in dev mode; the
         // other commands never issue tokens, so a random one is harmless there.
         let secret = settings.jwt_secret(true)?;
@@ -76,7 +87,8 @@ impl App {
             settings.server.max_ws_per_ip,
         );
         Ok(Arc::new(Self {
-            metrics: Metrics::default(),
+            metrics,
+            follower,
             connections,
             chat_model,
             auth,
@@ -86,8 +98,24 @@ impl App {
             embedder,
             chunker,
             vectors,
-            lexical: Arc::new(lexical),
+            lexical,
         }))
+    }
+
+    /// Bring the lexical index to the database's present state: apply what
+    /// other processes logged while this one was away, or rebuild it. Every
+    /// command that searches or writes does this at start; `check` looks at
+    /// the index as it finds it.
+    pub async fn catch_up(&self) -> Result<()> {
+        let done = self.follower.catch_up().await?;
+        if done.applied > 0 {
+            tracing::info!(
+                entries = done.applied,
+                position = done.position,
+                "lexical index caught up with the change log"
+            );
+        }
+        Ok(())
     }
 
     /// What the ingestion pipeline needs of the app, and nothing else.
@@ -95,7 +123,7 @@ impl App {
         Indexer {
             db: self.db.clone(),
             vectors: self.vectors.clone(),
-            lexical: self.lexical.clone(),
+            lexical: self.follower.clone(),
             embedder: self.embedder.clone(),
             chunker: self.chunker.clone(),
         }
@@ -104,7 +132,7 @@ impl App {
     /// Make index writes durable; called on shutdown.
     pub async fn flush(&self) -> Result<()> {
         self.vectors.flush().await?;
-        lexical::blocking(&self.lexical, |l| l.commit()).await?;
+        self.follower.flush().await?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub use codes::ErrorCode;
 use crate::config::ConfigError;
 use crate::db::DbError;
 use crate::embed::EmbedError;
+use crate::index::lexical::follow::FollowError;
 use crate::index::IndexError;
 use crate::ingest::chunk::ChunkError;
 use crate::ingest::formats::FormatError;
@@ -33,6 +34,8 @@ pub enum Error {
     Db(#[from] DbError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Follow(#[from] FollowError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
     #[error(transparent)]

@@ -2,7 +2,8 @@
 //! record on every request (atomics, no locks). The `/metrics` endpoint will
 //! render a [`Metrics::snapshot`]; until then they are read in tests and logs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -93,9 +94,48 @@ impl Default for ChatMetrics {
     }
 }
 
+/// What the lexical index's change-log follower records (see
+/// `index::lexical::follow`); how far behind it is right now is measured
+/// when asked ([`lag_gauges`]).
+#[derive(Default)]
+pub struct LexicalMetrics {
+    /// The last log position applied.
+    pub position: AtomicI64,
+    pub applied: AtomicU64,
+    pub rebuilds: AtomicU64,
+    pub errors: AtomicU64,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     pub chat: ChatMetrics,
+    /// Shared with the follower, which lives outside `App`'s metrics.
+    pub lexical: Arc<LexicalMetrics>,
+}
+
+/// Gauges of how far this node's lexical index is behind the change log:
+/// positions, and seconds since the oldest change it has not applied
+/// (`None` when that change was pruned already).
+pub fn lag_gauges(positions: i64, seconds: Option<f64>) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, v: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    };
+    gauge(
+        "ragchat_lexical_log_positions_behind",
+        "Chunk changes in the database this node's lexical index has not applied yet.",
+        positions.to_string(),
+    );
+    if let Some(s) = seconds {
+        gauge(
+            "ragchat_lexical_log_seconds_behind",
+            "Age of the oldest chunk change this node's lexical index has not applied.",
+            format!("{s:.3}"),
+        );
+    }
+    out
 }
 
 impl Metrics {
@@ -112,6 +152,12 @@ impl Metrics {
                 "retrieval_ms": c.retrieval_ms.snapshot(),
                 "first_token_ms": c.first_token_ms.snapshot(),
                 "tokens_per_second": c.tokens_per_second.snapshot(),
+            },
+            "lexical": {
+                "log_position": self.lexical.position.load(Ordering::Relaxed),
+                "log_applied_total": n(&self.lexical.applied),
+                "rebuilds_total": n(&self.lexical.rebuilds),
+                "follow_errors_total": n(&self.lexical.errors),
             }
         })
     }
@@ -149,11 +195,31 @@ impl Metrics {
                 "Citation markers removed: they pointed at no source sent.",
                 n(&c.dropped_citations),
             ),
+            (
+                "ragchat_lexical_log_applied_total",
+                "Change-log entries applied to this node's lexical index.",
+                n(&self.lexical.applied),
+            ),
+            (
+                "ragchat_lexical_rebuilds_total",
+                "Rebuilds of this node's lexical index from the database (new, or behind the pruned log).",
+                n(&self.lexical.rebuilds),
+            ),
+            (
+                "ragchat_lexical_follow_errors_total",
+                "Failed attempts to apply the change log to this node's lexical index.",
+                n(&self.lexical.errors),
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
             ));
         }
+        let name = "ragchat_lexical_log_position";
+        out.push_str(&format!(
+            "# HELP {name} The last change-log position applied to this node's lexical index.\n# TYPE {name} gauge\n{name} {}\n",
+            self.lexical.position.load(Ordering::Relaxed)
+        ));
         for (name, help, h) in [
             (
                 "ragchat_chat_retrieval_ms",
@@ -214,6 +280,29 @@ mod tests {
             text.contains("ragchat_chat_first_token_ms_count 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn lexical_counters_and_lag_gauges_render() {
+        let m = Metrics::default();
+        m.lexical.rebuilds.fetch_add(1, Ordering::Relaxed);
+        m.lexical.position.store(42, Ordering::Relaxed);
+        let text = m.prometheus();
+        assert!(
+            text.contains("ragchat_lexical_rebuilds_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("ragchat_lexical_log_position 42\n"), "{text}");
+        let lag = lag_gauges(3, Some(1.5));
+        assert!(
+            lag.contains("ragchat_lexical_log_positions_behind 3\n"),
+            "{lag}"
+        );
+        assert!(
+            lag.contains("ragchat_lexical_log_seconds_behind 1.500\n"),
+            "{lag}"
+        );
+        assert!(!lag_gauges(0, None).contains("seconds_behind"));
     }
 
     #[test]

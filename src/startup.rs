@@ -1,7 +1,7 @@
 //! Starting and stopping the long-running commands: the HTTP server with its
-//! job workers and scheduler (`serve`), or job workers alone (`worker`). The
-//! indexes are flushed here at shutdown, so `http` only serves HTTP and
-//! `jobs` only runs jobs.
+//! job workers, scheduler and lexical log follower (`serve`), or job workers
+//! alone (`worker`). The indexes are flushed here at shutdown, so `http`
+//! only serves HTTP and `jobs` only runs jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,17 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::{http, jobs};
 
-/// Serve HTTP and run the configured job workers until SIGINT or SIGTERM,
-/// then stop the workers and flush the indexes.
+/// Serve HTTP, follow the chunk change log and run the configured job
+/// workers until SIGINT or SIGTERM, then stop them and flush the indexes.
 pub async fn serve(app: Arc<App>) -> Result<()> {
     let server = http::start(app.clone())?;
     let (stop, stopped) = watch::channel(false);
+    // Changes other processes write reach this node's lexical index here.
+    let follower = tokio::spawn(
+        app.follower
+            .clone()
+            .run(app.settings.lexical.clone(), stopped.clone()),
+    );
     let background = jobs::start(app.clone(), app.settings.jobs.workers, stopped);
     let result = server.await;
     // Jobs stop at their next checkpoint (one batch) and go back to the
@@ -27,6 +33,7 @@ pub async fn serve(app: Arc<App>) -> Result<()> {
     if tokio::time::timeout(grace, background).await.is_err() {
         tracing::warn!("job workers did not stop in time; their leases will lapse");
     }
+    let _ = follower.await;
     tracing::info!("shutting down: flushing indexes");
     app.flush().await?;
     result.map_err(|e| Error::Internal(e.to_string()))

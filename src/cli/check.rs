@@ -1,5 +1,5 @@
-//! `ragchat check [--repair]`: do the database and both indexes agree, and
-//! if not, make the indexes follow the database.
+//! `ragchat check [--repair] [--catch-up]`: do the database and both indexes
+//! agree, and if not, make the indexes follow the database.
 
 use crate::app::App;
 use crate::error::Error;
@@ -12,6 +12,7 @@ pub(super) async fn run(app: &App, repair: bool) -> Result<(), Error> {
     let ix = app.indexer();
     let r = pipeline::check(&ix).await?;
     print(&r);
+    print_lag(app).await?;
     if r.is_consistent() {
         println!("consistent");
         return Ok(());
@@ -29,6 +30,7 @@ pub(super) async fn run(app: &App, repair: bool) -> Result<(), Error> {
     );
     let again = pipeline::check(&ix).await?;
     print(&again);
+    print_lag(app).await?;
     if again.is_consistent() {
         println!("consistent");
         Ok(())
@@ -54,4 +56,19 @@ fn print(r: &CheckReport) {
     show("missing in lexical index", &r.missing_in_lexical);
     show("orphans in vector index", &r.orphans_in_vector);
     show("orphans in lexical index", &r.orphans_in_lexical);
+}
+
+/// Where this node's lexical index stands in the database's change log: a
+/// difference from the database that is only entries not applied yet goes
+/// away when the node next catches up (any command but `check`, or
+/// `check --catch-up`).
+async fn print_lag(app: &App) -> Result<(), Error> {
+    let lag = app.follower.lag().await?;
+    if lag.behind > 0 {
+        println!(
+            "  lexical index at change-log position {} of {}: {} entries not applied yet",
+            lag.position, lag.head, lag.behind
+        );
+    }
+    Ok(())
 }

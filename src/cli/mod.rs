@@ -99,6 +99,11 @@ enum Command {
         /// chunk is gone, index chunks an index lacks.
         #[arg(long)]
         repair: bool,
+        /// Apply the database's change log to the lexical index first (what
+        /// any other command does at start); without it, the index is
+        /// compared as it is on disk.
+        #[arg(long)]
+        catch_up: bool,
     },
     /// Delete a collection from the database and both indexes.
     DeleteCollection { name: String },
@@ -220,6 +225,17 @@ async fn run(command: Command, settings: Settings) -> Result<(), Error> {
         _ => {}
     }
     let app = App::open(settings).await?;
+    // `check` reports the lexical index as it stands on disk (`--catch-up`
+    // brings it up to the log first, as `--repair` does before repairing);
+    // `reindex` rebuilds it anyway.
+    let as_found = match &command {
+        Command::Check { catch_up, .. } => !catch_up,
+        Command::Reindex => true,
+        _ => false,
+    };
+    if !as_found {
+        app.catch_up().await?;
+    }
     let result = dispatch(command, &app).await;
     // Indexes are flushed on every exit path, error or not.
     let flushed = app.flush().await;
@@ -245,7 +261,7 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
         } => query::run(app, query, collections, top_k, mode, json).await,
         Command::Eval(args) => eval::run(app, args).await,
         Command::Reindex => reindex::run(app).await,
-        Command::Check { repair } => check::run(app, repair).await,
+        Command::Check { repair, .. } => check::run(app, repair).await,
         Command::DeleteCollection { name } => delete_collection::run(app, &name).await,
         Command::Collections => collections::run(app).await,
     }

@@ -14,6 +14,7 @@ mod crawl;
 mod database;
 mod embedding;
 mod jobs;
+mod lexical;
 mod llm;
 mod local_llm;
 mod log;
@@ -36,6 +37,7 @@ pub use crawl::{CrawlSettings, MAX_CRAWL_DELAY_SECS};
 pub use database::DatabaseSettings;
 pub use embedding::EmbeddingSettings;
 pub use jobs::JobSettings;
+pub use lexical::LexicalSettings;
 pub use llm::LlmSettings;
 pub use local_llm::LocalLlmSettings;
 pub use log::{LogFormat, LogSettings};
@@ -81,6 +83,7 @@ pub struct Settings {
     pub local_llm: LocalLlmSettings,
     pub uploads: UploadSettings,
     pub jobs: JobSettings,
+    pub lexical: LexicalSettings,
     pub cleaning: CleaningSettings,
     pub crawl: CrawlSettings,
     pub log: LogSettings,
@@ -104,6 +107,7 @@ impl Default for Settings {
             local_llm: LocalLlmSettings::default(),
             uploads: UploadSettings::default(),
             jobs: JobSettings::default(),
+            lexical: LexicalSettings::default(),
             cleaning: CleaningSettings::default(),
             crawl: CrawlSettings::default(),
             log: LogSettings::default(),
@@ -195,6 +199,7 @@ impl Settings {
         self.chat.check()?;
         self.uploads.check()?;
         self.jobs.check()?;
+        self.lexical.check()?;
         self.cleaning.check()?;
         self.crawl.check()?;
         self.local_llm.check()?;

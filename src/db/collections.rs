@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
+use super::lexical_log::append_in_tx;
 use super::schema::{chunks, collections, documents};
 use super::{is_unique_violation, now, Db, DbError, DbResult};
 use crate::db_run;
@@ -68,27 +69,26 @@ pub async fn ensure_collection(db: &Db, name: &str) -> DbResult<Collection> {
         .ok_or_else(|| DbError::Query(diesel::result::Error::NotFound))
 }
 
-/// Delete a collection with its documents and chunks; returns the chunk ids
-/// removed so the caller can remove them from the indexes too.
+/// Delete a collection with its documents and chunks, logging each chunk's
+/// removal; returns the chunk ids removed so the caller can remove them from
+/// the vector index too.
 pub async fn delete_collection(db: &Db, id: &str) -> DbResult<Vec<ChunkId>> {
     let id = id.to_string();
     db_run!(db, conn => {
         Ok(conn
             .transaction::<_, DbError, _>(async move |conn| {
-                    let ids: Vec<ChunkId> = chunks::table
-                        .filter(chunks::collection_id.eq(&id))
-                        .select(chunks::id)
-                        .load(conn)
-                        .await?;
-                    diesel::delete(chunks::table.filter(chunks::collection_id.eq(&id)))
-                        .execute(conn)
-                        .await?;
+                    let ids: Vec<ChunkId> =
+                        diesel::delete(chunks::table.filter(chunks::collection_id.eq(&id)))
+                            .returning(chunks::id)
+                            .get_results(conn)
+                            .await?;
                     diesel::delete(documents::table.filter(documents::collection_id.eq(&id)))
                         .execute(conn)
                         .await?;
                     diesel::delete(collections::table.filter(collections::id.eq(&id)))
                         .execute(conn)
                         .await?;
+                    append_in_tx!(conn, &super::documents::deletions(&ids));
                     Ok(ids)
             })
             .await?)

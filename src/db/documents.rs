@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::lexical_log::{append_in_tx, LogOp};
 use super::schema::{chunks, document_signatures, documents};
 use super::{Cursor, Db, DbError, DbResult};
 use crate::db_run;
@@ -245,9 +246,29 @@ pub async fn chunk_ids_of_documents(
     Ok(out)
 }
 
+/// The log entries for replacing chunk rows `old` by `new`: every new row is
+/// written again (its document's title may have changed, and a retry after a
+/// crash must re-index it), and what is gone is deleted.
+fn replacement_log(old: Vec<ChunkId>, new: &[Chunk]) -> Vec<(ChunkId, LogOp)> {
+    let kept: std::collections::HashSet<&ChunkId> = new.iter().map(|c| &c.id).collect();
+    let mut out: Vec<(ChunkId, LogOp)> = old
+        .into_iter()
+        .filter(|id| !kept.contains(id))
+        .map(|id| (id, LogOp::Delete))
+        .collect();
+    out.extend(new.iter().map(|c| (c.id.clone(), LogOp::Upsert)));
+    out
+}
+
+/// Log entries deleting `ids`.
+pub(crate) fn deletions(ids: &[ChunkId]) -> Vec<(ChunkId, LogOp)> {
+    ids.iter().map(|id| (id.clone(), LogOp::Delete)).collect()
+}
+
 /// Write new or changed documents and replace their chunk rows, in one
-/// transaction. Documents are written with `indexed = false`; the caller marks
-/// them indexed once both indexes hold their chunks.
+/// transaction that also logs each chunk change for the lexical indexes.
+/// Documents are written with `indexed = false`; the caller marks them
+/// indexed once both indexes hold their chunks.
 pub async fn replace_documents(db: &Db, docs: Vec<Document>, rows: Vec<Chunk>) -> DbResult<()> {
     db_run!(db, conn => {
         conn.transaction::<_, DbError, _>(async move |conn| {
@@ -271,10 +292,14 @@ pub async fn replace_documents(db: &Db, docs: Vec<Document>, rows: Vec<Chunk>) -
                         .await?;
                 }
                 let ids: Vec<&DocumentId> = docs.iter().map(|d| &d.id).collect();
+                let mut old: Vec<ChunkId> = Vec::new();
                 for batch in ids.chunks(BATCH) {
-                    diesel::delete(chunks::table.filter(chunks::document_id.eq_any(batch)))
-                        .execute(conn)
-                        .await?;
+                    old.extend(
+                        diesel::delete(chunks::table.filter(chunks::document_id.eq_any(batch)))
+                            .returning(chunks::id)
+                            .get_results::<ChunkId>(conn)
+                            .await?,
+                    );
                 }
                 for row in &rows {
                     diesel::insert_into(chunks::table)
@@ -282,6 +307,7 @@ pub async fn replace_documents(db: &Db, docs: Vec<Document>, rows: Vec<Chunk>) -
                         .execute(conn)
                         .await?;
                 }
+                append_in_tx!(conn, &replacement_log(old, &rows));
                 Ok(())
         })
         .await
@@ -308,17 +334,15 @@ pub async fn delete_document(db: &Db, id: &str) -> DbResult<Option<Vec<ChunkId>>
     db_run!(db, conn => {
         Ok(conn
             .transaction::<_, DbError, _>(async move |conn| {
-                    let ids: Vec<ChunkId> = chunks::table
-                        .filter(chunks::document_id.eq(&id))
-                        .select(chunks::id)
-                        .load(conn)
-                        .await?;
-                    diesel::delete(chunks::table.filter(chunks::document_id.eq(&id)))
-                        .execute(conn)
-                        .await?;
+                    let ids: Vec<ChunkId> =
+                        diesel::delete(chunks::table.filter(chunks::document_id.eq(&id)))
+                            .returning(chunks::id)
+                            .get_results(conn)
+                            .await?;
                     let n = diesel::delete(documents::table.filter(documents::id.eq(&id)))
                         .execute(conn)
                         .await?;
+                    append_in_tx!(conn, &deletions(&ids));
                     Ok(if n == 0 { None } else { Some(ids) })
             })
             .await?)

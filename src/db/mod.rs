@@ -8,6 +8,7 @@ pub mod collections;
 pub mod conversations;
 pub mod documents;
 pub mod jobs;
+pub mod lexical_log;
 pub mod schema;
 pub mod testing;
 pub mod text_enum;

@@ -1,5 +1,5 @@
 // One schema for both backends: only types SQLite and PostgreSQL share
-// (Text, Integer, Bool, Timestamp) so every query compiles for both.
+// (Text, Integer, BigInt, Bool, Timestamp) so every query compiles for both.
 
 diesel::table! {
     collections (id) {
@@ -195,3 +195,20 @@ diesel::joinable!(jobs -> users (created_by));
 // repeat the pair the call above already declares.
 diesel::allow_tables_to_appear_in_same_query!(jobs, collections);
 diesel::allow_tables_to_appear_in_same_query!(jobs, users);
+
+diesel::table! {
+    lexical_log (pos) {
+        pos -> BigInt,
+        chunk_id -> Text,
+        op -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    lexical_log_head (id) {
+        id -> Integer,
+        log_id -> Text,
+        pos -> BigInt,
+    }
+}

@@ -21,8 +21,8 @@ pub async fn health() -> HttpResponse {
     })
 }
 
-/// Readiness: the DB answers, both indexes can be read and the embedding
-/// model produces a vector. 503 with the failing check otherwise. Anyone
+/// Readiness: the DB answers, both indexes can be read, the lexical index
+/// follows the change log and the embedding model produces a vector. 503 with the failing check otherwise. Anyone
 /// may ask (load balancers do, without credentials), so only an admin sees
 /// what each check found; a failure's detail (a database error can name
 /// hosts and files) goes to the log.
@@ -38,11 +38,13 @@ pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse 
         .await
         .map(|v| v.len())
         .map_err(|e| e.to_string());
-    let ok = db.is_ok() && vectors.is_ok() && lex.is_ok() && model.is_ok();
+    let log = lexical_log(&app).await;
+    let ok = db.is_ok() && vectors.is_ok() && lex.is_ok() && model.is_ok() && log.is_ok();
     let checks = ReadyChecks {
         database: Check::from(db.map(|_| app.db.backend().to_string())),
         vector_index: Check::from(vectors.map(|n| format!("{n} points"))),
         lexical_index: Check::from(lex.map(|n| format!("{n} documents"))),
+        lexical_log: Check::from(log),
         embedding_model: Check::from(model.map(|d| format!("{d} dimensions"))),
     };
     if !ok {
@@ -64,9 +66,33 @@ pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse 
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// How far this node's lexical index is behind the database's change log.
+/// Being behind is reported, not failed: searches go on over what the index
+/// has, and it catches up on its own. A follower whose last attempt failed
+/// (it cannot apply the log) is not ready.
+async fn lexical_log(app: &App) -> Result<String, String> {
+    if let Some(e) = app.follower.last_error() {
+        return Err(e);
+    }
+    let lag = app.follower.lag().await.map_err(|e| e.to_string())?;
+    let seconds = lag
+        .seconds
+        .map_or_else(|| "pruned".to_string(), |s| format!("{s:.1} s"));
+    Ok(format!(
+        "position {} of {}: {} behind ({seconds})",
+        lag.position, lag.head, lag.behind
+    ))
+}
+
+/// `GET /metrics`: Prometheus text format. The lexical log lag is measured
+/// now (two small reads); when the database cannot say, it is left out.
 pub async fn metrics(app: web::Data<App>) -> HttpResponse {
+    let mut body = app.metrics.prometheus();
+    match app.follower.lag().await {
+        Ok(lag) => body.push_str(&crate::metrics::lag_gauges(lag.behind, lag.seconds)),
+        Err(e) => tracing::warn!("metrics: lexical log lag: {e}"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(app.metrics.prometheus())
+        .body(body)
 }

@@ -1,6 +1,12 @@
 //! The full-text index: Tantivy on disk, BM25 over chunk title and text with an
 //! English stemming analyzer, filtered by collection, with highlighted snippets.
 //! Writes are buffered until `commit`, so a batch becomes visible at once.
+//!
+//! Each node's index follows the database's chunk change log (`follow`); the
+//! position it has applied is committed with the index (Tantivy's commit
+//! payload), so the index and its position cannot disagree after a crash.
+
+pub mod follow;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -54,11 +60,22 @@ struct Fields {
     text: Field,
 }
 
+/// Where an index stands in the change log it follows: the log's identity
+/// (a database's log, not another's) and the last position applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogMark {
+    pub log_id: String,
+    pub position: i64,
+}
+
 pub struct LexicalIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
     analyzer: TextAnalyzer,
+    /// The mark of the last commit; every commit carries it again, so a
+    /// commit that does not move it cannot erase it.
+    mark: Mutex<Option<LogMark>>,
 }
 
 fn err(e: impl std::fmt::Display) -> IndexError {
@@ -108,6 +125,13 @@ impl LexicalIndex {
             title: field("title")?,
             text: field("text")?,
         };
+        // An unreadable payload (an index from before the log) counts as no
+        // mark: the follower rebuilds it.
+        let mark = index
+            .load_metas()
+            .map_err(err)?
+            .payload
+            .and_then(|p| serde_json::from_str::<LogMark>(&p).ok());
         let writer = index.writer(WRITER_MEMORY).map_err(err)?;
         // Manual reload: we reload right after each commit, so readers never
         // see a half-applied batch and there is no background watcher thread.
@@ -121,7 +145,13 @@ impl LexicalIndex {
             writer: Mutex::new(writer),
             fields,
             analyzer,
+            mark: Mutex::new(mark),
         })
+    }
+
+    /// The log position of the last commit, if it has one.
+    pub fn mark(&self) -> Option<LogMark> {
+        self.mark.lock().map(|m| m.clone()).unwrap_or(None)
     }
 
     fn writer(&self) -> IndexResult<std::sync::MutexGuard<'_, IndexWriter>> {
@@ -170,8 +200,42 @@ impl LexicalIndex {
 
     /// Make pending writes durable and visible to searches.
     pub fn commit(&self) -> IndexResult<()> {
-        self.writer()?.commit().map_err(err)?;
+        self.commit_with(None)
+    }
+
+    /// Commit, recording that the index now holds every change up to `mark`.
+    pub fn commit_at(&self, mark: LogMark) -> IndexResult<()> {
+        self.commit_with(Some(mark))
+    }
+
+    /// Commit with `new` as the mark, or the current one again.
+    fn commit_with(&self, new: Option<LogMark>) -> IndexResult<()> {
+        {
+            let mut writer = self.writer()?;
+            let mut mark = self.mark.lock().map_err(|_| err("mark lock poisoned"))?;
+            let payload = new
+                .as_ref()
+                .or(mark.as_ref())
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(err)?;
+            let mut prepared = writer.prepare_commit().map_err(err)?;
+            if let Some(p) = &payload {
+                prepared.set_payload(p);
+            }
+            prepared.commit().map_err(err)?;
+            if new.is_some() {
+                *mark = new;
+            }
+        }
         self.reader.reload().map_err(err)
+    }
+
+    /// Drop the writes made since the last commit (a batch that failed half
+    /// way must not be committed by the next one).
+    pub fn rollback(&self) -> IndexResult<()> {
+        self.writer()?.rollback().map_err(err)?;
+        Ok(())
     }
 
     pub fn count(&self) -> IndexResult<u64> {

@@ -1,13 +1,17 @@
 //! The ingestion pipeline: clean → hash → chunk → diff against the DB → write
-//! DB → embed new chunks → upsert both indexes → mark indexed.
+//! DB (and the chunk change log) → embed new chunks → upsert the vector index
+//! → bring the lexical index up to the log → mark indexed.
 //!
 //! Convergence: chunk ids are derived from content, so a retried batch writes
 //! the same ids. A document is stored with `indexed = false` until both indexes
 //! hold its chunks; re-ingesting a document in that state re-indexes all of
 //! its chunks even when its content is unchanged. Chunks that vanish from a
-//! changed document are removed from the indexes (and that removal committed)
-//! before the DB forgets them, so no index entry is ever left without a DB row
-//! to find it by.
+//! changed document are removed from the vector index (and that removal
+//! flushed) before the DB forgets them, so no vector is ever left without a
+//! DB row to find it by. The lexical index is never written here: every
+//! chunk change is logged in its own DB transaction, and the node's follower
+//! (`index::lexical::follow`) applies the log, here before a batch returns
+//! and on every other node within its poll interval.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,21 +25,24 @@ use super::clean::clean_text;
 use super::load::RawDocument;
 use crate::db::collections::{self, Collection};
 use crate::db::documents::{self, Chunk, Document};
+use crate::db::lexical_log::{self, LogOp};
 use crate::db::Db;
 use crate::embed::Embedder;
 use crate::error::Error;
 use crate::ids::{ChunkId, CollectionId, DocumentId};
-use crate::index::lexical::{self, LexicalDoc, LexicalIndex};
+use crate::index::lexical;
+use crate::index::lexical::follow::LexicalFollower;
 use crate::index::{VectorIndex, VectorPoint};
 
-/// What the pipeline writes through: the database, both indexes, and the
-/// models that cut documents into chunks and turn chunks into vectors. Built
-/// by `App::indexer`; cloning it clones handles, not data.
+/// What the pipeline writes through: the database, the vector index, the
+/// follower that brings the lexical index up to the database's change log,
+/// and the models that cut documents into chunks and turn chunks into
+/// vectors. Built by `App::indexer`; cloning it clones handles, not data.
 #[derive(Clone)]
 pub struct Indexer {
     pub db: Db,
     pub vectors: Arc<dyn VectorIndex>,
-    pub lexical: Arc<LexicalIndex>,
+    pub lexical: Arc<LexicalFollower>,
     pub embedder: Arc<Embedder>,
     pub chunker: Arc<Chunker>,
 }
@@ -284,6 +291,9 @@ async fn ingest_group(
 
     index_chunks(ix, collection.id.clone(), rows.fresh).await?;
     ix.vectors.flush().await?;
+    // The DB transaction logged every chunk change; apply them here, so the
+    // batch is searchable in this process when it returns.
+    ix.lexical.catch_up().await?;
     report.chunks_embedded += new_ids.len() - present.len();
     documents::mark_indexed(&ix.db, &doc_ids).await?;
     Ok(())
@@ -341,8 +351,9 @@ async fn changed_documents(
     Ok((changed, fully_indexed))
 }
 
-/// Remove the chunks a changed document no longer has from both indexes,
-/// durably, before the DB forgets them.
+/// Remove the chunks a changed document no longer has from the vector index,
+/// durably, before the DB forgets them (the lexical index follows the DB's
+/// log of that).
 async fn remove_vanished(
     ix: &Indexer,
     vanished: Vec<ChunkId>,
@@ -351,16 +362,11 @@ async fn remove_vanished(
     if vanished.is_empty() {
         return Ok(());
     }
-    ix.vectors.delete(vanished.clone()).await?;
+    let n = vanished.len();
+    ix.vectors.delete(vanished).await?;
     // qdrant-edge does not replay its WAL on load: only flushed writes survive a crash.
     ix.vectors.flush().await?;
-    let ids = vanished.clone();
-    lexical::blocking(&ix.lexical, move |l| {
-        l.delete(&ids)?;
-        l.commit()
-    })
-    .await?;
-    report.chunks_deleted += vanished.len();
+    report.chunks_deleted += n;
     Ok(())
 }
 
@@ -419,8 +425,8 @@ fn rows_of(
     })
 }
 
-/// Embed chunks `(chunk id, document id, title, text)` and write them to both
-/// indexes, committing the lexical index.
+/// Embed chunks `(chunk id, document id, title, text)` and write them to the
+/// vector index. (The lexical index takes chunks from the DB's change log.)
 pub async fn index_chunks(
     ix: &Indexer,
     collection_id: CollectionId,
@@ -445,29 +451,16 @@ pub async fn index_chunks(
         })
         .collect();
     ix.vectors.upsert(points).await?;
-    let docs: Vec<LexicalDoc> = chunks
-        .into_iter()
-        .map(|(chunk_id, document_id, title, text)| LexicalDoc {
-            chunk_id,
-            document_id,
-            collection_id: collection_id.clone(),
-            title,
-            text,
-        })
-        .collect();
-    lexical::blocking(&ix.lexical, move |l| {
-        l.upsert(&docs)?;
-        l.commit()
-    })
-    .await?;
     Ok(())
 }
 
 /// Delete a document from both indexes and the DB. Returns false if unknown.
 ///
-/// Indexes first, the DB last: a crash in between leaves chunks the indexes
-/// lack (`check` reports them, `check --repair` or a second delete finishes
-/// the job), never index entries whose chunk is gone.
+/// The vector index first, the DB last: a crash in between leaves chunks the
+/// vector index lacks (`check` reports them, `check --repair` or a second
+/// delete finishes the job), never vectors whose chunk is gone. The DB
+/// transaction logs the chunks' removal, which the lexical index applies
+/// before this returns (and every other node at its next poll).
 pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Error> {
     let before: Vec<ChunkId> =
         documents::chunk_ids_of_documents(&ix.db, &[DocumentId::from(document_id)])
@@ -475,8 +468,10 @@ pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Er
             .into_iter()
             .map(|(chunk, _)| chunk)
             .collect();
-    remove_from_indexes(ix, before.clone()).await?;
-    let Some(deleted) = documents::delete_document(&ix.db, document_id).await? else {
+    remove_from_vectors(ix, before.clone()).await?;
+    let deleted = documents::delete_document(&ix.db, document_id).await?;
+    ix.lexical.catch_up().await?;
+    let Some(deleted) = deleted else {
         return Ok(false);
     };
     // Chunks an ingest wrote in between were indexed after the first pass.
@@ -485,41 +480,32 @@ pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Er
         .into_iter()
         .filter(|c| !before.contains(c))
         .collect();
-    remove_from_indexes(ix, late).await?;
+    remove_from_vectors(ix, late).await?;
     Ok(true)
 }
 
-/// Delete a collection everywhere: indexes first, the DB last (see
-/// [`delete_document`]), then the indexes once more for anything an ingest
-/// added to the collection meanwhile.
+/// Delete a collection everywhere: the vector index first, the DB last (see
+/// [`delete_document`]), then the vector index once more for anything an
+/// ingest added to the collection meanwhile. The lexical index follows the
+/// DB's log.
 pub async fn delete_collection(ix: &Indexer, collection: &Collection) -> Result<(), Error> {
-    remove_collection_from_indexes(ix, &collection.id).await?;
+    remove_collection_from_vectors(ix, &collection.id).await?;
     collections::delete_collection(&ix.db, &collection.id).await?;
-    remove_collection_from_indexes(ix, &collection.id).await
+    ix.lexical.catch_up().await?;
+    remove_collection_from_vectors(ix, &collection.id).await
 }
 
-async fn remove_collection_from_indexes(ix: &Indexer, id: &CollectionId) -> Result<(), Error> {
+async fn remove_collection_from_vectors(ix: &Indexer, id: &CollectionId) -> Result<(), Error> {
     ix.vectors.delete_collection(id.clone()).await?;
-    let id = id.clone();
-    lexical::blocking(&ix.lexical, move |l| {
-        l.delete_collection(&id)?;
-        l.commit()
-    })
-    .await?;
     ix.vectors.flush().await?;
     Ok(())
 }
 
-async fn remove_from_indexes(ix: &Indexer, ids: Vec<ChunkId>) -> Result<(), Error> {
+async fn remove_from_vectors(ix: &Indexer, ids: Vec<ChunkId>) -> Result<(), Error> {
     if ids.is_empty() {
         return Ok(());
     }
-    ix.vectors.delete(ids.clone()).await?;
-    lexical::blocking(&ix.lexical, move |l| {
-        l.delete(&ids)?;
-        l.commit()
-    })
-    .await?;
+    ix.vectors.delete(ids).await?;
     ix.vectors.flush().await?;
     Ok(())
 }
@@ -530,11 +516,6 @@ pub async fn reindex(
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<usize, Error> {
     ix.vectors.clear().await?;
-    lexical::blocking(&ix.lexical, |l| {
-        l.clear()?;
-        l.commit()
-    })
-    .await?;
     let mut after: Option<ChunkId> = None;
     let mut total = 0usize;
     loop {
@@ -567,6 +548,8 @@ pub async fn reindex(
     }
     ix.vectors.optimize().await?;
     ix.vectors.flush().await?;
+    // This node's lexical index only; the others keep following the log.
+    ix.lexical.rebuild().await?;
     Ok(total)
 }
 
@@ -604,7 +587,8 @@ pub struct RepairReport {
 
 /// Make both indexes agree with the DB, which is the record: remove the
 /// entries whose chunk the DB does not have (left by a crash in the middle
-/// of a delete), and index the chunks an index lacks.
+/// of a delete), and index the chunks an index lacks. The lexical side goes
+/// through the change log, so every node's index is repaired alike.
 pub async fn repair(ix: &Indexer, r: &CheckReport) -> Result<RepairReport, Error> {
     let ids = |v: &[String]| {
         v.iter()
@@ -621,13 +605,20 @@ pub async fn repair(ix: &Indexer, r: &CheckReport) -> Result<RepairReport, Error
     if !vector_orphans.is_empty() {
         ix.vectors.delete(vector_orphans).await?;
     }
-    if !lexical_orphans.is_empty() {
-        lexical::blocking(&ix.lexical, move |l| {
-            l.delete(&lexical_orphans)?;
-            l.commit()
-        })
-        .await?;
-    }
+    // The lexical index is repaired through the log like any other change
+    // (every node's follower applies it): the DB's record of each chunk,
+    // written again, or its removal.
+    let mut relog: Vec<(ChunkId, LogOp)> = lexical_orphans
+        .into_iter()
+        .map(|id| (id, LogOp::Delete))
+        .collect();
+    relog.extend(
+        ids(&r.missing_in_lexical)
+            .into_iter()
+            .map(|id| (id, LogOp::Upsert)),
+    );
+    lexical_log::append(&ix.db, relog).await?;
+    ix.lexical.catch_up().await?;
     let mut missing = ids(&r.missing_in_vector);
     missing.extend(ids(&r.missing_in_lexical));
     missing.sort();
@@ -660,7 +651,7 @@ pub async fn check(ix: &Indexer) -> Result<CheckReport, Error> {
         .into_iter()
         .map(|u| u.to_string())
         .collect();
-    let lex_ids: Vec<String> = lexical::blocking(&ix.lexical, |l| l.chunk_ids())
+    let lex_ids: Vec<String> = lexical::blocking(ix.lexical.index(), |l| l.chunk_ids())
         .await?
         .into_iter()
         .map(|u| u.to_string())
@@ -725,6 +716,7 @@ mod tests {
         use super::*;
         use crate::db::testing::{self, TestDb};
         use crate::index::edge::EdgeVectorIndex;
+        use crate::index::lexical::LexicalIndex;
         use crate::index::{Hit, IndexError, IndexResult};
 
         /// A vector index whose deletes fail, as if the process died there.
@@ -793,6 +785,11 @@ mod tests {
                         .unwrap();
                 let lexical = LexicalIndex::open(&dir.path().join("tantivy")).unwrap();
                 let db = testing::sqlite().await;
+                let lexical = LexicalFollower::new(
+                    db.db.clone(),
+                    Arc::new(lexical),
+                    Arc::new(crate::metrics::LexicalMetrics::default()),
+                );
                 let ix = Indexer {
                     db: db.db.clone(),
                     vectors: Arc::new(vectors),
@@ -890,7 +887,14 @@ mod tests {
                     .into_iter()
                     .map(|(id, _)| id)
                     .collect();
-            remove_from_indexes(&f.ix, missing.clone()).await.unwrap();
+            remove_from_vectors(&f.ix, missing.clone()).await.unwrap();
+            let gone = missing.clone();
+            lexical::blocking(f.ix.lexical.index(), move |l| {
+                l.delete(&gone)?;
+                l.commit()
+            })
+            .await
+            .unwrap();
 
             let r = f.check().await;
             assert_eq!(r.orphans_in_vector.len(), orphans.len(), "{r:?}");

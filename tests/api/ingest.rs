@@ -46,7 +46,7 @@ fn upload(s: &TestApp, token: &str, collection: &str, files: &[(&str, &[u8])]) -
     (status, body)
 }
 
-fn create_collection(s: &TestApp, token: &str, name: &str) -> String {
+pub(crate) fn create_collection(s: &TestApp, token: &str, name: &str) -> String {
     let c = expect(
         s.api.post(
             "/api/v1/collections",
@@ -80,7 +80,12 @@ fn wait_job(s: &TestApp, token: &str, id: &str) -> Value {
     }
 }
 
-fn upload_and_wait(s: &TestApp, token: &str, collection: &str, files: &[(&str, &[u8])]) -> Value {
+pub(crate) fn upload_and_wait(
+    s: &TestApp,
+    token: &str,
+    collection: &str,
+    files: &[(&str, &[u8])],
+) -> Value {
     let (status, body) = upload(s, token, collection, files);
     assert_eq!(status, 202, "{body}");
     let job = wait_job(s, token, body["job"]["id"].as_str().unwrap());

@@ -11,5 +11,6 @@ mod cli;
 mod helpers;
 mod http_hardening;
 mod ingest;
+mod lexical_log;
 mod query;
 mod websocket;

@@ -106,6 +106,8 @@ pub struct ReadyChecks {
     pub database: Check,
     pub vector_index: Check,
     pub lexical_index: Check,
+    /// How far the lexical index is behind the database's change log.
+    pub lexical_log: Check,
     pub embedding_model: Check,
 }
 
@@ -125,6 +127,7 @@ impl ReadyChecks {
             database: self.database.without_detail(),
             vector_index: self.vector_index.without_detail(),
             lexical_index: self.lexical_index.without_detail(),
+            lexical_log: self.lexical_log.without_detail(),
             embedding_model: self.embedding_model.without_detail(),
         }
     }
@@ -193,13 +196,15 @@ mod tests {
             database: Check::from(Err("could not connect to 10.0.0.5:5432".to_string())),
             vector_index: Check::from(Ok("3 points".to_string())),
             lexical_index: Check::from(Ok("3 documents".to_string())),
+            lexical_log: Check::from(Ok("position 7 of 9: 2 behind (0.4 s)".to_string())),
             embedding_model: Check::from(Ok("384 dimensions".to_string())),
         };
         assert_eq!(
             serde_json::to_value(checks.without_detail()).unwrap(),
             json!({
                 "database": {"ok": false}, "vector_index": {"ok": true},
-                "lexical_index": {"ok": true}, "embedding_model": {"ok": true},
+                "lexical_index": {"ok": true}, "lexical_log": {"ok": true},
+                "embedding_model": {"ok": true},
             })
         );
         let t = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();

@@ -1,0 +1,2 @@
+DROP TABLE lexical_log;
+DROP TABLE lexical_log_head;
