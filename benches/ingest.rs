@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ragchat::app::App;
+use ragchat::app::{App, Role};
 use ragchat::config::Settings;
 use ragchat::db::{collections, documents};
 use ragchat::eval::beir;
@@ -46,7 +46,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("RAGCHAT_MODELS_DIR").is_none() {
         settings.models_dir = root.join("models");
     }
-    let app = App::open(settings).await?;
+    let app = App::open(settings, Role::Node).await?;
 
     let docs: Vec<RawDocument> = beir::load_corpus(&corpus)?
         .into_iter()

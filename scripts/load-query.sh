@@ -13,6 +13,14 @@
 #   LOAD_TARGET=query (default) | me | health
 #       `me` (GET /api/v1/users/me) costs authentication and nothing else;
 #       `health` costs neither: their difference is the price of auth.
+#   LOAD_NODES=N (default 1)          API nodes, each on its own data directory
+#       ($LOAD_DATA_DIR, then $LOAD_DATA_DIR-node2, ...); the 16 connections
+#       are split between them (one wrk each) and their requests/s added up.
+#       More than one node needs a shared database and vector index:
+#       RAGCHAT_DATABASE_URL (PostgreSQL) and RAGCHAT_QDRANT_URL set.
+#   LOAD_CONNECTIONS=16               wrk connections in all
+#   Any other RAGCHAT_* setting is passed to the servers (e.g. the Qdrant
+#   server: scripts/load-cluster.sh runs this script that way).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 duration="${1:-30s}"
@@ -27,6 +35,13 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; ex
 
 auth="${LOAD_AUTH:-jwt}"
 target="${LOAD_TARGET:-query}"
+nodes="${LOAD_NODES:-1}"
+connections="${LOAD_CONNECTIONS:-16}"
+if [ "$nodes" -gt 1 ] && { [ -z "${RAGCHAT_QDRANT_URL:-}" ] || [ -z "${RAGCHAT_DATABASE_URL:-}" ]; }; then
+  echo "LOAD_NODES=$nodes: several nodes share only a server database and a Qdrant server;" >&2
+  echo "set RAGCHAT_DATABASE_URL and RAGCHAT_QDRANT_URL (scripts/load-cluster.sh does)" >&2
+  exit 2
+fi
 export RAGCHAT_AUTH_JWT_SECRET="${RAGCHAT_AUTH_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}"
 export RAGCHAT_RATE_LIMIT_ENABLED=false
 
@@ -38,8 +53,14 @@ password=load-test-password
 "$bin" user create loaduser --password "$password" >/dev/null 2>&1 || true
 
 lua=$(mktemp --suffix .lua)
-log=$(mktemp)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$lua" "$log"' EXIT
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$lua" "$work"
+}
+trap cleanup EXIT
 python3 - "$corpus_dir/queries.jsonl" "$collection" "$target" > "$lua" <<'PY'
 import json, sys, urllib.parse
 paths = []
@@ -61,14 +82,29 @@ print("local i = 0")
 print("request = function()\n  i = i + 1\n  return wrk.format('GET', paths[(i % #paths) + 1])\nend")
 print("done = function(summary, latency, requests)\n  io.write(string.format('non-2xx or errors: %d\\n', summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend")
 PY
-RAGCHAT_EMBEDDING_QUERY_CACHE_SIZE=0 RAGCHAT_LOG_LEVEL=warn "$bin" serve --bind 127.0.0.1:0 > "$log" &
-pid=$!
-for _ in $(seq 1 600); do
-  addr=$(sed -n 's/^ragchat listening on //p' "$log")
-  [ -n "$addr" ] && curl -sf "$addr/ready" >/dev/null && break
-  sleep 0.1
+# Start one node on data directory $1 and wait until it is ready (a new
+# node first builds its lexical index from the database); its address goes
+# to `addrs`. Not in a subshell, so `pids` keeps the server for cleanup.
+start_node() {
+  local dir="$1" log="$work/node-$2.log" addr=""
+  RAGCHAT_DATA_DIR="$dir" RAGCHAT_JOBS_WORKERS=0 RAGCHAT_EMBEDDING_QUERY_CACHE_SIZE=0 \
+    RAGCHAT_LOG_LEVEL=warn "$bin" serve --bind 127.0.0.1:0 > "$log" &
+  pids+=($!)
+  for _ in $(seq 1 3000); do
+    addr=$(sed -n 's/^ragchat listening on //p' "$log")
+    [ -n "$addr" ] && curl -sf "$addr/ready" >/dev/null && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "node $2 did not start (log: $log)" >&2; exit 1; }
+  addrs+=("$addr")
+}
+addrs=()
+for n in $(seq 1 "$nodes"); do
+  dir="$RAGCHAT_DATA_DIR"
+  [ "$n" -eq 1 ] || dir="$RAGCHAT_DATA_DIR-node$n"
+  start_node "$dir" "$n"
 done
-[ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
+addr="${addrs[0]}"
 login=$(curl -sf -X POST "$addr/api/v1/auth/login" -H 'content-type: application/json' \
   -d "{\"username\": \"loaduser\", \"password\": \"$password\"}")
 token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["access_token"])' "$login")
@@ -77,5 +113,24 @@ if [ "$auth" = key ]; then
     -H 'content-type: application/json' -d '{"name": "load", "scopes": ["query"]}')
   token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["key"])' "$created")
 fi
-echo "server $addr; target $target; auth $auth; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, cache off"
-wrk -t2 -c16 -d"$duration" --latency -H "authorization: Bearer $token" -s "$lua" "$addr"
+vectors="qdrant-edge"
+[ -z "${RAGCHAT_QDRANT_URL:-}" ] || vectors="Qdrant server $RAGCHAT_QDRANT_URL"
+echo "nodes ${addrs[*]}; vectors $vectors; target $target; auth $auth; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, cache off"
+if [ "$nodes" -eq 1 ]; then
+  wrk -t2 -c"$connections" -d"$duration" --latency -H "authorization: Bearer $token" -s "$lua" "$addr"
+  exit 0
+fi
+# One wrk per node, all at once, the connections split evenly.
+per=$(( connections / nodes ))
+wpids=()
+for n in $(seq 1 "$nodes"); do
+  wrk -t1 -c"$per" -d"$duration" --latency -H "authorization: Bearer $token" -s "$lua" \
+    "${addrs[$((n - 1))]}" > "$work/wrk-$n.txt" &
+  wpids+=($!)
+done
+for p in "${wpids[@]}"; do wait "$p"; done
+for n in $(seq 1 "$nodes"); do
+  echo "---- node $n (${addrs[$((n - 1))]}), $per connections"
+  cat "$work/wrk-$n.txt"
+done
+awk '/^Requests\/sec:/ { total += $2 } END { printf "all %d nodes: %.1f requests/s\n", n, total }' n="$nodes" "$work"/wrk-*.txt

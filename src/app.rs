@@ -20,16 +20,26 @@ use crate::llm::ChatModel;
 use crate::metrics::Metrics;
 use crate::ratelimit::{self, Connections, RateLimiter};
 
+/// What a process is for, which decides what it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serves HTTP or searches from the command line: everything, with a
+    /// lexical index of its own in the data directory.
+    Node,
+    /// `ragchat worker`: runs jobs only. It writes the database and the
+    /// vector index; the API nodes' lexical indexes follow the database's
+    /// change log, so a worker keeps none and loads no chat model.
+    Worker,
+}
+
 pub struct App {
     pub settings: Settings,
     pub db: Db,
     pub embedder: Arc<Embedder>,
     pub chunker: Arc<Chunker>,
     pub vectors: Arc<dyn VectorIndex>,
-    /// Searched directly; written only by `follower`.
-    pub lexical: Arc<LexicalIndex>,
-    /// Keeps `lexical` in step with the database's chunk change log.
-    pub follower: Arc<LexicalFollower>,
+    /// This process's lexical index; none in a worker.
+    replica: Option<Replica>,
     pub auth: Auth,
     pub limiter: Arc<dyn RateLimiter>,
     /// Open WebSockets per user and per client address.
@@ -38,10 +48,19 @@ pub struct App {
     pub metrics: Metrics,
 }
 
+/// A lexical index and the follower that keeps it in step with the
+/// database's chunk change log.
+struct Replica {
+    /// Searched directly; written only by `follower`.
+    index: Arc<LexicalIndex>,
+    follower: Arc<LexicalFollower>,
+}
+
 impl App {
-    /// Load models, connect the DB (running migrations) and open both indexes.
-    /// Models are checked first: without them nothing else is useful.
-    pub async fn open(settings: Settings) -> Result<Arc<Self>> {
+    /// Load models, connect the DB (running migrations) and open the indexes
+    /// `role` needs. Models are checked first: without them nothing else is
+    /// useful.
+    pub async fn open(settings: Settings, role: Role) -> Result<Arc<Self>> {
         let paths = ModelPaths::new(&settings.models_dir);
         paths.check()?;
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
@@ -63,32 +82,29 @@ impl App {
             .map_err(|e| Error::Internal(e.to_string()))??;
         let db = Db::connect(&settings).await?;
         let vectors = open_vectors(&settings, embedder.dimension()).await?;
-        let lexical_dir = settings.lexical_dir();
-        let lexical = tokio::task::spawn_blocking(move || LexicalIndex::open(&lexical_dir))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| in_use_hint(e.into(), &settings))?;
         let metrics = Metrics::default();
-        let lexical = Arc::new(lexical);
-        let follower = Arc::new(LexicalFollower::new(
-            db.clone(),
-            lexical.clone(),
-            metrics.lexical.clone(),
-        ));
+        let replica = match role {
+            Role::Node => Some(open_replica(&settings, &db, &metrics).await?),
+            Role::Worker => None,
+        };
         // `serve` has already refused a missing secret unless in dev mode; the
         // other commands never issue tokens, so a random one is harmless there.
         let secret = settings.jwt_secret(true)?;
         let auth = Auth::new(&secret, settings.auth.clone());
         let limiter = ratelimit::from_settings(&settings.rate_limit);
         let embedder = Arc::new(embedder);
-        let chat_model = chat_model(&settings, &embedder).await?;
+        let chat_model = match role {
+            Role::Node => chat_model(&settings, &embedder).await?,
+            // Workers never answer; the extractive model costs nothing to hold.
+            Role::Worker => Arc::new(ExtractiveModel::new(embedder.clone())),
+        };
         let connections = Connections::new(
             settings.server.max_ws_per_user,
             settings.server.max_ws_per_ip,
         );
         Ok(Arc::new(Self {
             metrics,
-            follower,
+            replica,
             connections,
             chat_model,
             auth,
@@ -98,8 +114,24 @@ impl App {
             embedder,
             chunker,
             vectors,
-            lexical,
         }))
+    }
+
+    /// This process's lexical index. Only a worker has none, and workers
+    /// never search.
+    pub fn lexical(&self) -> Result<&Arc<LexicalIndex>> {
+        Ok(&self.replica()?.index)
+    }
+
+    /// The follower that keeps [`App::lexical`] in step with the database.
+    pub fn follower(&self) -> Result<&Arc<LexicalFollower>> {
+        Ok(&self.replica()?.follower)
+    }
+
+    fn replica(&self) -> Result<&Replica> {
+        self.replica.as_ref().ok_or_else(|| {
+            Error::Internal("a job worker keeps no lexical index to search or check".into())
+        })
     }
 
     /// Bring the lexical index to the database's present state: apply what
@@ -107,7 +139,10 @@ impl App {
     /// command that searches or writes does this at start; `check` looks at
     /// the index as it finds it.
     pub async fn catch_up(&self) -> Result<()> {
-        let done = self.follower.catch_up().await?;
+        let Some(replica) = &self.replica else {
+            return Ok(());
+        };
+        let done = replica.follower.catch_up().await?;
         if done.applied > 0 {
             tracing::info!(
                 entries = done.applied,
@@ -123,7 +158,7 @@ impl App {
         Indexer {
             db: self.db.clone(),
             vectors: self.vectors.clone(),
-            lexical: self.follower.clone(),
+            lexical: self.replica.as_ref().map(|r| r.follower.clone()),
             embedder: self.embedder.clone(),
             chunker: self.chunker.clone(),
         }
@@ -132,9 +167,26 @@ impl App {
     /// Make index writes durable; called on shutdown.
     pub async fn flush(&self) -> Result<()> {
         self.vectors.flush().await?;
-        self.follower.flush().await?;
+        if let Some(replica) = &self.replica {
+            replica.follower.flush().await?;
+        }
         Ok(())
     }
+}
+
+async fn open_replica(settings: &Settings, db: &Db, metrics: &Metrics) -> Result<Replica> {
+    let dir = settings.lexical_dir();
+    let index = tokio::task::spawn_blocking(move || LexicalIndex::open(&dir))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| in_use_hint(e.into(), settings, "lexical index (Tantivy)"))?;
+    let index = Arc::new(index);
+    let follower = Arc::new(LexicalFollower::new(
+        db.clone(),
+        index.clone(),
+        metrics.lexical.clone(),
+    ));
+    Ok(Replica { index, follower })
 }
 
 /// The configured vector index: a Qdrant server when `vector.qdrant_url` is
@@ -148,7 +200,7 @@ async fn open_vectors(settings: &Settings, dim: usize) -> Result<Arc<dyn VectorI
     let index = tokio::task::spawn_blocking(move || EdgeVectorIndex::open(&vector_dir, dim))
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| in_use_hint(e.into(), settings))?;
+        .map_err(|e| in_use_hint(e.into(), settings, "embedded vector index (qdrant-edge)"))?;
     Ok(Arc::new(index))
 }
 
@@ -193,15 +245,24 @@ async fn chat_model(settings: &Settings, embedder: &Arc<Embedder>) -> Result<Arc
     }
 }
 
-/// Both index libraries lock their directories; say which process to stop.
-fn in_use_hint(e: Error, settings: &Settings) -> Error {
+/// Both index libraries lock their directories, so one data directory
+/// belongs to one process: say so, and what to do instead.
+fn in_use_hint(e: Error, settings: &Settings, what: &str) -> Error {
     let msg = e.to_string();
-    if msg.to_lowercase().contains("lock") {
-        Error::Unavailable(format!(
-            "{msg} (is another ragchat process using data directory {}? stop it first)",
-            settings.data_dir.display()
-        ))
-    } else {
-        e
+    if !msg.to_lowercase().contains("lock") {
+        return e;
     }
+    let dir = settings.data_dir.display();
+    let instead = if settings.vector.uses_server() {
+        "give each API node a data directory of its own".to_string()
+    } else {
+        "to run API nodes and workers as separate processes, use PostgreSQL \
+         (database.url) and a Qdrant server (vector.qdrant_url), and give each \
+         API node a data directory of its own"
+            .to_string()
+    };
+    Error::Unavailable(format!(
+        "the {what} in data directory {dir} is held by another ragchat process ({msg}); \
+         an embedded index can be open in one process only: stop that process, or {instead}"
+    ))
 }

@@ -15,14 +15,18 @@ use crate::{http, jobs};
 /// Serve HTTP, follow the chunk change log and run the configured job
 /// workers until SIGINT or SIGTERM, then stop them and flush the indexes.
 pub async fn serve(app: Arc<App>) -> Result<()> {
+    let follower = app.follower()?.clone();
     let server = http::start(app.clone())?;
     let (stop, stopped) = watch::channel(false);
     // Changes other processes write reach this node's lexical index here.
-    let follower = tokio::spawn(
-        app.follower
-            .clone()
-            .run(app.settings.lexical.clone(), stopped.clone()),
-    );
+    let follower = tokio::spawn(follower.run(app.settings.lexical.clone(), stopped.clone()));
+    if app.settings.jobs.workers == 0 && !app.settings.vector.uses_server() {
+        tracing::warn!(
+            "jobs.workers is 0 and the vector index is embedded: uploads and crawls wait for a \
+             `ragchat worker`, which cannot open this data directory while the server runs; \
+             set jobs.workers, or move the vectors to a Qdrant server (docs/OPERATIONS.md)"
+        );
+    }
     let background = jobs::start(app.clone(), app.settings.jobs.workers, stopped);
     let result = server.await;
     // Jobs stop at their next checkpoint (one batch) and go back to the

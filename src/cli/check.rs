@@ -63,7 +63,7 @@ fn print(r: &CheckReport) {
 /// away when the node next catches up (any command but `check`, or
 /// `check --catch-up`).
 async fn print_lag(app: &App) -> Result<(), Error> {
-    let lag = app.follower.lag().await?;
+    let lag = app.follower()?.lag().await?;
     if lag.behind > 0 {
         println!(
             "  lexical index at change-log position {} of {}: {} entries not applied yet",

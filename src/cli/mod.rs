@@ -21,7 +21,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::App;
+use crate::app::{App, Role};
 use crate::config::Settings;
 use crate::error::Error;
 use crate::telemetry;
@@ -224,7 +224,11 @@ async fn run(command: Command, settings: Settings) -> Result<(), Error> {
         Command::User { command } => return user::run(command, &settings).await,
         _ => {}
     }
-    let app = App::open(settings).await?;
+    let role = match command {
+        Command::Worker { .. } => Role::Worker,
+        _ => Role::Node,
+    };
+    let app = App::open(settings, role).await?;
     // `check` reports the lexical index as it stands on disk (`--catch-up`
     // brings it up to the log first, as `--repair` does before repairing);
     // `reindex` rebuilds it anyway.

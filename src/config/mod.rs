@@ -229,6 +229,14 @@ impl Settings {
     pub fn lexical_dir(&self) -> PathBuf {
         self.data_dir.join("tantivy")
     }
+
+    pub fn uploads_dir(&self) -> PathBuf {
+        if self.uploads.dir.as_os_str().is_empty() {
+            self.data_dir.join("uploads")
+        } else {
+            self.uploads.dir.clone()
+        }
+    }
 }
 
 /// Overlay `from` onto `into`, refusing keys the defaults do not have so a typo

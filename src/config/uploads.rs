@@ -1,5 +1,7 @@
 //! `[uploads]`: limits on document uploads and zip archives.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, ConfigError};
@@ -9,6 +11,11 @@ use super::{invalid, ConfigError};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadSettings {
+    /// Where accepted uploads wait for their job; empty means
+    /// `<data_dir>/uploads`. With API nodes and workers in separate
+    /// processes, every one of them must see the same directory here (a
+    /// shared volume), since any worker may take any node's upload.
+    pub dir: PathBuf,
     pub max_file_bytes: u64,
     pub max_files: usize,
     pub max_total_bytes: u64,
@@ -37,6 +44,7 @@ impl Default for UploadSettings {
     fn default() -> Self {
         const MIB: u64 = 1024 * 1024;
         Self {
+            dir: PathBuf::new(),
             max_file_bytes: 100 * MIB,
             max_files: 1000,
             max_total_bytes: 1024 * MIB,

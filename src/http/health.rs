@@ -29,9 +29,12 @@ pub async fn health() -> HttpResponse {
 pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse {
     let db = app.db.ping().await.map_err(|e| e.to_string());
     let vectors = app.vectors.count().await.map_err(|e| e.to_string());
-    let lex = lexical::blocking(&app.lexical.clone(), |l| l.count())
-        .await
-        .map_err(|e| e.to_string());
+    let lex = match app.lexical() {
+        Ok(index) => lexical::blocking(index, |l| l.count())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let model = app
         .embedder
         .embed_query("readiness check")
@@ -71,10 +74,11 @@ pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse 
 /// has, and it catches up on its own. A follower whose last attempt failed
 /// (it cannot apply the log) is not ready.
 async fn lexical_log(app: &App) -> Result<String, String> {
-    if let Some(e) = app.follower.last_error() {
+    let follower = app.follower().map_err(|e| e.to_string())?;
+    if let Some(e) = follower.last_error() {
         return Err(e);
     }
-    let lag = app.follower.lag().await.map_err(|e| e.to_string())?;
+    let lag = follower.lag().await.map_err(|e| e.to_string())?;
     let seconds = lag
         .seconds
         .map_or_else(|| "pruned".to_string(), |s| format!("{s:.1} s"));
@@ -88,7 +92,11 @@ async fn lexical_log(app: &App) -> Result<String, String> {
 /// now (two small reads); when the database cannot say, it is left out.
 pub async fn metrics(app: web::Data<App>) -> HttpResponse {
     let mut body = app.metrics.prometheus();
-    match app.follower.lag().await {
+    let lag = match app.follower() {
+        Ok(f) => f.lag().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match lag {
         Ok(lag) => body.push_str(&crate::metrics::lag_gauges(lag.behind, lag.seconds)),
         Err(e) => tracing::warn!("metrics: lexical log lag: {e}"),
     }

@@ -17,7 +17,7 @@ use qdrant_edge::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::ids::{ChunkId, CollectionId, DocumentId};
+use crate::ids::{ChunkId, CollectionId};
 
 use super::{Hit, IndexError, IndexResult, VectorIndex, VectorPoint};
 
@@ -470,16 +470,7 @@ fn to_hit(point: ScoredPoint) -> Option<Hit> {
             payload_uuid(payload, COLLECTION_FIELD)?,
         ))
     });
-    let Some((document_id, collection_id)) = ids else {
-        tracing::warn!(%chunk_id, "skipping vector hit without a valid document/collection payload");
-        return None;
-    };
-    Some(Hit {
-        chunk_id: ChunkId::from(chunk_id),
-        document_id: DocumentId::from(document_id),
-        collection_id: CollectionId::from(collection_id),
-        score: point.score,
-    })
+    Hit::from_point(chunk_id, ids, point.score)
 }
 
 #[cfg(test)]

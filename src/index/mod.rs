@@ -45,6 +45,28 @@ pub struct Hit {
     pub score: f32,
 }
 
+impl Hit {
+    /// A hit from a point's id and the two ids in its payload; None (with a
+    /// warning) when the payload lacks them, so one damaged point costs one
+    /// result rather than the search.
+    pub(crate) fn from_point(
+        chunk_id: uuid::Uuid,
+        payload_ids: Option<(uuid::Uuid, uuid::Uuid)>,
+        score: f32,
+    ) -> Option<Self> {
+        let Some((document_id, collection_id)) = payload_ids else {
+            tracing::warn!(%chunk_id, "skipping vector hit without a valid document/collection payload");
+            return None;
+        };
+        Some(Hit {
+            chunk_id: ChunkId::from(chunk_id),
+            document_id: DocumentId::from(document_id),
+            collection_id: CollectionId::from(collection_id),
+            score,
+        })
+    }
+}
+
 /// The seam between the embedded and the remote vector store. All methods are
 /// async so a network client fits; the embedded one runs its work on the
 /// blocking pool.

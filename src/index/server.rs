@@ -21,7 +21,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::config::VectorSettings;
-use crate::ids::{ChunkId, CollectionId, DocumentId};
+use crate::ids::{ChunkId, CollectionId};
 
 use super::edge::{COLLECTION_FIELD, DOCUMENT_FIELD, VECTOR_NAME};
 use super::{Hit, IndexError, IndexResult, VectorIndex, VectorPoint};
@@ -626,16 +626,7 @@ fn to_hit(point: ScoredPoint) -> Option<Hit> {
     let chunk_id = point_uuid(point.id?)?;
     let ids = payload_uuid(&point.payload, DOCUMENT_FIELD)
         .zip(payload_uuid(&point.payload, COLLECTION_FIELD));
-    let Some((document_id, collection_id)) = ids else {
-        tracing::warn!(%chunk_id, "skipping vector hit without a valid document/collection payload");
-        return None;
-    };
-    Some(Hit {
-        chunk_id: ChunkId::from(chunk_id),
-        document_id: DocumentId::from(document_id),
-        collection_id: CollectionId::from(collection_id),
-        score: point.score,
-    })
+    Hit::from_point(chunk_id, ids, point.score)
 }
 
 #[cfg(test)]

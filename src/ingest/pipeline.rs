@@ -35,16 +35,35 @@ use crate::index::lexical::follow::LexicalFollower;
 use crate::index::{VectorIndex, VectorPoint};
 
 /// What the pipeline writes through: the database, the vector index, the
-/// follower that brings the lexical index up to the database's change log,
-/// and the models that cut documents into chunks and turn chunks into
+/// follower that brings this process's lexical index up to the database's
+/// change log (none in a job worker, which keeps no lexical index), and the
+/// models that cut documents into chunks and turn chunks into
 /// vectors. Built by `App::indexer`; cloning it clones handles, not data.
 #[derive(Clone)]
 pub struct Indexer {
     pub db: Db,
     pub vectors: Arc<dyn VectorIndex>,
-    pub lexical: Arc<LexicalFollower>,
+    pub lexical: Option<Arc<LexicalFollower>>,
     pub embedder: Arc<Embedder>,
     pub chunker: Arc<Chunker>,
+}
+
+impl Indexer {
+    /// Apply the change log to this process's lexical index, if it keeps one;
+    /// the API nodes' followers apply it on their own.
+    async fn catch_up_lexical(&self) -> Result<(), Error> {
+        if let Some(follower) = &self.lexical {
+            follower.catch_up().await?;
+        }
+        Ok(())
+    }
+
+    /// For what only a process with a lexical index does: rebuild, check, repair.
+    fn follower(&self) -> Result<&Arc<LexicalFollower>, Error> {
+        self.lexical.as_ref().ok_or_else(|| {
+            Error::Internal("a job worker keeps no lexical index to rebuild or check".into())
+        })
+    }
 }
 
 /// Documents handled per DB transaction and index commit.
@@ -293,7 +312,7 @@ async fn ingest_group(
     ix.vectors.flush().await?;
     // The DB transaction logged every chunk change; apply them here, so the
     // batch is searchable in this process when it returns.
-    ix.lexical.catch_up().await?;
+    ix.catch_up_lexical().await?;
     report.chunks_embedded += new_ids.len() - present.len();
     documents::mark_indexed(&ix.db, &doc_ids).await?;
     Ok(())
@@ -470,7 +489,7 @@ pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Er
             .collect();
     remove_from_vectors(ix, before.clone()).await?;
     let deleted = documents::delete_document(&ix.db, document_id).await?;
-    ix.lexical.catch_up().await?;
+    ix.catch_up_lexical().await?;
     let Some(deleted) = deleted else {
         return Ok(false);
     };
@@ -491,7 +510,7 @@ pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Er
 pub async fn delete_collection(ix: &Indexer, collection: &Collection) -> Result<(), Error> {
     remove_collection_from_vectors(ix, &collection.id).await?;
     collections::delete_collection(&ix.db, &collection.id).await?;
-    ix.lexical.catch_up().await?;
+    ix.catch_up_lexical().await?;
     remove_collection_from_vectors(ix, &collection.id).await
 }
 
@@ -549,7 +568,7 @@ pub async fn reindex(
     ix.vectors.optimize().await?;
     ix.vectors.flush().await?;
     // This node's lexical index only; the others keep following the log.
-    ix.lexical.rebuild().await?;
+    ix.follower()?.rebuild().await?;
     Ok(total)
 }
 
@@ -618,7 +637,7 @@ pub async fn repair(ix: &Indexer, r: &CheckReport) -> Result<RepairReport, Error
             .map(|id| (id, LogOp::Upsert)),
     );
     lexical_log::append(&ix.db, relog).await?;
-    ix.lexical.catch_up().await?;
+    ix.catch_up_lexical().await?;
     let mut missing = ids(&r.missing_in_vector);
     missing.extend(ids(&r.missing_in_lexical));
     missing.sort();
@@ -651,7 +670,7 @@ pub async fn check(ix: &Indexer) -> Result<CheckReport, Error> {
         .into_iter()
         .map(|u| u.to_string())
         .collect();
-    let lex_ids: Vec<String> = lexical::blocking(ix.lexical.index(), |l| l.chunk_ids())
+    let lex_ids: Vec<String> = lexical::blocking(ix.follower()?.index(), |l| l.chunk_ids())
         .await?
         .into_iter()
         .map(|u| u.to_string())
@@ -793,7 +812,7 @@ mod tests {
                 let ix = Indexer {
                     db: db.db.clone(),
                     vectors: Arc::new(vectors),
-                    lexical: Arc::new(lexical),
+                    lexical: Some(Arc::new(lexical)),
                     embedder: Arc::new(embedder),
                     chunker: Arc::new(chunker),
                 };
@@ -889,7 +908,7 @@ mod tests {
                     .collect();
             remove_from_vectors(&f.ix, missing.clone()).await.unwrap();
             let gone = missing.clone();
-            lexical::blocking(f.ix.lexical.index(), move |l| {
+            lexical::blocking(f.ix.follower().unwrap().index(), move |l| {
                 l.delete(&gone)?;
                 l.commit()
             })

@@ -43,7 +43,7 @@ pub struct UploadPayload {
 
 /// Where an upload's files wait for their job.
 pub fn upload_dir(app: &App, upload_id: &str) -> PathBuf {
-    app.settings.data_dir.join("uploads").join(upload_id)
+    app.settings.uploads_dir().join(upload_id)
 }
 
 /// Remove a finished job's files (best effort: the periodic sweep retries).
@@ -147,6 +147,16 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         .await?
         .ok_or_else(|| JobError::Permanent("the collection was deleted".into()))?;
     let dir = upload_dir(app, &payload.upload_id);
+    // The receiving node wrote the files before enqueueing, and they go only
+    // when the job has finished; missing here, this worker does not see the
+    // node's directory. Another worker may, so the job goes back to the queue.
+    if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
+        return Err(JobError::Retryable(format!(
+            "upload directory {} is not on this worker: every API node and worker \
+             must share uploads.dir",
+            dir.display()
+        )));
+    }
 
     let mut t = Tally {
         started: Some(Instant::now()),

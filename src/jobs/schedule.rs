@@ -56,7 +56,7 @@ async fn tick(app: &App) -> Result<(), crate::Error> {
 /// Remove upload directories that no live job refers to (the job finished
 /// and its worker died before cleaning up, or the upload failed half way).
 async fn sweep_uploads(app: &App) -> Result<(), crate::Error> {
-    let root = app.settings.data_dir.join("uploads");
+    let root = app.settings.uploads_dir();
     let Ok(mut entries) = tokio::fs::read_dir(&root).await else {
         return Ok(());
     };

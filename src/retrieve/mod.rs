@@ -174,7 +174,7 @@ pub async fn rank(
         }
         let q = query.to_string();
         let cols = collections.to_vec();
-        Ok(lexical::blocking(&app.lexical, move |l| l.search(&q, &cols, candidates)).await?)
+        Ok(lexical::blocking(app.lexical()?, move |l| l.search(&q, &cols, candidates)).await?)
     };
     let (dense, lexical) = tokio::try_join!(dense, lexical)?;
     Ok(rrf(&dense, &lexical, app.settings.retrieval.rrf_k, weights))
@@ -305,7 +305,7 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
         .collect();
     let texts: Vec<String> = kept.iter().map(|(_, c)| c.chunk.text.clone()).collect();
     let q = query.clone();
-    let snippets = lexical::blocking(&app.lexical, move |l| {
+    let snippets = lexical::blocking(app.lexical()?, move |l| {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         l.highlight(&q, &refs, SNIPPET_CHARS)
     })

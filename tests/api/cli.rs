@@ -44,6 +44,53 @@ fn missing_models_is_a_clear_error() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// Embedded indexes belong to one process: a worker started next to a
+/// running server on the same data directory stops with a message that says
+/// why and what to run instead, rather than waiting or corrupting anything.
+#[test]
+fn a_second_process_on_an_embedded_data_directory_is_told_why_not() {
+    let dir = helpers::TestDir::new();
+    let data = dir.path().join("data");
+    // An empty URL selects the embedded shard whatever this run's backend is.
+    let embedded = [("RAGCHAT_QDRANT_URL", "")];
+    let server = helpers::Server::start_with(&data, &embedded);
+    let mut worker = helpers::cmd(&data)
+        .envs(embedded)
+        .args(["worker"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = worker.kill();
+            panic!("a worker runs beside the server on the same embedded data directory");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = worker.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{err}");
+    for needed in [
+        "embedded vector index (qdrant-edge)",
+        "held by another ragchat process",
+        "vector.qdrant_url",
+        "database.url",
+    ] {
+        assert!(err.contains(needed), "{needed:?} in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    // The server was not disturbed.
+    assert!(reqwest::blocking::get(server.url("/ready"))
+        .unwrap()
+        .status()
+        .is_success());
+}
+
 /// Dense results for `query` over every collection: (chunk id, score).
 fn dense_hits(server: &helpers::Server, query: &str) -> Vec<(String, f64)> {
     let api = Api::new(server);

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::helpers;
-use crate::helpers::client::expect;
+use crate::helpers::client::{expect, Api};
 use crate::helpers::TestApp;
 use crate::helpers::{check_consistent, fixtures, run, run_ok};
 use reqwest::Method;
@@ -35,9 +35,19 @@ fn multipart(files: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn upload(s: &TestApp, token: &str, collection: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
+    upload_via(&s.api, token, collection, files)
+}
+
+/// Upload through the node `api` talks to.
+pub(crate) fn upload_via(
+    api: &Api,
+    token: &str,
+    collection: &str,
+    files: &[(&str, &[u8])],
+) -> (u16, Value) {
     let auth = format!("Bearer {token}");
     let ctype = format!("multipart/form-data; boundary={BOUNDARY}");
-    let (status, body, _) = s.api.raw(
+    let (status, body, _) = api.raw(
         Method::POST,
         &format!("/api/v1/collections/{collection}/documents"),
         &[("authorization", &auth), ("content-type", &ctype)],
@@ -61,10 +71,14 @@ pub(crate) fn create_collection(s: &TestApp, token: &str, name: &str) -> String 
 
 /// Poll the job until it has finished; returns it.
 fn wait_job(s: &TestApp, token: &str, id: &str) -> Value {
+    wait_job_via(&s.api, token, id)
+}
+
+pub(crate) fn wait_job_via(api: &Api, token: &str, id: &str) -> Value {
     let started = Instant::now();
     loop {
         let job = expect(
-            s.api.get(&format!("/api/v1/jobs/{id}"), Some(token)),
+            api.get(&format!("/api/v1/jobs/{id}"), Some(token)),
             200,
             "get job",
         );
@@ -198,7 +212,7 @@ fn pdf_of(objects: &[Vec<u8>]) -> Vec<u8> {
 /// Prose-like text long enough to be a real document and to have a
 /// near-duplicate: words drawn from a vocabulary by a seeded generator, so
 /// it does not repeat itself (the quality filter rejects text that does).
-fn essay(topic: &str, n: usize) -> String {
+pub(crate) fn essay(topic: &str, n: usize) -> String {
     const WORDS: &[&str] = &[
         "measured",
         "turbine",

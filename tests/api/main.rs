@@ -8,6 +8,7 @@ mod chat;
 mod chat_local;
 mod chat_openai;
 mod cli;
+mod cluster;
 mod helpers;
 mod http_hardening;
 mod ingest;
