@@ -174,11 +174,15 @@ impl Embedder {
         self.texts_embedded.load(Ordering::Relaxed)
     }
 
-    /// Embed one batch on one session, off the async executor.
+    /// Embed one batch on one session, off the async executor. The blocking
+    /// task owns the session and the permit and gives both back itself: a
+    /// caller that goes away meanwhile (a client disconnects, a timeout
+    /// fires) drops only its wait, so the pool never loses a session.
     async fn embed_batch(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| EmbedError::Inference(e.to_string()))?;
         let session = self
@@ -189,17 +193,21 @@ impl Embedder {
             .ok_or_else(|| EmbedError::Inference("no idle session".into()))?;
         let n = texts.len();
         let batch = self.batch_size;
-        let (session, result) = tokio::task::spawn_blocking(move || {
+        let idle = self.idle.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // Declared first, so released last: after the session is back.
+            let _permit = permit;
             let mut session = session;
             let result = session.embed(&texts, Some(batch));
-            (session, result)
+            // Back before looking at the result, so an error does not
+            // shrink the pool either.
+            if let Ok(mut idle) = idle.lock() {
+                idle.push(session);
+            }
+            result
         })
         .await
         .map_err(|e| EmbedError::Inference(e.to_string()))?;
-        // Return the session before looking at the result so an error does not shrink the pool.
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(session);
-        }
         let vectors = result.map_err(|e| EmbedError::Inference(e.to_string()))?;
         self.texts_embedded.fetch_add(n as u64, Ordering::Relaxed);
         Ok(vectors)
@@ -257,6 +265,42 @@ impl Embedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn real_embedder(pool_size: usize) -> Embedder {
+        let dir = std::env::var("RAGCHAT_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        let settings = EmbeddingSettings {
+            pool_size,
+            query_cache_size: 0,
+            ..Default::default()
+        };
+        Embedder::load(&dir, &settings)
+            .expect("model files missing: run scripts/setup-models.sh before the tests")
+    }
+
+    /// A caller that stops waiting (its client went away) must not take a
+    /// session with it: with a pool of one, the next query would otherwise
+    /// fail with "no idle session" for the rest of the process's life.
+    #[tokio::test]
+    async fn an_abandoned_embedding_gives_its_session_back() {
+        let embedder = real_embedder(1);
+        let long = "boundary layer separation on a swept wing ".repeat(40);
+        for _ in 0..3 {
+            // Dropped while the model runs on the blocking pool.
+            let abandoned = tokio::time::timeout(
+                std::time::Duration::from_micros(50),
+                embedder.embed(vec![long.clone()]),
+            )
+            .await;
+            assert!(abandoned.is_err(), "the model finished within 50 µs");
+            let v = embedder
+                .embed_query("normal shock wave")
+                .await
+                .expect("the pool still has its session");
+            assert_eq!(v.len(), DIMENSION);
+        }
+    }
 
     #[test]
     fn missing_files_name_the_setup_script() {
