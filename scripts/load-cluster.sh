@@ -12,9 +12,9 @@
 # The database is PostgreSQL in every run (a scratch database `ragchat_load`,
 # dropped and created here), so only the vector index, then the node count,
 # changes. The Qdrant server is a throwaway one (scripts/qdrant-test-server.sh).
-# Each run is scripts/load-query.sh (wrk, 16 connections, query-vector cache
-# off, hybrid mode, top_k 10). Everything runs on this machine's cores: the
-# servers, Qdrant and wrk share them.
+# Each run is scripts/load-query.sh (wrk, 16 connections, hybrid mode,
+# top_k 10), once with the query-vector cache off and once on. Everything
+# runs on this machine's cores: the servers, Qdrant and wrk share them.
 #
 #   RAGCHAT_TEST_POSTGRES  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
 set -euo pipefail
@@ -46,8 +46,19 @@ trap 'qdrant_test_server_stop; rm -rf "$base"' EXIT
 server="$RAGCHAT_TEST_QDRANT_URL"
 unset RAGCHAT_TEST_QDRANT_URL QDRANT_TEST_HTTP_URL
 
+# Each setting twice: with the query-vector cache off (every request runs the
+# embedding model, the usual ceiling on these cores) and on (after the first
+# pass no request embeds, so the vector index and the request path show).
+runs() {
+  local cache
+  for cache in off on; do
+    echo "---------- query-vector cache $cache"
+    LOAD_QUERY_CACHE=$cache scripts/load-query.sh "$duration" "$corpus"
+  done
+}
+
 echo "==================== 1 node, qdrant-edge ===================="
-LOAD_DATA_DIR="$base/edge" RAGCHAT_QDRANT_URL="" scripts/load-query.sh "$duration" "$corpus"
+LOAD_DATA_DIR="$base/edge" RAGCHAT_QDRANT_URL="" runs
 
 echo "==================== reindex onto the Qdrant server ===================="
 start=$(date +%s)
@@ -55,8 +66,7 @@ RAGCHAT_DATA_DIR="$base/server" RAGCHAT_QDRANT_URL="$server" RAGCHAT_LOG_LEVEL=w
 echo "reindex took $(( $(date +%s) - start )) s"
 
 echo "==================== 1 node, Qdrant server ===================="
-LOAD_DATA_DIR="$base/server" RAGCHAT_QDRANT_URL="$server" scripts/load-query.sh "$duration" "$corpus"
+LOAD_DATA_DIR="$base/server" RAGCHAT_QDRANT_URL="$server" runs
 
 echo "==================== 2 nodes, Qdrant server ===================="
-LOAD_NODES=2 LOAD_DATA_DIR="$base/server" RAGCHAT_QDRANT_URL="$server" \
-  scripts/load-query.sh "$duration" "$corpus"
+LOAD_NODES=2 LOAD_DATA_DIR="$base/server" RAGCHAT_QDRANT_URL="$server" runs

@@ -19,6 +19,10 @@
 #       More than one node needs a shared database and vector index:
 #       RAGCHAT_DATABASE_URL (PostgreSQL) and RAGCHAT_QDRANT_URL set.
 #   LOAD_CONNECTIONS=16               wrk connections in all
+#   LOAD_QUERY_CACHE=off (default) | on
+#       on keeps the query-vector cache: after the first pass over the
+#       queries no request embeds, so retrieval and the request path are what
+#       is measured, not the embedding model.
 #   Any other RAGCHAT_* setting is passed to the servers (e.g. the Qdrant
 #   server: scripts/load-cluster.sh runs this script that way).
 set -euo pipefail
@@ -36,6 +40,11 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; ex
 auth="${LOAD_AUTH:-jwt}"
 target="${LOAD_TARGET:-query}"
 nodes="${LOAD_NODES:-1}"
+case "${LOAD_QUERY_CACHE:-off}" in
+  off) cache_size=0 ;;
+  on) cache_size=4096 ;;
+  *) echo "LOAD_QUERY_CACHE: on or off" >&2; exit 2 ;;
+esac
 connections="${LOAD_CONNECTIONS:-16}"
 if [ "$nodes" -gt 1 ] && { [ -z "${RAGCHAT_QDRANT_URL:-}" ] || [ -z "${RAGCHAT_DATABASE_URL:-}" ]; }; then
   echo "LOAD_NODES=$nodes: several nodes share only a server database and a Qdrant server;" >&2
@@ -87,7 +96,7 @@ PY
 # to `addrs`. Not in a subshell, so `pids` keeps the server for cleanup.
 start_node() {
   local dir="$1" log="$work/node-$2.log" addr=""
-  RAGCHAT_DATA_DIR="$dir" RAGCHAT_JOBS_WORKERS=0 RAGCHAT_EMBEDDING_QUERY_CACHE_SIZE=0 \
+  RAGCHAT_DATA_DIR="$dir" RAGCHAT_JOBS_WORKERS=0 RAGCHAT_EMBEDDING_QUERY_CACHE_SIZE="$cache_size" \
     RAGCHAT_LOG_LEVEL=warn "$bin" serve --bind 127.0.0.1:0 > "$log" &
   pids+=($!)
   for _ in $(seq 1 3000); do
@@ -115,7 +124,7 @@ if [ "$auth" = key ]; then
 fi
 vectors="qdrant-edge"
 [ -z "${RAGCHAT_QDRANT_URL:-}" ] || vectors="Qdrant server $RAGCHAT_QDRANT_URL"
-echo "nodes ${addrs[*]}; vectors $vectors; target $target; auth $auth; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, cache off"
+echo "nodes ${addrs[*]}; vectors $vectors; target $target; auth $auth; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, query-vector cache ${LOAD_QUERY_CACHE:-off}"
 if [ "$nodes" -eq 1 ]; then
   wrk -t2 -c"$connections" -d"$duration" --latency -H "authorization: Bearer $token" -s "$lua" "$addr"
   exit 0

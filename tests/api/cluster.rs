@@ -263,9 +263,9 @@ fn api_nodes_and_workers_apart_share_one_database_and_one_qdrant() {
         || helpers::qdrant_collection(dir.path()).is_none()
     {
         eprintln!(
-            "skipped: the cluster test needs both {} and {} (scripts/test.sh's PostgreSQL pass sets them)",
-            helpers::qdrant::ENV,
-            "RAGCHAT_TEST_POSTGRES"
+            "skipped: the cluster test needs both {} and RAGCHAT_TEST_POSTGRES \
+             (scripts/test.sh's PostgreSQL pass sets them)",
+            helpers::qdrant::ENV
         );
         return;
     }
