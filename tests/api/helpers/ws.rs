@@ -53,7 +53,14 @@ pub fn try_connect(url: &str, token: Option<&str>) -> Result<Ws, u16> {
 /// frame of an answer on the way fails the test.
 #[track_caller]
 pub fn expect_close(ws: &mut Ws) -> (u16, String) {
+    // The server's pings keep the read timeout from firing, so a socket that
+    // is never closed would otherwise keep the test waiting for ever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected the socket to close within 120 s; it is still open"
+        );
         match ws.read() {
             Ok(Message::Close(Some(frame))) => {
                 return (u16::from(frame.code), frame.reason.as_str().to_string())
@@ -73,7 +80,13 @@ pub fn send(ws: &mut Ws, frame: Value) {
 
 /// The next JSON frame (pings are answered by the library).
 pub fn next(ws: &mut Ws) -> Value {
+    // Pings alone would keep a silent socket's read from timing out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no frame within 300 s (only pings)"
+        );
         match ws.read().expect("read frame") {
             Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
             Message::Close(c) => panic!("server closed the socket: {c:?}"),
