@@ -242,6 +242,19 @@ fn api_key_expiry_is_validated_and_shown() {
         200,
         "a key before its expiry",
     );
+
+    // Past its expiry a key is refused on every request, with its own code
+    // (checked here over plain HTTP, apart from any socket).
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let short = expect(
+        create(json!({"name": "short", "scopes": ["query"], "expires_at": at})),
+        201,
+        "key expiring in 2 s",
+    );
+    let short = short["key"].as_str().expect("key").to_string();
+    expect(api.get(ME, Some(&short)), 200, "a key before its expiry");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_unauthorized(&api.get(ME, Some(&short)), "api_key_expired");
 }
 
 /// `POST /ws-tickets` with `token`; the ticket.
