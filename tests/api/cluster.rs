@@ -460,3 +460,65 @@ fn api_nodes_and_workers_apart_share_one_database_and_one_qdrant() {
     eprintln!("cluster: `ragchat check` on each node: {}", counts[0]);
     eprintln!("cluster: done in {:?}", started.elapsed());
 }
+
+/// A worker that does not see the uploads directory the nodes write to
+/// (`uploads.dir` not shared) hands the job back, naming the setting, for a
+/// worker that does; it never reports the files as unreadable.
+#[test]
+fn a_worker_without_the_shared_uploads_dir_hands_the_job_back() {
+    let dir = TestDir::new();
+    if helpers::database_url(dir.path()).is_none()
+        || helpers::qdrant_collection(dir.path()).is_none()
+    {
+        eprintln!(
+            "skipped: needs PostgreSQL and the Qdrant server (scripts/test.sh's PostgreSQL pass)"
+        );
+        return;
+    }
+    let uploads = dir.path().join("shared-uploads");
+    let cluster = Cluster {
+        uploads: uploads.to_string_lossy().into_owned(),
+        dir,
+    };
+    create_user_cli(&cluster.path("node-a"), "root", PASSWORD, true);
+    let a = cluster.node("node-a");
+    let api = Api::new(&a);
+    let (root, _) = login(&api, "root", PASSWORD);
+    // This worker's uploads directory is its own, not the node's.
+    let elsewhere = cluster.path("worker-only-uploads");
+    let _worker = helpers::cmd(&cluster.path("worker-1"))
+        .env("RAGCHAT_UPLOADS_DIR", &elsewhere)
+        .env("RAGCHAT_JOBS_POLL_INTERVAL_MS", "200")
+        .args(["worker", "--workers", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .map(Worker)
+        .expect("start ragchat worker");
+    let coll = collection(&api, &root, "kb");
+    let files = files_in(&fixtures().join("kb"));
+    let (status, body) = upload_via(&api, &root, &coll, &parts(&files));
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job id").to_string();
+    let started = Instant::now();
+    loop {
+        let j = expect(
+            api.get(&format!("/api/v1/jobs/{job}"), Some(&root)),
+            200,
+            "job",
+        );
+        let error = j["last_error"].as_str().unwrap_or_default();
+        if !error.is_empty() {
+            assert!(error.contains("must share uploads.dir"), "{j}");
+            assert_eq!(
+                j["state"], "queued",
+                "back in the queue for another worker: {j}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker never tried the job: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
