@@ -118,11 +118,7 @@ fn dense_hits(server: &helpers::Server, query: &str) -> Vec<(String, f64)> {
 /// reindex" (docs/OPERATIONS.md): the server then answers like the shard did.
 #[test]
 fn reindex_moves_the_vectors_from_the_embedded_index_to_a_qdrant_server() {
-    if helpers::qdrant::server_url().is_none() {
-        eprintln!(
-            "skipped: set {} to a Qdrant server's gRPC URL to run this test",
-            helpers::qdrant::ENV
-        );
+    if helpers::qdrant::skip_without_server() {
         return;
     }
     let dir = helpers::TestDir::new();
@@ -170,11 +166,7 @@ fn reindex_moves_the_vectors_from_the_embedded_index_to_a_qdrant_server() {
 
 #[test]
 fn a_qdrant_collection_of_another_dimension_is_refused_with_both_named() {
-    if helpers::qdrant::server_url().is_none() {
-        eprintln!(
-            "skipped: set {} to a Qdrant server's gRPC URL to run this test",
-            helpers::qdrant::ENV
-        );
+    if helpers::qdrant::skip_without_server() {
         return;
     }
     let dir = helpers::TestDir::new();

@@ -40,6 +40,32 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// A test directory with its PostgreSQL database and Qdrant collection,
+    /// the admin `root` created; None (after saying so) without both servers.
+    fn new() -> Option<Self> {
+        let dir = TestDir::new();
+        if helpers::database_url(dir.path()).is_none()
+            || helpers::qdrant_collection(dir.path()).is_none()
+        {
+            eprintln!(
+                "skipped: the cluster tests need both {} and RAGCHAT_TEST_POSTGRES \
+                 (scripts/test.sh's PostgreSQL pass sets them)",
+                helpers::qdrant::ENV
+            );
+            return None;
+        }
+        let cluster = Cluster {
+            uploads: dir
+                .path()
+                .join("shared-uploads")
+                .to_string_lossy()
+                .into_owned(),
+            dir,
+        };
+        create_user_cli(&cluster.path("node-a"), "root", PASSWORD, true);
+        Some(cluster)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -57,8 +83,13 @@ impl Cluster {
 
     /// `ragchat worker` with one job worker, until killed.
     fn worker(&self, name: &str) -> Worker {
+        self.worker_with_uploads(name, Path::new(&self.uploads))
+    }
+
+    /// A worker that looks for uploads in `uploads`.
+    fn worker_with_uploads(&self, name: &str, uploads: &Path) -> Worker {
         let child = helpers::cmd(&self.path(name))
-            .env("RAGCHAT_UPLOADS_DIR", &self.uploads)
+            .env("RAGCHAT_UPLOADS_DIR", uploads)
             .env("RAGCHAT_JOBS_LEASE_SECS", LEASE_SECS)
             .env("RAGCHAT_JOBS_POLL_INTERVAL_MS", "200")
             .args(["worker", "--workers", "1"])
@@ -258,24 +289,10 @@ fn parts(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
 
 #[test]
 fn api_nodes_and_workers_apart_share_one_database_and_one_qdrant() {
-    let dir = TestDir::new();
-    if helpers::database_url(dir.path()).is_none()
-        || helpers::qdrant_collection(dir.path()).is_none()
-    {
-        eprintln!(
-            "skipped: the cluster test needs both {} and RAGCHAT_TEST_POSTGRES \
-             (scripts/test.sh's PostgreSQL pass sets them)",
-            helpers::qdrant::ENV
-        );
+    let Some(cluster) = Cluster::new() else {
         return;
-    }
-    let uploads = dir.path().join("shared-uploads");
-    let cluster = Cluster {
-        uploads: uploads.to_string_lossy().into_owned(),
-        dir,
     };
     let started = Instant::now();
-    create_user_cli(&cluster.path("node-a"), "root", PASSWORD, true);
     let a = cluster.node("node-a");
     let b = cluster.node("node-b");
     let (a_api, b_api) = (Api::new(&a), Api::new(&b));
@@ -466,34 +483,15 @@ fn api_nodes_and_workers_apart_share_one_database_and_one_qdrant() {
 /// worker that does; it never reports the files as unreadable.
 #[test]
 fn a_worker_without_the_shared_uploads_dir_hands_the_job_back() {
-    let dir = TestDir::new();
-    if helpers::database_url(dir.path()).is_none()
-        || helpers::qdrant_collection(dir.path()).is_none()
-    {
-        eprintln!(
-            "skipped: needs PostgreSQL and the Qdrant server (scripts/test.sh's PostgreSQL pass)"
-        );
+    let Some(cluster) = Cluster::new() else {
         return;
-    }
-    let uploads = dir.path().join("shared-uploads");
-    let cluster = Cluster {
-        uploads: uploads.to_string_lossy().into_owned(),
-        dir,
     };
-    create_user_cli(&cluster.path("node-a"), "root", PASSWORD, true);
     let a = cluster.node("node-a");
     let api = Api::new(&a);
     let (root, _) = login(&api, "root", PASSWORD);
     // This worker's uploads directory is its own, not the node's.
     let elsewhere = cluster.path("worker-only-uploads");
-    let _worker = helpers::cmd(&cluster.path("worker-1"))
-        .env("RAGCHAT_UPLOADS_DIR", &elsewhere)
-        .env("RAGCHAT_JOBS_POLL_INTERVAL_MS", "200")
-        .args(["worker", "--workers", "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .map(Worker)
-        .expect("start ragchat worker");
+    let _worker = cluster.worker_with_uploads("worker-1", &elsewhere);
     let coll = collection(&api, &root, "kb");
     let files = files_in(&fixtures().join("kb"));
     let (status, body) = upload_via(&api, &root, &coll, &parts(&files));

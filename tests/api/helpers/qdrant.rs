@@ -14,6 +14,16 @@ use ragchat::index::testing::TestCollection;
 pub use ragchat::index::testing::{qdrant_url as server_url, QDRANT_ENV as ENV};
 use ragchat::index::{VectorIndex, VectorPoint};
 
+/// True (after saying so) when no Qdrant server is configured, for tests
+/// that need one and skip themselves without it.
+pub fn skip_without_server() -> bool {
+    if server_url().is_some() {
+        return false;
+    }
+    eprintln!("skipped: set {ENV} to a Qdrant server's gRPC URL to run this test");
+    true
+}
+
 /// Live collections by the `TestDir` path they belong to (matched by
 /// ancestor, like the databases).
 static COLLECTIONS: Mutex<Vec<(PathBuf, String, String)>> = Mutex::new(Vec::new());
