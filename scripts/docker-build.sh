@@ -392,7 +392,8 @@ log "worker: ${IMG_ENTRYPOINT[*]} worker (pid $WORKER_PID, log $LOGS/worker.log)
 files=()
 for f in "$ROOT"/opt/ragchat/corpus/*; do files+=(-F "file=@$f"); done
 [ ${#files[@]} -gt 0 ] || die "no corpus in the image (/opt/ragchat/corpus)"
-JOB="$(curl -sf -X POST "$BASE/api/v1/collections/$COLL/documents" "${AUTH[@]}" "${files[@]}" | json job.id)" ||
+JOB="$(curl -sf -X POST "$BASE/api/v1/collections/$COLL/documents" "${AUTH[@]}" "${files[@]}" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("job", d)["id"])')" ||
     die "upload failed"
 log "uploaded $((${#files[@]} / 2)) files from /opt/ragchat/corpus: job $JOB"
 t=$SECONDS
