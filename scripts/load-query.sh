@@ -23,6 +23,9 @@
 #       on keeps the query-vector cache: after the first pass over the
 #       queries no request embeds, so retrieval and the request path are what
 #       is measured, not the embedding model.
+#   LOAD_RESULT_CACHE=off (default) | on
+#       on keeps /query results (the result cache; in Redis when
+#       RAGCHAT_REDIS_URL is set): a repeated query is then a cache hit.
 #   Any other RAGCHAT_* setting is passed to the servers (e.g. the Qdrant
 #   server: scripts/load-cluster.sh runs this script that way).
 set -euo pipefail
@@ -44,6 +47,11 @@ case "${LOAD_QUERY_CACHE:-off}" in
   off) cache_size=0 ;;
   on) cache_size=4096 ;;
   *) echo "LOAD_QUERY_CACHE: on or off" >&2; exit 2 ;;
+esac
+case "${LOAD_RESULT_CACHE:-off}" in
+  off) results_cache=false ;;
+  on) results_cache=true ;;
+  *) echo "LOAD_RESULT_CACHE: on or off" >&2; exit 2 ;;
 esac
 connections="${LOAD_CONNECTIONS:-16}"
 if [ "$nodes" -gt 1 ] && { [ -z "${RAGCHAT_QDRANT_URL:-}" ] || [ -z "${RAGCHAT_DATABASE_URL:-}" ]; }; then
@@ -96,7 +104,7 @@ PY
 # to `addrs`. Not in a subshell, so `pids` keeps the server for cleanup.
 start_node() {
   local dir="$1" log="$work/node-$2.log" addr=""
-  RAGCHAT_DATA_DIR="$dir" RAGCHAT_JOBS_WORKERS=0 RAGCHAT_EMBEDDING_QUERY_CACHE_SIZE="$cache_size" \
+  RAGCHAT_DATA_DIR="$dir" RAGCHAT_JOBS_WORKERS=0 RAGCHAT_EMBEDDING_QUERY_CACHE_SIZE="$cache_size" RAGCHAT_CACHE_RESULTS="$results_cache" \
     RAGCHAT_LOG_LEVEL=warn "$bin" serve --bind 127.0.0.1:0 > "$log" &
   pids+=($!)
   for _ in $(seq 1 3000); do
@@ -124,7 +132,7 @@ if [ "$auth" = key ]; then
 fi
 vectors="qdrant-edge"
 [ -z "${RAGCHAT_QDRANT_URL:-}" ] || vectors="Qdrant server $RAGCHAT_QDRANT_URL"
-echo "nodes ${addrs[*]}; vectors $vectors; target $target; auth $auth; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, query-vector cache ${LOAD_QUERY_CACHE:-off}"
+echo "nodes ${addrs[*]}; vectors $vectors; target $target; auth $auth; $(grep -c . "$corpus_dir/queries.jsonl") distinct queries, query-vector cache ${LOAD_QUERY_CACHE:-off}, result cache ${LOAD_RESULT_CACHE:-off}"
 if [ "$nodes" -eq 1 ]; then
   wrk -t2 -c"$connections" -d"$duration" --latency -H "authorization: Bearer $token" -s "$lua" "$addr"
   exit 0

@@ -16,6 +16,9 @@
 #                          PostgreSQL run; unset, one is started (the binary is
 #                          found as scripts/qdrant-test-server.sh says), and
 #                          the run fails if none can be
+#   RAGCHAT_TEST_REDIS_SERVER  the redis-server binary the Redis tests start
+#                          their own servers with (default: the one on PATH,
+#                          installed with apt-get when missing)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/qdrant-test-server.sh
@@ -92,6 +95,15 @@ ensure_postgres() {
 }
 
 scripts/setup-build-deps.sh
+# The Redis tests start (and stop) servers of their own, on free ports.
+if [[ -z "${RAGCHAT_TEST_REDIS_SERVER:-}" ]] && ! command -v redis-server >/dev/null; then
+    sudo=""
+    if [[ "$(id -u)" != 0 ]]; then sudo=sudo; fi
+    echo "test: installing redis-server"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+export RAGCHAT_TEST_REQUIRE_REDIS=1
 # With the local chat model, so its black-box tests run rather than skip.
 scripts/setup-models.sh --with-llm "$RAGCHAT_MODELS_DIR"
 export RAGCHAT_TEST_REQUIRE_LLM=1

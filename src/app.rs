@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::Auth;
+use crate::cache::{Cache, InProcess, RedisCache};
 use crate::config::Settings;
 use crate::db::Db;
 use crate::embed::{load_tokenizer, Embedder, ModelPaths};
@@ -13,12 +14,13 @@ use crate::index::lexical::LexicalIndex;
 use crate::index::server::ServerVectorIndex;
 use crate::index::VectorIndex;
 use crate::ingest::chunk::Chunker;
-use crate::ingest::pipeline::Indexer;
+use crate::ingest::pipeline::{Indexer, IngestCounters};
 use crate::llm::extractive::ExtractiveModel;
 use crate::llm::openai::OpenAiModel;
 use crate::llm::ChatModel;
-use crate::metrics::Metrics;
+use crate::metrics::{CacheCounters, Metrics};
 use crate::ratelimit::{self, Connections, RateLimiter};
+use crate::redis_conn::Redis;
 
 /// What a process is for, which decides what it opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,11 @@ pub struct App {
     pub connections: Arc<Connections>,
     pub chat_model: Arc<dyn ChatModel>,
     pub metrics: Metrics,
+    /// `/query` results: in Redis when configured, else in process; none
+    /// with `cache.results = false`.
+    result_cache: Option<(Arc<dyn Cache>, CacheCounters)>,
+    /// The Redis connection shared limits and caches use, if configured.
+    pub redis: Option<Arc<Redis>>,
 }
 
 /// A lexical index and the follower that keeps it in step with the
@@ -82,7 +89,25 @@ impl App {
             .map_err(|e| Error::Internal(e.to_string()))??;
         let db = Db::connect(&settings).await?;
         let vectors = open_vectors(&settings, embedder.dimension()).await?;
-        let metrics = Metrics::default();
+        let metrics = Metrics::new();
+        let redis = open_redis(&settings, &metrics).await?;
+        let shared_cache: Option<Arc<dyn Cache>> = redis
+            .clone()
+            .map(|r| Arc::new(RedisCache::new(r)) as Arc<dyn Cache>);
+        let mut embedder =
+            embedder.with_metrics(metrics.embedder.clone(), metrics.cache("query_embeddings"));
+        if let Some(shared) = &shared_cache {
+            embedder = embedder.with_shared_cache(
+                shared.clone(),
+                std::time::Duration::from_secs(settings.cache.embeddings_ttl_secs),
+            );
+        }
+        let result_cache = settings.cache.results.then(|| {
+            let cache = shared_cache.clone().unwrap_or_else(|| {
+                Arc::new(InProcess::new(settings.cache.results_max_bytes)) as Arc<dyn Cache>
+            });
+            (cache, metrics.cache("query_results"))
+        });
         let replica = match role {
             Role::Node => Some(open_replica(&settings, &db, &metrics).await?),
             Role::Worker => None,
@@ -91,7 +116,7 @@ impl App {
         // other commands never issue tokens, so a random one is harmless there.
         let secret = settings.jwt_secret(true)?;
         let auth = Auth::new(&secret, settings.auth.clone());
-        let limiter = ratelimit::from_settings(&settings.rate_limit);
+        let limiter = ratelimit::from_settings(&settings.rate_limit, redis.clone());
         let embedder = Arc::new(embedder);
         let chat_model = match role {
             Role::Node => chat_model(&settings, &embedder).await?,
@@ -104,6 +129,8 @@ impl App {
         );
         Ok(Arc::new(Self {
             metrics,
+            result_cache,
+            redis,
             replica,
             connections,
             chat_model,
@@ -121,6 +148,16 @@ impl App {
     /// never search.
     pub fn lexical(&self) -> Result<&Arc<LexicalIndex>> {
         Ok(&self.replica()?.index)
+    }
+
+    /// The result cache and its hit and miss counters, if results are cached.
+    pub fn result_cache(&self) -> Option<&(Arc<dyn Cache>, CacheCounters)> {
+        self.result_cache.as_ref()
+    }
+
+    /// Whether this process keeps a lexical index (every role but a worker).
+    pub fn has_lexical(&self) -> bool {
+        self.replica.is_some()
     }
 
     /// The follower that keeps [`App::lexical`] in step with the database.
@@ -161,6 +198,10 @@ impl App {
             lexical: self.replica.as_ref().map(|r| r.follower.clone()),
             embedder: self.embedder.clone(),
             chunker: self.chunker.clone(),
+            counters: IngestCounters {
+                documents: self.metrics.documents_ingested.clone(),
+                chunks: self.metrics.chunks_ingested.clone(),
+            },
         }
     }
 
@@ -187,6 +228,29 @@ async fn open_replica(settings: &Settings, db: &Db, metrics: &Metrics) -> Result
         metrics.lexical.clone(),
     ));
     Ok(Replica { index, follower })
+}
+
+/// The Redis connection, when `redis.url` is set. A node starts without
+/// Redis answering (it serves on the fallbacks and says so); a URL that
+/// cannot be a Redis URL stops it.
+async fn open_redis(settings: &Settings, metrics: &Metrics) -> Result<Option<Arc<Redis>>> {
+    if !settings.redis.enabled() {
+        return Ok(None);
+    }
+    let redis = Redis::open(&settings.redis, metrics.redis.clone())
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    match redis.ping().await {
+        Ok(()) => tracing::info!("Redis answers: rate limits and caches are shared"),
+        Err(e) => {
+            metrics.redis.up.set(0);
+            tracing::warn!(
+                error = %e,
+                "Redis does not answer yet: rate limits are per node and shared caches \
+                 are skipped until it does"
+            );
+        }
+    }
+    Ok(Some(redis))
 }
 
 /// The configured vector index: a Qdrant server when `vector.qdrant_url` is

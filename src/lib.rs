@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod jobs;
 pub mod llm;
 pub mod metrics;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod retrieve;
 pub mod startup;
 pub mod telemetry;

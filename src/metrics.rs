@@ -1,258 +1,481 @@
-//! In-process metrics: counters and fixed-bucket histograms, cheap enough to
-//! record on every request (atomics, no locks). The `/metrics` endpoint will
-//! render a [`Metrics::snapshot`]; until then they are read in tests and logs.
+//! What `/metrics` reports, as `prometheus-client` families: names and units
+//! by Prometheus conventions (seconds and bytes, `_total` counters).
+//!
+//! Everything recorded on a request path is an atomic update of a metric
+//! created once; label sets are small closed sets (route templates, modes,
+//! stages, cache names), so families cannot grow with client input. What
+//! only the database or an index knows (jobs per state, index sizes, the
+//! lexical log's lag) is read when scraped and set on gauges then.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
-/// Upper bounds (inclusive) of histogram buckets, plus an implicit +Inf.
-pub const MS_BUCKETS: &[f64] = &[
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+/// Upper bounds of duration buckets, seconds: 1 ms to 30 s.
+const SECONDS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-pub const RATE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+/// Job durations run from a second to hours.
+const JOB_SECONDS: [f64; 10] = [
+    0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+const BATCH_SIZES: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+const TOKEN_RATES: [f64; 9] = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// One per bound, then +Inf.
-    counts: Vec<AtomicU64>,
-    count: AtomicU64,
-    /// Sum in thousandths, so it stays an integer atomic.
-    sum_milli: AtomicU64,
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_family<L: Clone + std::hash::Hash + Eq>() -> Histograms<L> {
+    Family::new_with_constructor(|| Histogram::new(SECONDS))
 }
 
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_milli: AtomicU64::new(0),
-        }
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The route template (`/api/v1/collections/{id}`), never the path.
+    pub route: String,
+    pub status: u16,
+}
 
-    pub fn observe(&self, v: f64) {
-        if !v.is_finite() || v < 0.0 {
-            return;
-        }
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_milli
-            .fetch_add((v * 1000.0).round() as u64, Ordering::Relaxed);
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
 
-    /// Cumulative bucket counts as Prometheus reports them.
-    pub fn snapshot(&self) -> Value {
-        let mut cumulative = 0;
-        let mut buckets = Vec::new();
-        for (i, c) in self.counts.iter().enumerate() {
-            cumulative += c.load(Ordering::Relaxed);
-            let le = self
-                .bounds
-                .get(i)
-                .map_or_else(|| json!("+Inf"), |b| json!(b));
-            buckets.push(json!({ "le": le, "count": cumulative }));
-        }
-        json!({
-            "count": self.count.load(Ordering::Relaxed),
-            "sum": self.sum_milli.load(Ordering::Relaxed) as f64 / 1000.0,
-            "buckets": buckets,
-        })
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    pub mode: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub kind: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IndexLabels {
+    pub index: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabels {
+    pub bucket: &'static str,
 }
 
 /// What chat records per answer.
+#[derive(Clone)]
 pub struct ChatMetrics {
-    pub retrieval_ms: Histogram,
-    pub first_token_ms: Histogram,
+    pub retrieval: Histogram,
+    pub first_token: Histogram,
     pub tokens_per_second: Histogram,
-    pub answers: AtomicU64,
-    pub refusals: AtomicU64,
-    pub cancelled: AtomicU64,
-    pub errors: AtomicU64,
-    pub dropped_citations: AtomicU64,
+    pub answers: Counter,
+    pub refusals: Counter,
+    pub cancelled: Counter,
+    pub errors: Counter,
+    pub dropped_citations: Counter,
 }
 
 impl Default for ChatMetrics {
     fn default() -> Self {
         Self {
-            retrieval_ms: Histogram::new(MS_BUCKETS),
-            first_token_ms: Histogram::new(MS_BUCKETS),
-            tokens_per_second: Histogram::new(RATE_BUCKETS),
-            answers: AtomicU64::new(0),
-            refusals: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            dropped_citations: AtomicU64::new(0),
+            retrieval: Histogram::new(SECONDS),
+            first_token: Histogram::new(SECONDS),
+            tokens_per_second: Histogram::new(TOKEN_RATES),
+            answers: Counter::default(),
+            refusals: Counter::default(),
+            cancelled: Counter::default(),
+            errors: Counter::default(),
+            dropped_citations: Counter::default(),
         }
     }
 }
 
 /// What the lexical index's change-log follower records (see
-/// `index::lexical::follow`); how far behind it is right now is measured
-/// when asked ([`lag_gauges`]).
-#[derive(Default)]
+/// `index::lexical::follow`).
+#[derive(Clone, Default)]
 pub struct LexicalMetrics {
     /// The last log position applied.
-    pub position: AtomicI64,
-    pub applied: AtomicU64,
-    pub rebuilds: AtomicU64,
-    pub errors: AtomicU64,
+    pub position: Gauge,
+    pub applied: Counter,
+    pub rebuilds: Counter,
+    pub errors: Counter,
 }
 
-#[derive(Default)]
+/// What the embedder records: how long a caller waited for a model session,
+/// and how many texts went to the model in one call.
+#[derive(Clone)]
+pub struct EmbedderMetrics {
+    pub queue_wait: Histogram,
+    pub batch_size: Histogram,
+    pub texts: Counter,
+}
+
+impl Default for EmbedderMetrics {
+    fn default() -> Self {
+        Self {
+            queue_wait: Histogram::new(SECONDS),
+            batch_size: Histogram::new(BATCH_SIZES),
+            texts: Counter::default(),
+        }
+    }
+}
+
+/// Hits and misses of one cache.
+#[derive(Clone)]
+pub struct CacheCounters {
+    pub hits: Counter,
+    pub misses: Counter,
+}
+
+impl CacheCounters {
+    pub fn record(&self, hit: bool) {
+        if hit {
+            self.hits.inc();
+        } else {
+            self.misses.inc();
+        }
+    }
+}
+
+/// Errors talking to Redis, and whether the last attempt worked.
+#[derive(Clone, Default)]
+pub struct RedisMetrics {
+    pub errors: Family<OpLabels, Counter>,
+    pub up: Gauge,
+    pub fallbacks: Family<OpLabels, Counter>,
+}
+
 pub struct Metrics {
+    registry: Registry,
     pub chat: ChatMetrics,
     /// Shared with the follower, which lives outside `App`'s metrics.
-    pub lexical: Arc<LexicalMetrics>,
+    pub lexical: LexicalMetrics,
+    pub embedder: EmbedderMetrics,
+    pub redis: RedisMetrics,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Histograms<RouteLabels>,
+    pub query_duration: Histograms<ModeLabels>,
+    pub query_stage: Histograms<StageLabels>,
+    cache: Family<CacheLabels, Counter>,
+    pub rate_limited: Family<BucketLabels, Counter>,
+    pub jobs_finished: Family<JobLabels, Counter>,
+    pub job_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    pub documents_ingested: Counter,
+    pub chunks_ingested: Counter,
+    pub vector_errors: Family<OpLabels, Counter>,
+    // Set when scraped.
+    pub jobs: Family<StateLabels, Gauge>,
+    pub index_entries: Family<IndexLabels, Gauge>,
+    pub lexical_behind: Gauge,
+    pub lexical_seconds_behind: Gauge<f64, AtomicU64>,
+    pub resident_memory: Gauge,
+    pub virtual_memory: Gauge,
 }
 
-/// Gauges of how far this node's lexical index is behind the change log:
-/// positions, and seconds since the oldest change it has not applied
-/// (`None` when that change was pruned already).
-pub fn lag_gauges(positions: i64, seconds: Option<f64>) -> String {
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, v: String| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
-        ));
-    };
-    gauge(
-        "ragchat_lexical_log_positions_behind",
-        "Chunk changes in the database this node's lexical index has not applied yet.",
-        positions.to_string(),
-    );
-    if let Some(s) = seconds {
-        gauge(
-            "ragchat_lexical_log_seconds_behind",
-            "Age of the oldest chunk change this node's lexical index has not applied.",
-            format!("{s:.3}"),
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("ragchat");
+        let chat = ChatMetrics::default();
+        let lexical = LexicalMetrics::default();
+        let embedder = EmbedderMetrics::default();
+        let redis = RedisMetrics::default();
+        let m = Self {
+            http_requests: Family::default(),
+            http_duration: seconds_family(),
+            query_duration: seconds_family(),
+            query_stage: seconds_family(),
+            cache: Family::default(),
+            rate_limited: Family::default(),
+            jobs_finished: Family::default(),
+            job_duration: Family::new_with_constructor(|| Histogram::new(JOB_SECONDS)),
+            documents_ingested: Counter::default(),
+            chunks_ingested: Counter::default(),
+            vector_errors: Family::default(),
+            jobs: Family::default(),
+            index_entries: Family::default(),
+            lexical_behind: Gauge::default(),
+            lexical_seconds_behind: Gauge::default(),
+            resident_memory: Gauge::default(),
+            virtual_memory: Gauge::default(),
+            registry: Registry::default(),
+            chat,
+            lexical,
+            embedder,
+            redis,
+        };
+        let secs = Unit::Seconds;
+        r.register(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            m.http_requests.clone(),
         );
-    }
-    out
-}
-
-impl Metrics {
-    pub fn snapshot(&self) -> Value {
-        let c = &self.chat;
-        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        json!({
-            "chat": {
-                "answers_total": n(&c.answers),
-                "refusals_total": n(&c.refusals),
-                "cancelled_total": n(&c.cancelled),
-                "errors_total": n(&c.errors),
-                "dropped_citations_total": n(&c.dropped_citations),
-                "retrieval_ms": c.retrieval_ms.snapshot(),
-                "first_token_ms": c.first_token_ms.snapshot(),
-                "tokens_per_second": c.tokens_per_second.snapshot(),
-            },
-            "lexical": {
-                "log_position": self.lexical.position.load(Ordering::Relaxed),
-                "log_applied_total": n(&self.lexical.applied),
-                "rebuilds_total": n(&self.lexical.rebuilds),
-                "follow_errors_total": n(&self.lexical.errors),
-            }
-        })
-    }
-}
-
-impl Metrics {
-    /// The Prometheus text exposition format (version 0.0.4).
-    pub fn prometheus(&self) -> String {
-        let c = &self.chat;
-        let mut out = String::new();
-        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for (name, help, v) in [
+        r.register_with_unit(
+            "http_request_duration",
+            "Time to the response head, by method and route template.",
+            secs.clone(),
+            m.http_duration.clone(),
+        );
+        r.register_with_unit(
+            "query_duration",
+            "Whole /query requests past validation, by mode (cache hits included).",
+            secs.clone(),
+            m.query_duration.clone(),
+        );
+        r.register_with_unit(
+            "query_stage_duration",
+            "Stages of an uncached search: embed, dense, lexical, fuse, db, highlight.",
+            secs.clone(),
+            m.query_stage.clone(),
+        );
+        r.register_with_unit(
+            "embedder_queue_wait",
+            "Time a caller waited for a free model session.",
+            secs.clone(),
+            m.embedder.queue_wait.clone(),
+        );
+        r.register(
+            "embedder_batch_size",
+            "Texts per model call.",
+            m.embedder.batch_size.clone(),
+        );
+        r.register(
+            "embedder_texts",
+            "Texts run through the embedding model (cache hits excluded).",
+            m.embedder.texts.clone(),
+        );
+        r.register(
+            "cache_requests",
+            "Cache lookups by cache (query_embeddings, query_results) and result (hit, miss).",
+            m.cache.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by bucket.",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "jobs_finished",
+            "Job runs that ended, by kind and outcome (succeeded, failed, retry, cancelled).",
+            m.jobs_finished.clone(),
+        );
+        r.register_with_unit(
+            "job_duration",
+            "Time one job run took, by kind.",
+            secs.clone(),
+            m.job_duration.clone(),
+        );
+        r.register(
+            "jobs",
+            "Jobs in the database by state (all nodes), read when scraped.",
+            m.jobs.clone(),
+        );
+        r.register(
+            "documents_ingested",
+            "Documents written by this process's jobs (new or changed).",
+            m.documents_ingested.clone(),
+        );
+        r.register(
+            "chunks_ingested",
+            "Chunks embedded and indexed by this process's jobs.",
+            m.chunks_ingested.clone(),
+        );
+        r.register(
+            "index_entries",
+            "Entries per index, read when scraped: chunks in the database, points in the vector index, documents in this node's lexical index.",
+            m.index_entries.clone(),
+        );
+        r.register(
+            "vector_index_errors",
+            "Vector index (Qdrant) requests that failed, retried ones included, by operation.",
+            m.vector_errors.clone(),
+        );
+        r.register(
+            "redis_errors",
+            "Redis commands that failed or timed out, by operation.",
+            m.redis.errors.clone(),
+        );
+        r.register(
+            "redis_fallbacks",
+            "Requests served without Redis (in-process limiter, no shared cache) because it failed.",
+            m.redis.fallbacks.clone(),
+        );
+        r.register(
+            "redis_up",
+            "1 when the last Redis command worked, 0 when it failed (absent without Redis).",
+            m.redis.up.clone(),
+        );
+        let chat_reg = r.sub_registry_with_prefix("chat");
+        for (name, help, c) in [
             (
-                "ragchat_chat_answers_total",
+                "answers",
                 "Chat answers finished (any outcome).",
-                n(&c.answers),
+                &m.chat.answers,
             ),
             (
-                "ragchat_chat_refusals_total",
+                "refusals",
                 "Questions refused: no relevant source.",
-                n(&c.refusals),
+                &m.chat.refusals,
             ),
             (
-                "ragchat_chat_cancelled_total",
+                "cancelled",
                 "Answers cancelled or abandoned by the client.",
-                n(&c.cancelled),
+                &m.chat.cancelled,
             ),
+            ("errors", "Answers ended by a model error.", &m.chat.errors),
             (
-                "ragchat_chat_errors_total",
-                "Answers ended by a model error.",
-                n(&c.errors),
-            ),
-            (
-                "ragchat_chat_dropped_citations_total",
+                "dropped_citations",
                 "Citation markers removed: they pointed at no source sent.",
-                n(&c.dropped_citations),
-            ),
-            (
-                "ragchat_lexical_log_applied_total",
-                "Change-log entries applied to this node's lexical index.",
-                n(&self.lexical.applied),
-            ),
-            (
-                "ragchat_lexical_rebuilds_total",
-                "Rebuilds of this node's lexical index from the database (new, or behind the pruned log).",
-                n(&self.lexical.rebuilds),
-            ),
-            (
-                "ragchat_lexical_follow_errors_total",
-                "Failed attempts to apply the change log to this node's lexical index.",
-                n(&self.lexical.errors),
+                &m.chat.dropped_citations,
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
+            chat_reg.register(name, help, c.clone());
         }
-        let name = "ragchat_lexical_log_position";
-        out.push_str(&format!(
-            "# HELP {name} The last change-log position applied to this node's lexical index.\n# TYPE {name} gauge\n{name} {}\n",
-            self.lexical.position.load(Ordering::Relaxed)
-        ));
-        for (name, help, h) in [
-            (
-                "ragchat_chat_retrieval_ms",
-                "Retrieval time per answer, milliseconds.",
-                &c.retrieval_ms,
-            ),
-            (
-                "ragchat_chat_first_token_ms",
-                "Time to the first token, milliseconds.",
-                &c.first_token_ms,
-            ),
-            (
-                "ragchat_chat_tokens_per_second",
-                "Generation speed after the first token.",
-                &c.tokens_per_second,
-            ),
-        ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
-            let mut cumulative = 0;
-            for (i, count) in h.counts.iter().enumerate() {
-                cumulative += count.load(Ordering::Relaxed);
-                let le = h
-                    .bounds
-                    .get(i)
-                    .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-                out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {cumulative}\n"));
-            }
-            out.push_str(&format!(
-                "{name}_sum {}\n{name}_count {}\n",
-                h.sum_milli.load(Ordering::Relaxed) as f64 / 1000.0,
-                h.count.load(Ordering::Relaxed)
-            ));
+        chat_reg.register_with_unit(
+            "retrieval",
+            "Retrieval time per answer.",
+            secs.clone(),
+            m.chat.retrieval.clone(),
+        );
+        chat_reg.register_with_unit(
+            "first_token",
+            "Time from the question to the first token.",
+            secs.clone(),
+            m.chat.first_token.clone(),
+        );
+        chat_reg.register(
+            "tokens_per_second",
+            "Generation speed after the first token.",
+            m.chat.tokens_per_second.clone(),
+        );
+        let lex = r.sub_registry_with_prefix("lexical");
+        lex.register(
+            "log_applied",
+            "Change-log entries applied to this node's lexical index.",
+            m.lexical.applied.clone(),
+        );
+        lex.register(
+            "rebuilds",
+            "Rebuilds of this node's lexical index from the database (new, or behind the pruned log).",
+            m.lexical.rebuilds.clone(),
+        );
+        lex.register(
+            "follow_errors",
+            "Failed attempts to apply the change log to this node's lexical index.",
+            m.lexical.errors.clone(),
+        );
+        lex.register(
+            "log_position",
+            "The last change-log position applied to this node's lexical index.",
+            m.lexical.position.clone(),
+        );
+        lex.register(
+            "log_positions_behind",
+            "Chunk changes in the database this node's lexical index has not applied yet.",
+            m.lexical_behind.clone(),
+        );
+        lex.register_with_unit(
+            "log_behind",
+            "Age of the oldest chunk change this node's lexical index has not applied (0 when none).",
+            secs,
+            m.lexical_seconds_behind.clone(),
+        );
+        let process = r.sub_registry_with_prefix("process");
+        process.register_with_unit(
+            "resident_memory",
+            "Resident set size of this process.",
+            Unit::Bytes,
+            m.resident_memory.clone(),
+        );
+        process.register_with_unit(
+            "virtual_memory",
+            "Virtual memory size of this process.",
+            Unit::Bytes,
+            m.virtual_memory.clone(),
+        );
+        Self { registry: r, ..m }
+    }
+
+    /// The hit and miss counters of the cache called `name`.
+    pub fn cache(&self, name: &'static str) -> CacheCounters {
+        let get = |result| {
+            self.cache
+                .get_or_create(&CacheLabels {
+                    cache: name,
+                    result,
+                })
+                .clone()
+        };
+        CacheCounters {
+            hits: get("hit"),
+            misses: get("miss"),
         }
+    }
+
+    pub fn observe_stage(&self, stage: &'static str, took: Duration) {
+        self.query_stage
+            .get_or_create(&StageLabels { stage })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Set the process memory gauges from `/proc/self/statm` (Linux only;
+    /// elsewhere they stay 0).
+    pub fn read_process_memory(&self) {
+        let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+            return;
+        };
+        let mut pages = statm.split_whitespace().map(|v| v.parse::<i64>().ok());
+        // statm counts pages; every Linux ragchat runs on uses 4 KiB pages.
+        const PAGE: i64 = 4096;
+        if let (Some(Some(size)), Some(Some(resident))) = (pages.next(), pages.next()) {
+            self.virtual_memory.set(size * PAGE);
+            self.resident_memory.set(resident * PAGE);
+        }
+    }
+
+    /// The OpenMetrics text exposition of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -262,61 +485,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prometheus_text_has_counters_and_histograms() {
-        let m = Metrics::default();
-        m.chat.answers.fetch_add(2, Ordering::Relaxed);
-        m.chat.first_token_ms.observe(7.0);
-        let text = m.prometheus();
-        assert!(text.contains("ragchat_chat_answers_total 2\n"), "{text}");
-        assert!(
-            text.contains("ragchat_chat_first_token_ms_bucket{le=\"5\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ragchat_chat_first_token_ms_bucket{le=\"10\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ragchat_chat_first_token_ms_count 1\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn lexical_counters_and_lag_gauges_render() {
-        let m = Metrics::default();
-        m.lexical.rebuilds.fetch_add(1, Ordering::Relaxed);
-        m.lexical.position.store(42, Ordering::Relaxed);
-        let text = m.prometheus();
-        assert!(
-            text.contains("ragchat_lexical_rebuilds_total 1\n"),
-            "{text}"
-        );
-        assert!(text.contains("ragchat_lexical_log_position 42\n"), "{text}");
-        let lag = lag_gauges(3, Some(1.5));
-        assert!(
-            lag.contains("ragchat_lexical_log_positions_behind 3\n"),
-            "{lag}"
-        );
-        assert!(
-            lag.contains("ragchat_lexical_log_seconds_behind 1.500\n"),
-            "{lag}"
-        );
-        assert!(!lag_gauges(0, None).contains("seconds_behind"));
-    }
-
-    #[test]
-    fn histogram_buckets_are_cumulative_and_ignore_garbage() {
-        let h = Histogram::new(&[1.0, 10.0]);
-        for v in [0.5, 1.0, 3.0, 50.0, f64::NAN, -1.0] {
-            h.observe(v);
+    fn counters_histograms_and_units_follow_the_conventions() {
+        let m = Metrics::new();
+        m.chat.answers.inc_by(2);
+        m.chat.first_token.observe(0.007);
+        m.http_requests
+            .get_or_create(&HttpLabels {
+                method: "GET".into(),
+                route: "/api/v1/query".into(),
+                status: 200,
+            })
+            .inc();
+        m.cache("query_results").record(true);
+        m.lexical.position.set(42);
+        m.read_process_memory();
+        let text = m.encode();
+        for line in [
+            "ragchat_chat_answers_total 2",
+            "ragchat_chat_first_token_seconds_bucket{le=\"0.005\"} 0",
+            "ragchat_chat_first_token_seconds_bucket{le=\"0.01\"} 1",
+            "ragchat_chat_first_token_seconds_count 1",
+            "ragchat_http_requests_total{method=\"GET\",route=\"/api/v1/query\",status=\"200\"} 1",
+            "ragchat_cache_requests_total{cache=\"query_results\",result=\"hit\"} 1",
+            "ragchat_lexical_log_position 42",
+            "# TYPE ragchat_process_resident_memory_bytes gauge",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
-        let s = h.snapshot();
-        assert_eq!(s["count"], 4);
-        assert_eq!(s["sum"], 54.5);
-        assert_eq!(
-            s["buckets"],
-            json!([{"le": 1.0, "count": 2}, {"le": 10.0, "count": 3}, {"le": "+Inf", "count": 4}])
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ragchat_process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<i64>().ok())
+            .expect("resident memory reported");
+        assert!(rss > 1 << 20, "{rss}");
+    }
+
+    #[test]
+    fn histogram_families_are_created_per_label_set() {
+        let m = Metrics::new();
+        m.observe_stage("embed", Duration::from_millis(3));
+        m.observe_stage("embed", Duration::from_millis(30));
+        m.observe_stage("dense", Duration::from_micros(500));
+        let text = m.encode();
+        assert!(
+            text.contains("ragchat_query_stage_duration_seconds_count{stage=\"embed\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ragchat_query_stage_duration_seconds_bucket{le=\"0.001\",stage=\"dense\"} 1"
+            ),
+            "{text}"
         );
     }
 }

@@ -50,6 +50,15 @@ pub async fn worker(app: Arc<App>, workers: Option<usize>) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let handle = jobs::start(app.clone(), n, stopped);
     println!("ragchat worker running {n} job worker(s)");
+    let probes = match app.settings.jobs.http_bind.as_str() {
+        "" => None,
+        bind => {
+            let server = http::start_probes(app.clone(), bind)?;
+            let handle = server.handle();
+            tokio::spawn(server);
+            Some(handle)
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Internal(e.to_string()))?;
     tokio::select! {
@@ -59,5 +68,8 @@ pub async fn worker(app: Arc<App>, workers: Option<usize>) -> Result<()> {
     tracing::info!("stopping job workers");
     let _ = stop.send(true);
     let _ = handle.await;
+    if let Some(probes) = probes {
+        probes.stop(true).await;
+    }
     app.flush().await
 }

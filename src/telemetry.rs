@@ -1,23 +1,90 @@
 //! Logging: human-readable or JSON lines on stderr, filtered by `RUST_LOG` or
-//! the configured level.
+//! the configured level; and, with `telemetry.otlp_endpoint` set, the same
+//! spans exported as OTLP traces (request → retrieval stages → model call).
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TelemetrySettings};
 
-pub fn init(settings: &LogSettings) {
+/// Flushes exported spans when dropped at the end of `main`.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Send what is still buffered and stop the exporter. The exporter's
+    /// HTTP client blocks, so this runs off the async executor.
+    pub fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = std::thread::spawn(move || provider.shutdown()).join();
+        }
+    }
+}
+
+/// Install the log subscriber (and the trace exporter, when configured).
+/// A second call (tests, embedding) keeps the first subscriber.
+pub fn init(settings: &LogSettings, telemetry: &TelemetrySettings) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // try_init: a second call (tests, embedding) keeps the first subscriber.
-    let _ = if settings.format == LogFormat::Json {
-        builder.json().try_init()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if settings.format == LogFormat::Json {
+        fmt.json().boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let (otel, provider) = match exporter(telemetry) {
+        Ok(Some(provider)) => {
+            let tracer = provider.tracer("ragchat");
+            let layer = tracing_opentelemetry::layer().with_tracer(tracer).boxed();
+            (Some(layer), Some(provider))
+        }
+        Ok(None) => (None, None),
+        Err(e) => {
+            eprintln!("warning: traces are not exported: {e}");
+            (None, None)
+        }
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init();
+    if provider.is_some() {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        tracing::info!(endpoint = %telemetry.otlp_endpoint, "exporting traces over OTLP");
+    }
+    Telemetry { provider }
+}
+
+fn exporter(t: &TelemetrySettings) -> Result<Option<SdkTracerProvider>, String> {
+    if !t.exports() {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(t.otlp_endpoint.trim())
+        .with_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(t.service_name.clone())
+        .build();
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                t.sample_ratio,
+            ))))
+            .with_resource(resource)
+            .build(),
+    ))
 }
 
 /// The id of the request being served, for error bodies and error frames.

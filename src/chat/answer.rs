@@ -289,7 +289,10 @@ async fn answer(
         retrieval_ms: ms(started),
         ..Timings::default()
     };
-    app.metrics.chat.retrieval_ms.observe(timings.retrieval_ms);
+    app.metrics
+        .chat
+        .retrieval
+        .observe(timings.retrieval_ms / 1000.0);
     let refused = found.sources.is_empty() || found.best_similarity < settings.refusal_threshold;
     sink.send(Event::Sources {
         items: if refused {

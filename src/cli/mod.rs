@@ -192,14 +192,16 @@ pub async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
-    match run(cli.command, settings).await {
+    let telemetry = telemetry::init(&settings.log, &settings.telemetry);
+    let code = match run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// The settings file (explicit, or `./ragchat.toml` if present) with the

@@ -21,6 +21,9 @@ pub struct JobSettings {
     pub poll_interval_ms: u64,
     /// Periodic vector index optimisation; 0 turns it off.
     pub optimize_interval_secs: u64,
+    /// Where `ragchat worker` answers `/health`, `/ready` and `/metrics`
+    /// (`host:port`); empty: it opens no port.
+    pub http_bind: String,
 }
 
 impl Default for JobSettings {
@@ -33,12 +36,18 @@ impl Default for JobSettings {
             retry_max_secs: 600,
             poll_interval_ms: 500,
             optimize_interval_secs: 3600,
+            http_bind: String::new(),
         }
     }
 }
 
 impl JobSettings {
     pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if !self.http_bind.is_empty() {
+            self.http_bind
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| invalid("jobs.http_bind", format!("`{}`: {e}", self.http_bind)))?;
+        }
         for (key, v) in [
             ("jobs.lease_secs", self.lease_secs),
             ("jobs.max_attempts", self.max_attempts as u64),

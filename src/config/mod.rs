@@ -7,6 +7,7 @@
 //! with the key named like any other type error.
 
 mod auth;
+mod cache;
 mod chat;
 mod chunking;
 mod cleaning;
@@ -19,8 +20,10 @@ mod llm;
 mod local_llm;
 mod log;
 mod rate_limit;
+mod redis;
 mod retrieval;
 mod server;
+mod telemetry;
 mod uploads;
 mod vector;
 
@@ -29,7 +32,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use self::redis::RedisSettings;
 pub use auth::{AuthSettings, Registration, KNOWN_SECRETS};
+pub use cache::CacheSettings;
 pub use chat::{ChatBackend, ChatSettings};
 pub use chunking::ChunkingSettings;
 pub use cleaning::CleaningSettings;
@@ -44,6 +49,7 @@ pub use log::{LogFormat, LogSettings};
 pub use rate_limit::{canonical, limiter_key, IpNet, RateLimitSettings};
 pub use retrieval::RetrievalSettings;
 pub use server::ServerSettings;
+pub use telemetry::TelemetrySettings;
 pub use uploads::UploadSettings;
 pub use vector::VectorSettings;
 
@@ -78,6 +84,8 @@ pub struct Settings {
     pub vector: VectorSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
     pub chat: ChatSettings,
     pub llm: LlmSettings,
     pub local_llm: LocalLlmSettings,
@@ -87,6 +95,7 @@ pub struct Settings {
     pub cleaning: CleaningSettings,
     pub crawl: CrawlSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 impl Default for Settings {
@@ -102,6 +111,8 @@ impl Default for Settings {
             vector: VectorSettings::default(),
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            redis: RedisSettings::default(),
+            cache: CacheSettings::default(),
             chat: ChatSettings::default(),
             llm: LlmSettings::default(),
             local_llm: LocalLlmSettings::default(),
@@ -111,6 +122,7 @@ impl Default for Settings {
             cleaning: CleaningSettings::default(),
             crawl: CrawlSettings::default(),
             log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -124,6 +136,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("QDRANT_URL", "vector.qdrant_url"),
     ("QDRANT_API_KEY", "vector.qdrant_api_key"),
     ("JWT_SECRET", "auth.jwt_secret"),
+    ("REDIS_URL", "redis.url"),
 ];
 
 /// Variables with the prefix that are not settings (read elsewhere).
@@ -196,6 +209,9 @@ impl Settings {
         self.vector.check()?;
         self.auth.check()?;
         self.rate_limit.check()?;
+        self.telemetry.check()?;
+        self.redis.check()?;
+        self.cache.check()?;
         self.chat.check()?;
         self.uploads.check()?;
         self.jobs.check()?;

@@ -17,6 +17,10 @@ pub struct ServerSettings {
     pub max_ws_per_user: usize,
     /// Open WebSocket connections from one client address.
     pub max_ws_per_ip: usize,
+    /// When set, `GET /metrics` answers only requests that carry it as a
+    /// bearer token (`Authorization: Bearer …`); empty leaves it open, for
+    /// scrapers on a private network.
+    pub metrics_token: String,
 }
 
 impl Default for ServerSettings {
@@ -27,6 +31,7 @@ impl Default for ServerSettings {
             shutdown_timeout_secs: 10,
             max_ws_per_user: 8,
             max_ws_per_ip: 32,
+            metrics_token: String::new(),
         }
     }
 }

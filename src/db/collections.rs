@@ -6,7 +6,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::lexical_log::append_in_tx;
-use super::schema::{chunks, collections, documents};
+use super::schema::{chunks, collections, documents, lexical_log_head};
 use super::{is_unique_violation, now, Db, DbError, DbResult};
 use crate::db_run;
 use crate::ids::{ChunkId, CollectionId};
@@ -19,6 +19,13 @@ pub struct Collection {
     pub description: String,
     pub created_at: NaiveDateTime,
     pub public: bool,
+    /// Bumped after each change to the collection's chunks or name (see
+    /// [`bump_generation`]); part of every cached result's key.
+    #[serde(skip)]
+    pub generation: i64,
+    /// The change log's head at the last bump.
+    #[serde(skip)]
+    pub log_position: i64,
 }
 
 pub async fn collection_by_name(db: &Db, name: &str) -> DbResult<Option<Collection>> {
@@ -54,6 +61,8 @@ pub async fn ensure_collection(db: &Db, name: &str) -> DbResult<Collection> {
         description: String::new(),
         created_at: now(),
         public: false,
+        generation: 0,
+        log_position: 0,
     };
     db_run!(db, conn => {
         diesel::insert_into(collections::table)
@@ -149,6 +158,7 @@ pub async fn update_collection(
     if changes.name.is_none() && changes.description.is_none() && changes.public.is_none() {
         return Ok(Some(()));
     }
+    let renamed = changes.name.is_some();
     let result = db_run!(db, conn => {
         diesel::update(collections::table.find(id))
             .set(&changes)
@@ -157,10 +167,46 @@ pub async fn update_collection(
             .map_err(DbError::from)
     });
     match result {
+        // Results carry the collection's name: a cached one must not
+        // outlive a rename.
+        Ok(_) if renamed => bump_generation(db, id).await.map(Some),
         Ok(_) => Ok(Some(())),
         Err(e) if is_unique_violation(&e) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Mark that a collection's searchable content (its chunks or its name)
+/// changed: bump its generation, so every cached result for it becomes
+/// unreachable, and record the change log's head, which a node's lexical
+/// index must have applied before it caches new results for it. Called once
+/// the change is in the database and the vector index. `log_position` never
+/// moves back, even when two writers bump at once.
+pub async fn bump_generation(db: &Db, id: &str) -> DbResult<()> {
+    let id = id.to_string();
+    db_run!(db, conn => {
+        conn.transaction::<_, DbError, _>(async move |conn| {
+            diesel::update(collections::table.find(&id))
+                .set(collections::generation.eq(collections::generation + 1))
+                .execute(conn)
+                .await?;
+            let head: i64 = lexical_log_head::table
+                .find(super::lexical_log::HEAD)
+                .select(lexical_log_head::pos)
+                .first(conn)
+                .await?;
+            diesel::update(
+                collections::table
+                    .find(&id)
+                    .filter(collections::log_position.lt(head)),
+            )
+            .set(collections::log_position.eq(head))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await
+    })
 }
 
 #[cfg(test)]
@@ -181,6 +227,8 @@ mod tests {
                 description: "second".into(),
                 created_at: now(),
                 public: true,
+                generation: 0,
+                log_position: 0,
             };
             assert_eq!(
                 create_collection(db, b.clone()).await.unwrap(),
@@ -203,6 +251,23 @@ mod tests {
             assert_eq!(
                 update_collection(db, &a.id, rename("c")).await.unwrap(),
                 Some(())
+            );
+            let renamed = collection_by_id(db, &a.id).await.unwrap().unwrap();
+            assert_eq!(renamed.generation, a.generation + 1, "a rename bumps");
+            // Another bump with the log ahead records its head; the
+            // position never moves back.
+            crate::db::lexical_log::append(
+                db,
+                vec![(ChunkId::random(), crate::db::lexical_log::LogOp::Delete)],
+            )
+            .await
+            .unwrap();
+            bump_generation(db, &a.id).await.unwrap();
+            let bumped = collection_by_id(db, &a.id).await.unwrap().unwrap();
+            let head = crate::db::lexical_log::head(db).await.unwrap().pos;
+            assert_eq!(
+                (bumped.generation, bumped.log_position),
+                (renamed.generation + 1, head)
             );
             set_collection_description(db, &a.id, "first")
                 .await

@@ -327,6 +327,18 @@ pub async fn mark_indexed(db: &Db, document_ids: &[DocumentId]) -> DbResult<()> 
     Ok(())
 }
 
+/// The collection a document is in, if the document exists.
+pub async fn collection_of(db: &Db, id: &str) -> DbResult<Option<CollectionId>> {
+    db_run!(db, conn => {
+        Ok(documents::table
+            .find(id)
+            .select(documents::collection_id)
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
 /// Delete one document and its chunks; returns the removed chunk ids, or
 /// `None` when no such document exists.
 pub async fn delete_document(db: &Db, id: &str) -> DbResult<Option<Vec<ChunkId>>> {

@@ -8,6 +8,8 @@ diesel::table! {
         description -> Text,
         created_at -> Timestamp,
         public -> Bool,
+        generation -> BigInt,
+        log_position -> BigInt,
     }
 }
 

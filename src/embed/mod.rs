@@ -13,7 +13,9 @@ use fastembed::{
 use ort::environment::Environment;
 use tokio::sync::Semaphore;
 
+use crate::cache::Cache;
 use crate::config::EmbeddingSettings;
+use crate::metrics::{CacheCounters, EmbedderMetrics};
 
 pub const DIMENSION: usize = 384;
 pub const SETUP_HINT: &str = "run `scripts/setup-models.sh` to install them";
@@ -124,7 +126,16 @@ pub struct Embedder {
     permits: Arc<Semaphore>,
     batch_size: usize,
     cache: moka::sync::Cache<String, Arc<Vec<f32>>>,
+    /// Query embeddings shared with other nodes (Redis), behind `cache`.
+    shared: Option<SharedEmbeddings>,
     texts_embedded: AtomicU64,
+    metrics: EmbedderMetrics,
+    cache_counters: Option<CacheCounters>,
+}
+
+struct SharedEmbeddings {
+    cache: Arc<dyn Cache>,
+    ttl: std::time::Duration,
 }
 
 impl Embedder {
@@ -162,7 +173,24 @@ impl Embedder {
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
             texts_embedded: AtomicU64::new(0),
+            shared: None,
+            metrics: EmbedderMetrics::default(),
+            cache_counters: None,
         })
+    }
+
+    /// Record queue waits, batch sizes and cache hits in these metrics.
+    pub fn with_metrics(mut self, metrics: EmbedderMetrics, cache: CacheCounters) -> Self {
+        self.metrics = metrics;
+        self.cache_counters = Some(cache);
+        self
+    }
+
+    /// Look query embeddings up in `cache` (shared by every node) when this
+    /// process has not got them, and keep new ones there for `ttl`.
+    pub fn with_shared_cache(mut self, cache: Arc<dyn Cache>, ttl: std::time::Duration) -> Self {
+        self.shared = Some(SharedEmbeddings { cache, ttl });
+        self
     }
 
     pub fn dimension(&self) -> usize {
@@ -179,6 +207,7 @@ impl Embedder {
     /// caller that goes away meanwhile (a client disconnects, a timeout
     /// fires) drops only its wait, so the pool never loses a session.
     async fn embed_batch(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let waiting = std::time::Instant::now();
         let permit = self
             .permits
             .clone()
@@ -191,7 +220,11 @@ impl Embedder {
             .map_err(|_| EmbedError::Inference("session pool poisoned".into()))?
             .pop()
             .ok_or_else(|| EmbedError::Inference("no idle session".into()))?;
+        self.metrics
+            .queue_wait
+            .observe(waiting.elapsed().as_secs_f64());
         let n = texts.len();
+        self.metrics.batch_size.observe(n as f64);
         let batch = self.batch_size;
         let idle = self.idle.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -210,6 +243,7 @@ impl Embedder {
         .map_err(|e| EmbedError::Inference(e.to_string()))?;
         let vectors = result.map_err(|e| EmbedError::Inference(e.to_string()))?;
         self.texts_embedded.fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics.texts.inc_by(n as u64);
         Ok(vectors)
     }
 
@@ -246,11 +280,28 @@ impl Embedder {
         Ok(out)
     }
 
-    /// Embed a search query, remembering recent ones.
+    /// Embed a search query, remembering recent ones: in process, then in
+    /// the shared cache when there is one.
     pub async fn embed_query(&self, query: &str) -> Result<Arc<Vec<f32>>, EmbedError> {
+        let hit = |hit: bool| {
+            if let Some(c) = &self.cache_counters {
+                c.record(hit);
+            }
+        };
         if let Some(v) = self.cache.get(query) {
+            hit(true);
             return Ok(v);
         }
+        let shared_key = self.shared.as_ref().map(|_| shared_key(query));
+        if let (Some(shared), Some(key)) = (&self.shared, &shared_key) {
+            if let Some(v) = shared.cache.get(key).await.and_then(|b| from_bytes(&b)) {
+                hit(true);
+                let v = Arc::new(v);
+                self.cache.insert(query.to_string(), v.clone());
+                return Ok(v);
+            }
+        }
+        hit(false);
         let v = self
             .embed_batch(vec![query.to_string()])
             .await?
@@ -258,8 +309,39 @@ impl Embedder {
             .ok_or_else(|| EmbedError::Inference("model returned no vector".into()))?;
         let v = Arc::new(v);
         self.cache.insert(query.to_string(), v.clone());
+        if let (Some(shared), Some(key)) = (&self.shared, &shared_key) {
+            shared.cache.put(key, to_bytes(&v), shared.ttl).await;
+        }
         Ok(v)
     }
+}
+
+/// The shared cache's key for a query's embedding: the model and the exact
+/// text (hashed, so any query makes a short key).
+fn shared_key(query: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(query.as_bytes());
+    format!("emb:{MODEL_TAG}:{}", hex::encode(digest))
+}
+
+/// Which model made a vector; part of the shared key, so a node with
+/// another model never reads this one's vectors.
+const MODEL_TAG: &str = "minilm-l6-v2-int8";
+
+fn to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// `None` unless `b` is exactly one vector of this model's dimension.
+fn from_bytes(b: &[u8]) -> Option<Vec<f32>> {
+    if b.len() != DIMENSION * 4 {
+        return None;
+    }
+    Some(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -300,6 +382,14 @@ mod tests {
                 .expect("the pool still has its session");
             assert_eq!(v.len(), DIMENSION);
         }
+    }
+
+    #[test]
+    fn shared_vectors_round_trip_and_refuse_another_size() {
+        let v: Vec<f32> = (0..DIMENSION).map(|i| i as f32 / 7.0).collect();
+        assert_eq!(from_bytes(&to_bytes(&v)), Some(v));
+        assert_eq!(from_bytes(&[0u8; 12]), None);
+        assert_ne!(shared_key("a"), shared_key("a "));
     }
 
     #[test]

@@ -129,6 +129,8 @@ pub async fn create(
         description,
         created_at: crate::db::now(),
         public: b.public.unwrap_or(false),
+        generation: 0,
+        log_position: 0,
     };
     let c = collections::create_collection(&app.db, c)
         .await?

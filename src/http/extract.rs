@@ -140,6 +140,12 @@ pub async fn rate_limit(app: &App, bucket: Bucket, ip: &str, user: Option<&str>)
     let subjects = [Some(Subject::Ip(ip)), user.map(Subject::User)];
     for subject in subjects.into_iter().flatten() {
         if let Err(limited) = app.limiter.check(bucket, subject).await {
+            app.metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::BucketLabels {
+                    bucket: bucket.name(),
+                })
+                .inc();
             let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             return Err(Error::RateLimited {
                 retry_after_secs: secs,

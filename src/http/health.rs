@@ -1,11 +1,13 @@
 //! Liveness, readiness and metrics, outside `/api/v1`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::views::{Check, ReadyChecks, Status};
 use crate::app::App;
 use crate::auth::Caller;
+use crate::error::{Error, ErrorCode};
 use crate::index::lexical;
+use crate::metrics::{IndexLabels, StateLabels};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
@@ -32,8 +34,10 @@ pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse 
     let lex = match app.lexical() {
         Ok(index) => lexical::blocking(index, |l| l.count())
             .await
+            .map(|n| format!("{n} documents"))
             .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        // A job worker keeps none: nothing to be ready.
+        Err(_) => Ok("none in a job worker".to_string()),
     };
     let model = app
         .embedder
@@ -46,7 +50,7 @@ pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse 
     let checks = ReadyChecks {
         database: Check::from(db.map(|_| app.db.backend().to_string())),
         vector_index: Check::from(vectors.map(|n| format!("{n} points"))),
-        lexical_index: Check::from(lex.map(|n| format!("{n} documents"))),
+        lexical_index: Check::from(lex),
         lexical_log: Check::from(log),
         embedding_model: Check::from(model.map(|d| format!("{d} dimensions"))),
     };
@@ -74,7 +78,9 @@ pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse 
 /// has, and it catches up on its own. A follower whose last attempt failed
 /// (it cannot apply the log) is not ready.
 async fn lexical_log(app: &App) -> Result<String, String> {
-    let follower = app.follower().map_err(|e| e.to_string())?;
+    let Ok(follower) = app.follower() else {
+        return Ok("no lexical index to follow it (job worker)".to_string());
+    };
     if let Some(e) = follower.last_error() {
         return Err(e);
     }
@@ -88,19 +94,89 @@ async fn lexical_log(app: &App) -> Result<String, String> {
     ))
 }
 
-/// `GET /metrics`: Prometheus text format. The lexical log lag is measured
-/// now (two small reads); when the database cannot say, it is left out.
-pub async fn metrics(app: web::Data<App>) -> HttpResponse {
-    let mut body = app.metrics.prometheus();
-    let lag = match app.follower() {
-        Ok(f) => f.lag().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+/// `GET /metrics`: OpenMetrics text. What only the database and the
+/// indexes know is read now: jobs per state, index sizes, how far this
+/// node's lexical index is behind the change log. A read that fails leaves
+/// its gauge as it was and is logged; the rest is still reported. With
+/// `server.metrics_token` set, the scraper must send it as a bearer token.
+pub async fn metrics(app: web::Data<App>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    let token = &app.settings.server.metrics_token;
+    if !token.is_empty() && !bearer_matches(&req, token) {
+        return Err(Error::new(
+            ErrorCode::Unauthorized,
+            "/metrics needs the metrics token (server.metrics_token) as a bearer token",
+        ));
+    }
+    let m = &app.metrics;
+    m.read_process_memory();
+    let (jobs, chunks, points, lex, lag) = tokio::join!(
+        crate::db::jobs::count_by_state(&app.db),
+        crate::db::documents::count_chunks(&app.db, None),
+        app.vectors.count(),
+        async {
+            match app.lexical() {
+                Ok(index) => lexical::blocking(index, |l| l.count())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+        async {
+            match app.follower() {
+                Ok(f) => f.lag().await.map(Some).map_err(|e| e.to_string()),
+                // A worker has no lexical index to lag.
+                Err(_) => Ok(None),
+            }
+        },
+    );
+    match jobs {
+        Ok(counts) => {
+            for (state, n) in counts {
+                m.jobs
+                    .get_or_create(&StateLabels {
+                        state: state.as_str(),
+                    })
+                    .set(n);
+            }
+        }
+        Err(e) => tracing::warn!("metrics: jobs per state: {e}"),
+    }
+    let entries = |index, n: Result<i64, String>| match n {
+        Ok(n) => {
+            m.index_entries.get_or_create(&IndexLabels { index }).set(n);
+        }
+        Err(e) => tracing::warn!("metrics: size of the {index} index: {e}"),
     };
+    entries("database_chunks", chunks.map_err(|e| e.to_string()));
+    entries(
+        "vector",
+        points.map(|n| n as i64).map_err(|e| e.to_string()),
+    );
+    if app.has_lexical() {
+        entries("lexical", lex.map(|n| n as i64));
+    }
     match lag {
-        Ok(lag) => body.push_str(&crate::metrics::lag_gauges(lag.behind, lag.seconds)),
+        Ok(Some(lag)) => {
+            m.lexical_behind.set(lag.behind);
+            m.lexical_seconds_behind.set(lag.seconds.unwrap_or(0.0));
+        }
+        Ok(None) => {}
         Err(e) => tracing::warn!("metrics: lexical log lag: {e}"),
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(body)
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(m.encode()))
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared
+/// through hashes so the time taken says nothing about the token.
+fn bearer_matches(req: &HttpRequest, token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    Sha256::digest(given.as_bytes()) == Sha256::digest(token.as_bytes())
 }

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::views::ErrorBody;
+use crate::app::App;
 use crate::error::{generic_message, Error, ErrorCode};
+use crate::metrics::{HttpLabels, RouteLabels};
 use crate::telemetry::request_id;
 
 /// The response header that names the request (and its log lines).
@@ -44,6 +46,9 @@ pub async fn request_context(
         .get::<tracing_actix_web::RequestId>()
         .map(|id| id.to_string())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let started = std::time::Instant::now();
+    let (method, route) = (method_of(&req), route_of(&req));
+    let app = req.app_data::<actix_web::web::Data<App>>().cloned();
     // Dropped with this future: when the request completes, or when actix
     // drops it because the client went away.
     let (client_here, gone) = watch::channel(());
@@ -58,12 +63,46 @@ pub async fn request_context(
         }
     };
     drop(client_here);
+    if let Some(app) = app {
+        let status = res.status().as_u16();
+        let m = &app.metrics;
+        m.http_duration
+            .get_or_create(&RouteLabels {
+                method: method.clone(),
+                route: route.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        m.http_requests
+            .get_or_create(&HttpLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(X_REQUEST_ID, v);
     }
     secure(headers);
     Ok(res)
+}
+
+/// The method as metrics label it: a client may send any token as a
+/// method, and labels must stay a closed set.
+fn method_of(req: &ServiceRequest) -> String {
+    let m = req.method().as_str();
+    match m {
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => m.to_string(),
+        _ => "other".to_string(),
+    }
+}
+
+/// The route template a request matched, as metrics label it: never the
+/// path itself, which holds ids and anything a client makes up.
+fn route_of(req: &ServiceRequest) -> String {
+    req.match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string())
 }
 
 /// The headers of every response: an API answers JSON (or event streams)

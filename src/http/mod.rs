@@ -68,6 +68,32 @@ fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
     ))
 }
 
+/// The probes a job worker answers on `jobs.http_bind`: `/health`, `/ready`
+/// and `/metrics`, nothing else. One HTTP thread is plenty.
+pub fn start_probes(app: Arc<App>, bind: &str) -> Result<actix_web::dev::Server, Error> {
+    let listener = TcpListener::bind(bind)
+        .map_err(|e| Error::Unavailable(format!("cannot bind jobs.http_bind {bind}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let data = web::Data::from(app);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(from_fn(middleware::request_context))
+            .wrap(TracingLogger::<span::PathOnly>::new())
+            .app_data(data.clone())
+            .configure(health::configure)
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|e| Error::Unavailable(e.to_string()))?
+    .run();
+    println!("ragchat worker probes on http://{addr}");
+    Ok(server)
+}
+
 /// Bind and start the server; awaiting it serves until SIGINT/SIGTERM. The
 /// bound address is printed on stdout first, so a caller that asked for port
 /// 0 learns the port. Job workers and the final flush are `startup`'s.

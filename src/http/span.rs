@@ -12,6 +12,33 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 
 pub struct PathOnly;
 
+/// Make `span` a child of the trace the client's `traceparent` header names
+/// (W3C trace context), if any, and record its trace id, so log lines and
+/// exported traces can be matched. Without trace export this costs a
+/// header lookup.
+fn continue_trace(request: &ServiceRequest, span: &Span) {
+    use opentelemetry::propagation::Extractor;
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    struct Headers<'a>(&'a actix_web::http::header::HeaderMap);
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(request.headers())));
+    let _ = span.set_parent(parent);
+    let trace = span.context().span().span_context().trace_id();
+    if trace != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace));
+    }
+}
+
 impl RootSpanBuilder for PathOnly {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let route = request.match_pattern().unwrap_or_else(|| "default".into());
@@ -26,8 +53,11 @@ impl RootSpanBuilder for PathOnly {
             .map(ToString::to_string)
             .unwrap_or_default();
         let connection = request.connection_info();
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "HTTP request",
+            otel.name = %format!("{} {route}", request.method()),
+            otel.kind = "server",
+            trace_id = Empty,
             http.method = %request.method(),
             http.route = %route,
             http.target = %request.path(),
@@ -38,7 +68,10 @@ impl RootSpanBuilder for PathOnly {
             request_id = %request_id,
             exception.message = Empty,
             exception.details = Empty,
-        )
+        );
+        drop(connection);
+        continue_trace(request, &span);
+        span
     }
 
     fn on_request_end<B: MessageBody>(

@@ -45,7 +45,7 @@ pub struct LexicalDoc {
 
 /// A highlighted fragment: `text` plus byte ranges of matched terms, and the
 /// same as HTML with `<mark>` tags (text escaped).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Highlight {
     pub text: String,
     pub html: String,
@@ -224,11 +224,15 @@ impl LexicalIndex {
                 prepared.set_payload(p);
             }
             prepared.commit().map_err(err)?;
+            // Searches see the commit before the mark says so: whoever reads
+            // the mark (the result cache) may trust that searches started
+            // after the read see at least that much.
+            self.reader.reload().map_err(err)?;
             if new.is_some() {
                 *mark = new;
             }
         }
-        self.reader.reload().map_err(err)
+        Ok(())
     }
 
     /// Drop the writes made since the last commit (a batch that failed half

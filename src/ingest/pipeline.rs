@@ -33,6 +33,7 @@ use crate::ids::{ChunkId, CollectionId, DocumentId};
 use crate::index::lexical;
 use crate::index::lexical::follow::LexicalFollower;
 use crate::index::{VectorIndex, VectorPoint};
+use prometheus_client::metrics::counter::Counter;
 
 /// What the pipeline writes through: the database, the vector index, the
 /// follower that brings this process's lexical index up to the database's
@@ -46,6 +47,15 @@ pub struct Indexer {
     pub lexical: Option<Arc<LexicalFollower>>,
     pub embedder: Arc<Embedder>,
     pub chunker: Arc<Chunker>,
+    /// Documents and chunks written, for `/metrics`.
+    pub counters: IngestCounters,
+}
+
+/// What ingestion counts as it writes.
+#[derive(Clone, Default)]
+pub struct IngestCounters {
+    pub documents: Counter,
+    pub chunks: Counter,
 }
 
 impl Indexer {
@@ -303,19 +313,44 @@ async fn ingest_group(
         .filter(|(id, _)| !new_ids.contains(id))
         .map(|(id, _)| id.clone())
         .collect();
+    // Whatever of the batch got written, results cached before it are
+    // stale: the generation is bumped even when a step fails (a retry
+    // bumps again once it is all written).
+    let written = write_group(ix, collection, changed, &present, vanished, report).await;
+    let bumped = collections::bump_generation(&ix.db, &collection.id).await;
+    let written = written?;
+    bumped?;
+    report.chunks_embedded += new_ids.len() - present.len();
+    ix.counters.documents.inc_by(written as u64);
+    ix.counters
+        .chunks
+        .inc_by((new_ids.len() - present.len()) as u64);
+    Ok(())
+}
+
+/// Write a group's changes everywhere: vanished chunks out of the vector
+/// index, the rows into the DB, fresh chunks into the vector index, the
+/// lexical index up to the log; then mark the documents indexed. Returns how
+/// many documents were written.
+async fn write_group(
+    ix: &Indexer,
+    collection: &Collection,
+    changed: Vec<Prepared>,
+    present: &HashSet<ChunkId>,
+    vanished: Vec<ChunkId>,
+    report: &mut IngestReport,
+) -> Result<usize, Error> {
+    let doc_ids: Vec<DocumentId> = changed.iter().map(|p| p.doc.id.clone()).collect();
     remove_vanished(ix, vanished, report).await?;
-
-    let rows = rows_of(collection, changed, &present, report)?;
+    let rows = rows_of(collection, changed, present, report)?;
     documents::replace_documents(&ix.db, rows.docs, rows.chunks).await?;
-
     index_chunks(ix, collection.id.clone(), rows.fresh).await?;
     ix.vectors.flush().await?;
     // The DB transaction logged every chunk change; apply them here, so the
     // batch is searchable in this process when it returns.
     ix.catch_up_lexical().await?;
-    report.chunks_embedded += new_ids.len() - present.len();
     documents::mark_indexed(&ix.db, &doc_ids).await?;
-    Ok(())
+    Ok(doc_ids.len())
 }
 
 /// Clean and hash `group`, and keep the documents that are new or changed
@@ -487,12 +522,16 @@ pub async fn delete_document(ix: &Indexer, document_id: &str) -> Result<bool, Er
             .into_iter()
             .map(|(chunk, _)| chunk)
             .collect();
+    let collection = documents::collection_of(&ix.db, document_id).await?;
     remove_from_vectors(ix, before.clone()).await?;
     let deleted = documents::delete_document(&ix.db, document_id).await?;
     ix.catch_up_lexical().await?;
     let Some(deleted) = deleted else {
         return Ok(false);
     };
+    if let Some(collection) = collection {
+        collections::bump_generation(&ix.db, &collection).await?;
+    }
     // Chunks an ingest wrote in between were indexed after the first pass.
     let before: HashSet<ChunkId> = before.into_iter().collect();
     let late: Vec<ChunkId> = deleted
@@ -569,7 +608,17 @@ pub async fn reindex(
     ix.vectors.flush().await?;
     // This node's lexical index only; the others keep following the log.
     ix.follower()?.rebuild().await?;
+    bump_every_generation(ix).await?;
     Ok(total)
+}
+
+/// After a rebuild or repair, results may differ anywhere: no cached one
+/// computed before may be served again.
+async fn bump_every_generation(ix: &Indexer) -> Result<(), Error> {
+    for c in collections::list_collections(&ix.db).await? {
+        collections::bump_generation(&ix.db, &c.id).await?;
+    }
+    Ok(())
 }
 
 /// How the indexes differ from the DB.
@@ -654,6 +703,7 @@ pub async fn repair(ix: &Indexer, r: &CheckReport) -> Result<RepairReport, Error
         index_chunks(ix, collection, chunks).await?;
     }
     ix.vectors.flush().await?;
+    bump_every_generation(ix).await?;
     Ok(out)
 }
 
@@ -807,7 +857,7 @@ mod tests {
                 let lexical = LexicalFollower::new(
                     db.db.clone(),
                     Arc::new(lexical),
-                    Arc::new(crate::metrics::LexicalMetrics::default()),
+                    crate::metrics::LexicalMetrics::default(),
                 );
                 let ix = Indexer {
                     db: db.db.clone(),
@@ -815,6 +865,7 @@ mod tests {
                     lexical: Some(Arc::new(lexical)),
                     embedder: Arc::new(embedder),
                     chunker: Arc::new(chunker),
+                    counters: IngestCounters::default(),
                 };
                 Fixture {
                     ix,
@@ -831,6 +882,7 @@ mod tests {
                     lexical: self.ix.lexical.clone(),
                     embedder: self.ix.embedder.clone(),
                     chunker: self.ix.chunker.clone(),
+                    counters: IngestCounters::default(),
                 }
             }
 

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::{crawl, ingest, JobContext, JobError, JobKind, KIND_INGEST_UPLOAD};
 use crate::app::App;
 use crate::db::jobs::{self, Job, JobState, RetryPolicy};
+use crate::metrics::{JobLabels, KindLabels};
 
 /// Unique per worker and process, as the lease fence requires.
 fn worker_id(index: usize) -> String {
@@ -106,6 +107,11 @@ pub async fn run_job(app: &Arc<App>, worker: &str, job: Job, shutdown: &watch::R
     };
 
     let kind = job.kind.parse();
+    let kind_label = match &kind {
+        Ok(k) => JobKind::as_str(*k),
+        Err(_) => "unknown",
+    };
+    let started = std::time::Instant::now();
     let outcome = isolated(async move {
         match kind {
             Ok(JobKind::IngestUpload) => ingest::run(&ctx).await,
@@ -119,6 +125,23 @@ pub async fn run_job(app: &Arc<App>, worker: &str, job: Job, shutdown: &watch::R
     })
     .await;
     let end = record(app, worker, &job, outcome).await;
+    let m = &app.metrics;
+    m.job_duration
+        .get_or_create(&KindLabels {
+            kind: kind_label.to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = match end {
+        Some(JobState::Queued) => "retry",
+        Some(state) => state.as_str(),
+        None => "lease_lost",
+    };
+    m.jobs_finished
+        .get_or_create(&JobLabels {
+            kind: kind_label.to_string(),
+            outcome,
+        })
+        .inc();
     if let Some(state) = end {
         tracing::info!(job = %job.id, state = state.as_str(), "job attempt ended");
         if state.is_finished() {

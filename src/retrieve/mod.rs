@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::auth::Access;
@@ -17,15 +18,27 @@ use crate::ids::{ChunkId, CollectionId, DocumentId};
 use crate::index::lexical::{self, Highlight};
 use crate::index::Hit;
 
+mod results;
+
 pub const MAX_QUERY_CHARS: usize = 2000;
 const SNIPPET_CHARS: usize = 240;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Hybrid,
     Dense,
     Lexical,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Hybrid => "hybrid",
+            Mode::Dense => "dense",
+            Mode::Lexical => "lexical",
+        }
+    }
 }
 
 impl std::str::FromStr for Mode {
@@ -50,7 +63,7 @@ pub struct Weights {
 }
 
 /// One signal's view of a result. `rank` starts at 1.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
     pub rank: usize,
     pub score: f32,
@@ -150,6 +163,7 @@ pub async fn resolve_collections(
 }
 
 /// Ranked chunks for `query` without touching the DB (the hot path of `eval`).
+/// Each stage's time goes to `ragchat_query_stage_duration_seconds`.
 pub async fn rank(
     app: &App,
     query: &str,
@@ -158,26 +172,51 @@ pub async fn rank(
     candidates: usize,
     weights: Weights,
 ) -> Result<Vec<Fused>> {
+    let m = &app.metrics;
     let dense = async {
         if mode == Mode::Lexical {
             return Ok::<_, Error>(Vec::new());
         }
-        let v = app.embedder.embed_query(query).await?;
-        Ok(app
+        let t = Instant::now();
+        let v = app
+            .embedder
+            .embed_query(query)
+            .instrument(tracing::info_span!("embed query"))
+            .await?;
+        m.observe_stage("embed", t.elapsed());
+        let t = Instant::now();
+        let hits = app
             .vectors
             .search(v.as_ref().clone(), collections.to_vec(), candidates)
-            .await?)
+            .await;
+        if hits.is_err() {
+            m.vector_errors
+                .get_or_create(&crate::metrics::OpLabels { op: "search" })
+                .inc();
+        }
+        m.observe_stage("dense", t.elapsed());
+        Ok(hits?)
     };
     let lexical = async {
         if mode == Mode::Dense {
             return Ok::<_, Error>(Vec::new());
         }
+        let t = Instant::now();
         let q = query.to_string();
         let cols = collections.to_vec();
-        Ok(lexical::blocking(app.lexical()?, move |l| l.search(&q, &cols, candidates)).await?)
+        let hits =
+            lexical::blocking(app.lexical()?, move |l| l.search(&q, &cols, candidates)).await?;
+        m.observe_stage("lexical", t.elapsed());
+        Ok(hits)
     };
-    let (dense, lexical) = tokio::try_join!(dense, lexical)?;
-    Ok(rrf(&dense, &lexical, app.settings.retrieval.rrf_k, weights))
+    let (dense, lexical) = tokio::try_join!(
+        dense.instrument(tracing::info_span!("dense search")),
+        lexical.instrument(tracing::info_span!("lexical search"))
+    )?;
+    let t = Instant::now();
+    let fused = rrf(&dense, &lexical, app.settings.retrieval.rrf_k, weights);
+    m.observe_stage("fuse", t.elapsed());
+    Ok(fused)
 }
 
 #[derive(Debug, Clone)]
@@ -190,7 +229,7 @@ pub struct SearchRequest {
     pub lexical_weight: Option<f32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchResult {
     pub rank: usize,
     pub chunk_id: ChunkId,
@@ -215,6 +254,8 @@ pub struct SearchResponse {
     pub weights: Weights,
     pub collections: Vec<String>,
     pub results: Vec<SearchResult>,
+    /// Whether the results came from the result cache.
+    pub cached: bool,
     pub took_ms: f64,
 }
 
@@ -283,14 +324,76 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
 pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Result<SearchResponse> {
     let started = Instant::now();
     let (mode, top_k, weights) = validate(app, &req)?;
+    let t = Instant::now();
     let collections = resolve_collections(app, req.collections.as_deref(), access).await?;
-    let ids: Vec<CollectionId> = collections.iter().map(|c| c.id.clone()).collect();
+    app.metrics.observe_stage("collections", t.elapsed());
     let query = req.query.trim().to_string();
+    let respond = |results: Vec<SearchResult>, cached: bool, collections: Vec<Collection>| {
+        app.metrics
+            .query_duration
+            .get_or_create(&crate::metrics::ModeLabels {
+                mode: mode.as_str(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        SearchResponse {
+            query: query.clone(),
+            mode,
+            top_k,
+            weights,
+            collections: collections.into_iter().map(|c| c.name).collect(),
+            results,
+            cached,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+    };
+    let cache = app.result_cache();
+    let key = cache.map(|_| {
+        results::key(
+            &query,
+            mode,
+            top_k,
+            weights,
+            &app.settings.retrieval,
+            &collections,
+        )
+    });
+    if let (Some((cache, counters)), Some(key)) = (cache, &key) {
+        let hit = cache.get(key).await.and_then(|b| results::decode(&b));
+        counters.record(hit.is_some());
+        if let Some(hit) = hit {
+            return Ok(respond(hit.results, true, collections));
+        }
+    }
+    // Read before searching: the search sees at least this much of the log.
+    let position = app.follower().map_or(0, |f| f.applied_position());
+    let results = compute(app, &query, mode, top_k, weights, &collections)
+        .instrument(tracing::info_span!("search", mode = mode.as_str()))
+        .await?;
+    if let (Some((cache, _)), Some(key)) = (cache, key) {
+        if results::may_store(mode, position, &collections) {
+            let ttl = std::time::Duration::from_secs(app.settings.cache.results_ttl_secs);
+            cache.put(&key, results::encode(&results), ttl).await;
+        }
+    }
+    Ok(respond(results, false, collections))
+}
+
+/// Search, join with the DB and highlight: the uncached part of `/query`.
+async fn compute(
+    app: &Arc<App>,
+    query: &str,
+    mode: Mode,
+    top_k: usize,
+    weights: Weights,
+    collections: &[Collection],
+) -> Result<Vec<SearchResult>> {
+    let ids: Vec<CollectionId> = collections.iter().map(|c| c.id.clone()).collect();
     let candidates = app.settings.retrieval.candidates.max(top_k);
-    let fused = rank(app, &query, &ids, mode, candidates, weights).await?;
+    let fused = rank(app, query, &ids, mode, candidates, weights).await?;
 
     // The DB is the source of truth: a hit whose chunk is gone (deleted while
     // an index lagged) is dropped, so over-fetch a little to still fill top_k.
+    let t = Instant::now();
     let wanted: Vec<Fused> = fused.into_iter().take(top_k + top_k / 2 + 2).collect();
     let chunk_ids: Vec<ChunkId> = wanted.iter().map(|f| f.chunk_id.clone()).collect();
     let rows: HashMap<ChunkId, _> = documents::chunks_by_ids(&app.db, &chunk_ids)
@@ -298,23 +401,26 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
         .into_iter()
         .map(|c| (c.chunk.id.clone(), c))
         .collect();
+    app.metrics.observe_stage("db", t.elapsed());
     let kept: Vec<(Fused, crate::db::documents::ChunkWithTitle)> = wanted
         .into_iter()
         .filter_map(|f| rows.get(&f.chunk_id).cloned().map(|c| (f, c)))
         .take(top_k)
         .collect();
+    let t = Instant::now();
     let texts: Vec<String> = kept.iter().map(|(_, c)| c.chunk.text.clone()).collect();
-    let q = query.clone();
+    let q = query.to_string();
     let snippets = lexical::blocking(app.lexical()?, move |l| {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         l.highlight(&q, &refs, SNIPPET_CHARS)
     })
     .await?;
+    app.metrics.observe_stage("highlight", t.elapsed());
     let names: HashMap<&str, &str> = collections
         .iter()
         .map(|c| (c.id.as_str(), c.name.as_str()))
         .collect();
-    let results = kept
+    Ok(kept
         .into_iter()
         .zip(snippets)
         .enumerate()
@@ -340,16 +446,7 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
             dense: f.dense,
             lexical: f.lexical,
         })
-        .collect();
-    Ok(SearchResponse {
-        query,
-        mode,
-        top_k,
-        weights,
-        collections: collections.into_iter().map(|c| c.name).collect(),
-        results,
-        took_ms: started.elapsed().as_secs_f64() * 1000.0,
-    })
+        .collect())
 }
 
 #[cfg(test)]

@@ -166,8 +166,8 @@ fn unrelated_questions_are_refused_without_the_model() {
     for line in [
         "ragchat_chat_answers_total 2",
         "ragchat_chat_refusals_total 1",
-        "ragchat_chat_retrieval_ms_count 2",
-        "ragchat_chat_first_token_ms_count 1",
+        "ragchat_chat_retrieval_seconds_count 2",
+        "ragchat_chat_first_token_seconds_count 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }

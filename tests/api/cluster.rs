@@ -71,14 +71,18 @@ impl Cluster {
     }
 
     fn node(&self, name: &str) -> Server {
-        Server::start_with(
-            &self.path(name),
-            &[
-                ("RAGCHAT_JOBS_WORKERS", "0"),
-                ("RAGCHAT_LEXICAL_POLL_INTERVAL_MS", "200"),
-                ("RAGCHAT_UPLOADS_DIR", &self.uploads),
-            ],
-        )
+        self.node_with(name, &[])
+    }
+
+    /// A node with more settings.
+    fn node_with(&self, name: &str, extra: &[(&str, &str)]) -> Server {
+        let mut env = vec![
+            ("RAGCHAT_JOBS_WORKERS", "0"),
+            ("RAGCHAT_LEXICAL_POLL_INTERVAL_MS", "200"),
+            ("RAGCHAT_UPLOADS_DIR", self.uploads.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        Server::start_with(&self.path(name), &env)
     }
 
     /// `ragchat worker` with one job worker, until killed.
@@ -519,4 +523,196 @@ fn a_worker_without_the_shared_uploads_dir_hands_the_job_back() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A search's results (source, chunk) and whether they came from the cache.
+fn cached_search(api: &Api, token: &str, q: &str) -> (Vec<(String, String)>, bool) {
+    let body = expect(
+        api.post(
+            "/api/v1/query",
+            Some(token),
+            Some(json!({"query": q, "top_k": 7})),
+        ),
+        200,
+        "query",
+    );
+    let results = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap_or_default().to_string(),
+                r["chunk_id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    (results, body["cached"] == true)
+}
+
+/// Failed logins as `user` until one is refused with 429; how many were
+/// answered 401 first.
+fn logins_until_limited(api: &Api, user: &str) -> usize {
+    for n in 0..50 {
+        let (status, body, _) = api.post(
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": user, "password": "not the password"})),
+        );
+        match status {
+            401 => continue,
+            429 => return n,
+            _ => panic!("login as {user}: {status} {body}"),
+        }
+    }
+    panic!("50 failed logins as {user} and no 429");
+}
+
+fn login_status(api: &Api, user: &str) -> u16 {
+    api.post(
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": user, "password": "not the password"})),
+    )
+    .0
+}
+
+fn metric_value(server: &Server, name: &str) -> f64 {
+    let text = reqwest::blocking::get(server.url("/metrics"))
+        .and_then(|r| r.text())
+        .expect("GET /metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Two API nodes sharing Redis (a server of the test's own, so it can be
+/// stopped): a login limit spent through A holds on B; a search cached
+/// through A is a hit on B; an ingest makes the collection's entries miss
+/// on both; with Redis stopped everything still answers, each node limiting
+/// alone; restarted, sharing resumes.
+#[test]
+fn redis_shares_limits_and_caches_between_nodes_and_outlives_an_outage() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let Some(mut redis) = ragchat::redis_conn::testing::TestRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let env = [
+        ("RAGCHAT_REDIS_URL", url.as_str()),
+        ("RAGCHAT_REDIS_RETRY_AFTER_MS", "200"),
+        // Every request comes from 127.0.0.1: limit by user name only.
+        ("RAGCHAT_RATE_LIMIT_IP_FACTOR", "1000"),
+        ("RAGCHAT_RATE_LIMIT_LOGIN_BURST", "3"),
+        ("RAGCHAT_RATE_LIMIT_LOGIN_PER_MINUTE", "1"),
+        // Searches are many here, from one user, on both nodes.
+        ("RAGCHAT_RATE_LIMIT_QUERY_PER_MINUTE", "60000"),
+        ("RAGCHAT_RATE_LIMIT_QUERY_BURST", "10000"),
+    ];
+    let a = cluster.node_with("node-a", &env);
+    let b = cluster.node_with("node-b", &env);
+    let _worker = cluster.worker("worker-1");
+    let (a_api, b_api) = (Api::new(&a), Api::new(&b));
+    let (root, _) = login(&a_api, "root", PASSWORD);
+    let kb = collection(&a_api, &root, "kb");
+    let essays: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            (
+                format!("essay-{i}.md"),
+                essay(&format!("subject {i}"), i).into_bytes(),
+            )
+        })
+        .collect();
+    let (status, body) = upload_via(&a_api, &root, &kb, &parts(&essays));
+    assert_eq!(status, 202, "{body}");
+    let job = wait_job_via(&a_api, &root, body["job"]["id"].as_str().expect("job id"));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let queries = ["turbine pressure season", "careful engineers model flow"];
+    agree(
+        "after the upload",
+        &[&a_api, &b_api],
+        &root,
+        &queries,
+        Match::Exact,
+    );
+
+    // A limit spent through A is in force on B.
+    let allowed = logins_until_limited(&a_api, "ann");
+    assert_eq!(allowed, 3, "the burst");
+    assert_eq!(login_status(&b_api, "ann"), 429, "node B refuses too");
+
+    // Cached through A, a hit on B.
+    let (q1, q2) = ("boundary layer turbine", "measured season flow");
+    for q in [q1, q2] {
+        let (through_a, hit) = cached_search(&a_api, &root, q);
+        assert!(!hit, "{q}: first search");
+        let (through_b, hit) = cached_search(&b_api, &root, q);
+        assert!(hit, "{q}: cached through A, a hit on B");
+        assert_eq!(through_a, through_b);
+    }
+    assert!(
+        metric_value(
+            &b,
+            "ragchat_cache_requests_total{cache=\"query_results\",result=\"hit\"} "
+        ) >= 2.0
+    );
+    assert!(
+        metric_value(
+            &b,
+            "ragchat_cache_requests_total{cache=\"query_embeddings\",result=\"hit\"} "
+        ) >= 2.0,
+        "B used A's query embeddings"
+    );
+
+    // An ingest into the collection: its entries miss on both nodes.
+    let more = [("late.md".to_string(), essay("late subject", 9).into_bytes())];
+    let (status, body) = upload_via(&b_api, &root, &kb, &parts(&more));
+    assert_eq!(status, 202, "{body}");
+    let job = wait_job_via(&b_api, &root, body["job"]["id"].as_str().expect("job id"));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        !cached_search(&a_api, &root, q1).1,
+        "A misses after the ingest"
+    );
+    assert!(
+        !cached_search(&b_api, &root, q2).1,
+        "B misses after the ingest"
+    );
+
+    // Redis stops: every request still answers; each node limits alone.
+    redis.stop();
+    let started = Instant::now();
+    for api in [&a_api, &b_api] {
+        for q in [q1, q2, "a query never asked"] {
+            let (results, hit) = cached_search(api, &root, q);
+            assert!(!hit && !results.is_empty(), "{q} without Redis");
+        }
+    }
+    eprintln!(
+        "cluster: 6 searches with Redis down answered in {:.0?}",
+        started.elapsed()
+    );
+    assert_eq!(logins_until_limited(&a_api, "bob"), 3, "A's own limit");
+    assert_eq!(login_status(&b_api, "bob"), 401, "B's own bucket is full");
+    assert_eq!(metric_value(&a, "ragchat_redis_up "), 0.0);
+    assert!(metric_value(&a, "ragchat_redis_errors_total{op=\"cache_get\"} ") >= 1.0);
+
+    // Redis is back (empty): sharing resumes within a few retry windows.
+    redis.restart();
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let q = format!("resumed {}", started.elapsed().as_nanos());
+        let _ = cached_search(&a_api, &root, &q);
+        if cached_search(&b_api, &root, &q).1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache is not shared again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(logins_until_limited(&a_api, "cy"), 3);
+    assert_eq!(login_status(&b_api, "cy"), 429, "shared limits resumed");
+    assert_eq!(metric_value(&b, "ragchat_redis_up "), 1.0);
 }

@@ -141,7 +141,7 @@ fn another_process_sees_chunk_changes_through_the_log() {
         .unwrap();
     for line in [
         "ragchat_lexical_log_positions_behind 0",
-        "ragchat_lexical_log_seconds_behind 0.000",
+        "ragchat_lexical_log_behind_seconds 0.0",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }

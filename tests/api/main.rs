@@ -14,4 +14,6 @@ mod http_hardening;
 mod ingest;
 mod lexical_log;
 mod query;
+mod result_cache;
+mod telemetry;
 mod websocket;

@@ -2,8 +2,6 @@
 //! found, else the prompt, the model's stream through the citation filter,
 //! and what is stored and reported at the end.
 
-use std::sync::atomic::Ordering;
-
 use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
@@ -20,8 +18,8 @@ use crate::text::citations::{CitationFilter, CitationReport};
 /// Answer with [`REFUSAL`] and store that.
 pub(super) async fn refuse(a: &mut Answering<'_>, best_similarity: f32) -> Result<()> {
     let metrics = &a.app.metrics.chat;
-    metrics.answers.fetch_add(1, Ordering::Relaxed);
-    metrics.refusals.fetch_add(1, Ordering::Relaxed);
+    metrics.answers.inc();
+    metrics.refusals.inc();
     a.sink
         .send(Event::Delta {
             text: REFUSAL.to_string(),
@@ -169,6 +167,7 @@ fn prompt_for(
 
 /// Run the model, passing its deltas through `filter` to `sink` until it
 /// ends, fails, or `cancel` fires (or the client goes away).
+#[tracing::instrument(name = "model call", skip_all)]
 async fn stream(
     a: &mut Answering<'_>,
     model: &dyn ChatModel,
@@ -239,17 +238,16 @@ fn record(
     cancelled: bool,
     failed: bool,
 ) {
-    m.answers.fetch_add(1, Ordering::Relaxed);
-    m.dropped_citations
-        .fetch_add(dropped as u64, Ordering::Relaxed);
+    m.answers.inc();
+    m.dropped_citations.inc_by(dropped as u64);
     if cancelled {
-        m.cancelled.fetch_add(1, Ordering::Relaxed);
+        m.cancelled.inc();
     }
     if failed {
-        m.errors.fetch_add(1, Ordering::Relaxed);
+        m.errors.inc();
     }
     if let Some(first) = timings.first_token_ms {
-        m.first_token_ms.observe(first);
+        m.first_token.observe(first / 1000.0);
         let generating = (timings.total_ms - first) / 1000.0;
         if generating > 0.0 && usage.completion_tokens > 1 {
             m.tokens_per_second

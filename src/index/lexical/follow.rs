@@ -21,7 +21,6 @@
 //!   changes other processes wrote, and prunes old entries.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,7 +77,7 @@ pub struct Lag {
 pub struct LexicalFollower {
     db: Db,
     index: Arc<LexicalIndex>,
-    metrics: Arc<LexicalMetrics>,
+    metrics: LexicalMetrics,
     /// One catch-up at a time, and nothing commits in the middle of one.
     gate: tokio::sync::Mutex<()>,
     /// Why the last catch-up failed, until one succeeds.
@@ -86,9 +85,9 @@ pub struct LexicalFollower {
 }
 
 impl LexicalFollower {
-    pub fn new(db: Db, index: Arc<LexicalIndex>, metrics: Arc<LexicalMetrics>) -> Self {
+    pub fn new(db: Db, index: Arc<LexicalIndex>, metrics: LexicalMetrics) -> Self {
         if let Some(m) = index.mark() {
-            metrics.position.store(m.position, Ordering::Relaxed);
+            metrics.position.set(m.position);
         }
         Self {
             db,
@@ -97,6 +96,12 @@ impl LexicalFollower {
             gate: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(None),
         }
+    }
+
+    /// The last change-log position searches of this index see (0 before
+    /// any): changes up to here are in every search that starts now.
+    pub fn applied_position(&self) -> i64 {
+        self.index.mark().map_or(0, |m| m.position)
     }
 
     /// The index this follower writes (searches read it directly).
@@ -114,7 +119,7 @@ impl LexicalFollower {
         match &result {
             Ok(_) => *last = None,
             Err(e) => {
-                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.errors.inc();
                 *last = Some(e.to_string());
             }
         }
@@ -158,13 +163,11 @@ impl LexicalFollower {
             self.apply(&page, mark).await?;
             at = last.pos;
             out.applied += page.len();
-            self.metrics
-                .applied
-                .fetch_add(page.len() as u64, Ordering::Relaxed);
-            self.metrics.position.store(at, Ordering::Relaxed);
+            self.metrics.applied.inc_by(page.len() as u64);
+            self.metrics.position.set(at);
         }
         out.position = at;
-        self.metrics.position.store(at, Ordering::Relaxed);
+        self.metrics.position.set(at);
         Ok(out)
     }
 
@@ -221,8 +224,8 @@ impl LexicalFollower {
             let _ = blocking(&self.index, |l| l.rollback()).await;
         }
         let n = result?;
-        self.metrics.rebuilds.fetch_add(1, Ordering::Relaxed);
-        self.metrics.position.store(head.pos, Ordering::Relaxed);
+        self.metrics.rebuilds.inc();
+        self.metrics.position.set(head.pos);
         tracing::info!(
             chunks = n,
             position = head.pos,

@@ -49,11 +49,7 @@ async fn write(db: &Db, collection: &CollectionId, source: &str, parts: &[&str])
 
 fn follower(db: &Db, dir: &Path) -> LexicalFollower {
     let index = LexicalIndex::open(dir).unwrap();
-    LexicalFollower::new(
-        db.clone(),
-        Arc::new(index),
-        Arc::new(LexicalMetrics::default()),
-    )
+    LexicalFollower::new(db.clone(), Arc::new(index), LexicalMetrics::default())
 }
 
 /// The index holds exactly the DB's chunks.

@@ -1,7 +1,9 @@
 //! Request rate limits: token buckets keyed by client IP and by user, one
-//! quota per kind of request. Behind a trait so a shared (Redis) limiter can
-//! replace the in-process one when several instances serve together. Also
-//! the count of open WebSockets per user and per client address.
+//! quota per kind of request. Behind a trait: in process by default, shared
+//! through Redis ([`shared`]) when several nodes serve together. Also the
+//! count of open WebSockets per user and per client address.
+
+mod shared;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -14,6 +16,7 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RateLimitSettings;
+use crate::redis_conn::Redis;
 
 /// The kinds of request with their own quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,12 +48,26 @@ pub trait RateLimiter: Send + Sync {
     async fn check(&self, bucket: Bucket, subject: Subject<'_>) -> Result<(), RateLimited>;
 }
 
-/// Build the configured limiter.
-pub fn from_settings(settings: &RateLimitSettings) -> Arc<dyn RateLimiter> {
-    if settings.enabled {
-        Arc::new(InProcess::new(settings))
-    } else {
-        Arc::new(Unlimited)
+impl Bucket {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Login => "login",
+            Bucket::Query => "query",
+            Bucket::Chat => "chat",
+            Bucket::Connect => "connect",
+        }
+    }
+}
+
+/// Build the configured limiter: shared through `redis` when given.
+pub fn from_settings(
+    settings: &RateLimitSettings,
+    redis: Option<Arc<Redis>>,
+) -> Arc<dyn RateLimiter> {
+    match (settings.enabled, redis) {
+        (false, _) => Arc::new(Unlimited),
+        (true, Some(redis)) => Arc::new(shared::Shared::new(redis, settings)),
+        (true, None) => Arc::new(InProcess::new(settings)),
     }
 }
 
@@ -307,7 +324,7 @@ mod tests {
     async fn ip_buckets_are_larger_by_the_factor() {
         let mut s = settings(10, 2);
         s.ip_factor = 3;
-        let limiter = from_settings(&s);
+        let limiter = from_settings(&s, None);
         take_burst(&*limiter, Bucket::Query, "ip:10.0.0.9", 6).await;
         assert!(limiter
             .check(Bucket::Query, Subject::Ip("10.0.0.9"))
@@ -323,7 +340,7 @@ mod tests {
     #[tokio::test]
     async fn burst_then_refused_with_a_wait() {
         // 10/min: one token every 6 s, so the wait is far from zero.
-        let limiter = from_settings(&settings(10, 3));
+        let limiter = from_settings(&settings(10, 3), None);
         take_burst(&*limiter, Bucket::Login, "ip:10.0.0.1", 3).await;
         let refused = limiter
             .check(Bucket::Login, subject("ip:10.0.0.1"))
@@ -338,7 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_independent() {
-        let limiter = from_settings(&settings(10, 2));
+        let limiter = from_settings(&settings(10, 2), None);
         take_burst(&*limiter, Bucket::Query, "user:a", 2).await;
         assert!(limiter
             .check(Bucket::Query, subject("user:a"))
@@ -352,7 +369,7 @@ mod tests {
     async fn buckets_are_independent() {
         let mut s = settings(10, 1);
         s.chat_burst = 2;
-        let limiter = from_settings(&s);
+        let limiter = from_settings(&s, None);
         take_burst(&*limiter, Bucket::Login, "user:a", 1).await;
         assert!(limiter
             .check(Bucket::Login, subject("user:a"))
@@ -375,7 +392,7 @@ mod tests {
     async fn disabled_never_refuses() {
         let mut s = settings(1, 1);
         s.enabled = false;
-        let limiter = from_settings(&s);
+        let limiter = from_settings(&s, None);
         for bucket in [Bucket::Login, Bucket::Query, Bucket::Chat, Bucket::Connect] {
             for _ in 0..100 {
                 assert_eq!(limiter.check(bucket, subject("ip:10.0.0.1")).await, Ok(()));
@@ -386,7 +403,7 @@ mod tests {
     #[tokio::test]
     async fn refills_after_the_wait() {
         // 600/min: one token every 100 ms.
-        let limiter = from_settings(&settings(600, 1));
+        let limiter = from_settings(&settings(600, 1), None);
         take_burst(&*limiter, Bucket::Chat, "user:a", 1).await;
         let refused = limiter
             .check(Bucket::Chat, subject("user:a"))
