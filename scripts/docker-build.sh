@@ -294,15 +294,18 @@ uid="$(awk -F: -v u="$user" '$1 == u || $3 == u {print $3; exit}' "$ROOT/etc/pas
 gid="$(awk -F: -v u="$user" '$1 == u || $3 == u {print $4; exit}' "$ROOT/etc/passwd")"
 [ -n "$uid" ] && [ "$uid" != 0 ] || die "the image's user ($IMG_USER) is missing or root"
 
-# in_image [VAR=value...] -- CMD...: run CMD in the image as its user, with its
-# environment plus the given variables, in its working directory.
-in_image() {
+# image_cmd [VAR=value...] -- CMD...: sets CMDLINE to run CMD in the image as
+# its user, with its environment plus the given variables, in its working
+# directory. Run "${CMDLINE[@]}" as a simple command, so that in the
+# background $! is the process itself (chroot and env exec into it).
+image_cmd() {
     local vars=()
     while [ "$1" != -- ]; do vars+=("$1"); shift; done
     shift
-    chroot --userspec="$uid:$gid" --groups="$gid" "$ROOT" \
-        /usr/bin/env -i -C "$IMG_WORKDIR" "${IMG_ENV[@]}" "${vars[@]}" "$@"
+    CMDLINE=(chroot --userspec="$uid:$gid" --groups="$gid" "$ROOT"
+        /usr/bin/env -i -C "$IMG_WORKDIR" "${IMG_ENV[@]}" "${vars[@]}" "$@")
 }
+in_image() { image_cmd "$@"; "${CMDLINE[@]}"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -350,7 +353,8 @@ if ! in_image "${API[@]}" -- "${IMG_ENTRYPOINT[@]}" migrate >"$LOGS/migrate.log"
 fi
 
 # The API node: the image's entrypoint and default command.
-in_image "${API[@]}" -- "${IMG_ENTRYPOINT[@]}" "${IMG_CMD[@]}" >"$LOGS/serve.log" 2>&1 &
+image_cmd "${API[@]}" -- "${IMG_ENTRYPOINT[@]}" "${IMG_CMD[@]}"
+"${CMDLINE[@]}" >"$LOGS/serve.log" 2>&1 &
 SERVE_PID=$!
 PIDS+=("$SERVE_PID")
 log "API node: ${IMG_ENTRYPOINT[*]} ${IMG_CMD[*]} on $BASE (pid $SERVE_PID, log $LOGS/serve.log)"
@@ -382,8 +386,8 @@ COLL="$(curl -sf -X POST "$BASE/api/v1/collections" "${AUTH[@]}" -H 'content-typ
     -d '{"name": "docs", "public": true}' | json id)" || die "cannot create the collection docs"
 
 # The worker role, from the same image, sharing the uploads directory.
-in_image "${COMMON[@]}" RAGCHAT_DATA_DIR=/tmp/ragchat-worker -- "${IMG_ENTRYPOINT[@]}" worker \
-    >"$LOGS/worker.log" 2>&1 &
+image_cmd "${COMMON[@]}" RAGCHAT_DATA_DIR=/tmp/ragchat-worker -- "${IMG_ENTRYPOINT[@]}" worker
+"${CMDLINE[@]}" >"$LOGS/worker.log" 2>&1 &
 WORKER_PID=$!
 PIDS+=("$WORKER_PID")
 log "worker: ${IMG_ENTRYPOINT[*]} worker (pid $WORKER_PID, log $LOGS/worker.log)"
@@ -434,13 +438,25 @@ in_image "${COMMON[@]}" RAGCHAT_DATA_DIR=/tmp/ragchat-cli -- "${IMG_ENTRYPOINT[@
 log "ragchat ingest corpus: $(grep '^ingested' "$LOGS/ingest.log")"
 
 # Stop both roles (SIGTERM, as docker stop does).
+# Both are checked to be ragchat itself (chroot and env exec'd into it).
 for pid in "$WORKER_PID" "$SERVE_PID"; do
-    kill -TERM "$pid"
-    rc=0
-    timeout 30 tail --pid="$pid" -f /dev/null || die "pid $pid did not stop within 30 s of SIGTERM"
-    wait "$pid" || rc=$?
-    [ "$rc" = 0 ] || die "pid $pid exited with $rc after SIGTERM"
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = ragchat ] || die "pid $pid is not ragchat"
 done
+kill -TERM "$WORKER_PID" "$SERVE_PID"
+stopped=()
+for pid in "$WORKER_PID" "$SERVE_PID"; do
+    rc=0
+    if timeout 30 tail --pid="$pid" -f /dev/null; then
+        wait "$pid" || rc=$?
+    else
+        rc="still running 30 s after SIGTERM"
+    fi
+    stopped+=("$rc")
+done
+[ "${stopped[*]}" = "0 0" ] || die "after SIGTERM: worker exit ${stopped[0]}, serve exit ${stopped[1]}"
 PIDS=()
-log "serve and worker stopped cleanly on SIGTERM"
+log "serve and worker stopped cleanly on SIGTERM (exit 0)"
+if in_image RAGCHAT_BIND="127.0.0.1:$PORT" -- "${IMG_HEALTH[@]:1}" 2>/dev/null; then
+    die "the image's HEALTHCHECK passes with the server stopped"
+fi
 log "summary: build ${BUILD_SECS} s, image $IMAGE $SIZE, /ready after ${READY_SECS} s, query results $N (hybrid, top_k 5), worker ingest ok, redis $REDIS"
