@@ -11,7 +11,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, LogSettings, TelemetrySettings};
 
-/// Flushes exported spans when dropped at the end of `main`.
+/// The trace exporter, if any; [`Telemetry::shutdown`] flushes it at exit.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
@@ -30,7 +30,7 @@ impl Telemetry {
 /// A second call (tests, embedding) keeps the first subscriber.
 pub fn init(settings: &LogSettings, telemetry: &TelemetrySettings) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .or_else(|_| EnvFilter::try_new(quiet_dependencies(&settings.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if settings.format == LogFormat::Json {
@@ -61,6 +61,18 @@ pub fn init(settings: &LogSettings, telemetry: &TelemetrySettings) -> Telemetry 
         tracing::info!(endpoint = %telemetry.otlp_endpoint, "exporting traces over OTLP");
     }
     Telemetry { provider }
+}
+
+/// `level` with the embedded Qdrant held to errors unless it names it:
+/// qdrant-edge warns on every start about process-wide flags an embedding
+/// application cannot set ("Feature flags not initialized!"), which asks
+/// nothing of an operator.
+fn quiet_dependencies(level: &str) -> String {
+    if level.contains("qdrant_edge") {
+        level.to_string()
+    } else {
+        format!("{level},qdrant_edge=error")
+    }
 }
 
 fn exporter(t: &TelemetrySettings) -> Result<Option<SdkTracerProvider>, String> {
@@ -129,6 +141,18 @@ pub mod request_id {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn qdrant_edge_is_quiet_unless_asked_for() {
+            assert_eq!(
+                super::super::quiet_dependencies("warn"),
+                "warn,qdrant_edge=error"
+            );
+            assert_eq!(
+                super::super::quiet_dependencies("info,qdrant_edge=debug"),
+                "info,qdrant_edge=debug"
+            );
+        }
 
         #[tokio::test]
         async fn the_id_follows_the_request_into_spawned_tasks() {

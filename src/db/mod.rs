@@ -135,8 +135,28 @@ impl Db {
                 .map_err(connection_err)?;
             Db::Sqlite(pool)
         } else {
-            let manager =
-                AsyncDieselConnectionManager::<AsyncPgConnection>::new(&settings.database.url);
+            // A new PostgreSQL connection spawns its driver task on the
+            // runtime that establishes it. The pool establishes on whichever
+            // thread asks first: an HTTP worker's runtime, which actix stops
+            // first at shutdown, cutting connections the shutdown itself
+            // still uses ("connection closed"). Establishing on the runtime
+            // that opened the database keeps every driver alive to the end.
+            let runtime = tokio::runtime::Handle::current();
+            let mut config = ManagerConfig::<AsyncPgConnection>::default();
+            config.custom_setup = Box::new(move |url| {
+                let url = url.to_string();
+                let runtime = runtime.clone();
+                Box::pin(async move {
+                    runtime
+                        .spawn(async move { AsyncPgConnection::establish(&url).await })
+                        .await
+                        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
+                })
+            });
+            let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                &settings.database.url,
+                config,
+            );
             let pool = Pool::builder()
                 .max_size(settings.database.pool_size)
                 .connection_timeout(timeout)

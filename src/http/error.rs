@@ -22,6 +22,9 @@ impl ResponseError for Error {
             tracing::warn!(code = %self.code(), error = %self, "request failed");
         } else if status.is_server_error() {
             tracing::error!(code = %self.code(), error = %self, "request failed");
+        } else {
+            // The client's mistake: nothing for an operator to do.
+            tracing::debug!(code = %self.code(), error = %self, "request refused");
         }
         let message = self.client_message();
         let mut body = ErrorBody::new(self.code(), &message);

@@ -67,7 +67,7 @@ fn spans_go_to_the_otlp_collector_in_the_callers_trace() {
         &data,
         &[
             ("RAGCHAT_TELEMETRY_OTLP_ENDPOINT", endpoint.as_str()),
-            ("RAGCHAT_LOG_LEVEL", "info"),
+            ("RAGCHAT_LOG_LEVEL", "warn,ragchat=debug"),
         ],
     );
     let api = Api::new(&server);
@@ -83,7 +83,7 @@ fn spans_go_to_the_otlp_collector_in_the_callers_trace() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(headers.contains_key("x-request-id"));
-    // A failing request is logged, inside its request span.
+    // A refused request is logged (at debug), inside its request span.
     let (status, _, headers) = api.post("/api/v1/query", Some(&token), Some(json!({"query": ""})));
     assert_eq!(status, 400);
     let request_id = headers

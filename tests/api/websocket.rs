@@ -422,12 +422,15 @@ fn upgrades_are_rate_limited() {
 
 #[test]
 fn query_strings_stay_out_of_the_log() {
-    // At `info` the request span is recorded, and refused requests are
-    // logged (as warnings) inside it.
+    // With ragchat at `debug`, refused requests are logged inside their
+    // request span, which records the path.
     let s = TestApp::start_logged(
         &[("max", false)],
         &[],
-        &[("RUST_LOG", "info"), ("RAGCHAT_LOG_LEVEL", "info")],
+        &[
+            ("RUST_LOG", "info,ragchat=debug"),
+            ("RAGCHAT_LOG_LEVEL", "info,ragchat=debug"),
+        ],
     );
     let (max, _) = s.login("max");
     let secrets = [
