@@ -73,7 +73,8 @@ VOLUME ["/var/lib/ragchat"]
 WORKDIR /opt/ragchat
 USER ragchat
 EXPOSE 8080
-# GET /ready for `serve`; for `worker` (no HTTP server) its process.
+# GET /ready for `serve`; for `worker`, GET /ready on RAGCHAT_JOBS_HTTP_BIND
+# (its probes) when set, else its process.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["ragchat-healthcheck"]
 ENTRYPOINT ["ragchat"]

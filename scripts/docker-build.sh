@@ -386,11 +386,22 @@ COLL="$(curl -sf -X POST "$BASE/api/v1/collections" "${AUTH[@]}" -H 'content-typ
     -d '{"name": "docs", "public": true}' | json id)" || die "cannot create the collection docs"
 
 # The worker role, from the same image, sharing the uploads directory.
-image_cmd "${COMMON[@]}" RAGCHAT_DATA_DIR=/tmp/ragchat-worker -- "${IMG_ENTRYPOINT[@]}" worker
+WPORT="$(free_port)"
+WORKER=("${COMMON[@]}" RAGCHAT_DATA_DIR=/tmp/ragchat-worker RAGCHAT_JOBS_HTTP_BIND="127.0.0.1:$WPORT")
+image_cmd "${WORKER[@]}" -- "${IMG_ENTRYPOINT[@]}" worker
 "${CMDLINE[@]}" >"$LOGS/worker.log" 2>&1 &
 WORKER_PID=$!
 PIDS+=("$WORKER_PID")
-log "worker: ${IMG_ENTRYPOINT[*]} worker (pid $WORKER_PID, log $LOGS/worker.log)"
+log "worker: ${IMG_ENTRYPOINT[*]} worker, probes on 127.0.0.1:$WPORT (pid $WORKER_PID, log $LOGS/worker.log)"
+# Its health check as docker-compose.yml runs it (jobs.http_bind's /ready),
+# once it is up (it reads no lexical index, so that is quick).
+t=$SECONDS
+until in_image "${WORKER[@]}" -- ragchat-healthcheck --worker 2>/dev/null; do
+    kill -0 "$WORKER_PID" 2>/dev/null || { tail -n 40 "$LOGS/worker.log" >&2; die "ragchat worker exited"; }
+    [ $((SECONDS - t)) -lt 120 ] || { tail -n 40 "$LOGS/worker.log" >&2; die "the worker's health check failed for 120 s"; }
+    sleep 1
+done
+log "worker health check (ragchat-healthcheck --worker, GET /ready on jobs.http_bind): healthy after $((SECONDS - t)) s"
 
 # The sample corpus, from the image, uploaded to the API node.
 files=()

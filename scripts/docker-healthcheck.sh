@@ -4,13 +4,13 @@
 # API node (`ragchat serve`, the default command): healthy when GET /ready on
 # the port of $RAGCHAT_BIND answers 200. The slim image has no curl, so this
 # speaks HTTP/1.0 over bash's /dev/tcp.
-# Worker (`ragchat worker`): it serves no HTTP; healthy while its process runs
-# (a worker that cannot reach the database or Qdrant exits, and the container
-# with it).
+# Worker (`ragchat worker`): GET /ready on the port of $RAGCHAT_JOBS_HTTP_BIND
+# (jobs.http_bind, its probes) when set; otherwise, with no port to ask,
+# healthy while its process runs.
 #
 #   ragchat-healthcheck            decide by the container's main process
-#   ragchat-healthcheck --http     always check GET /ready
-#   ragchat-healthcheck --worker   always check the process
+#   ragchat-healthcheck --http     an API node: GET /ready on $RAGCHAT_BIND
+#   ragchat-healthcheck --worker   a worker
 set -u
 
 mode="${1:-auto}"
@@ -22,10 +22,14 @@ if [ "$mode" = auto ]; then
     fi
 fi
 
+bind="${RAGCHAT_BIND:-0.0.0.0:8080}"
 case "$mode" in
 --worker)
-    tr '\0' '\n' </proc/1/cmdline 2>/dev/null | grep -q ragchat
-    exit $?
+    if [ -z "${RAGCHAT_JOBS_HTTP_BIND:-}" ]; then
+        tr '\0' '\n' </proc/1/cmdline 2>/dev/null | grep -q ragchat
+        exit $?
+    fi
+    bind="$RAGCHAT_JOBS_HTTP_BIND"
     ;;
 --http) ;;
 *)
@@ -34,7 +38,6 @@ case "$mode" in
     ;;
 esac
 
-bind="${RAGCHAT_BIND:-0.0.0.0:8080}"
 port="${bind##*:}"
 host=127.0.0.1
 case "$bind" in \[*) host=::1 ;; esac # [::]:8080 binds IPv6
