@@ -99,8 +99,12 @@ impl Redis {
         };
         self.metrics.errors.get_or_create(&OpLabels { op }).inc();
         self.metrics.fallbacks.get_or_create(&OpLabels { op }).inc();
-        self.skip_until_ms
-            .store(now + self.retry_after.as_millis() as u64, Ordering::Relaxed);
+        // From the failure, not the attempt: a command that timed out has
+        // used up part of the window already.
+        self.skip_until_ms.store(
+            self.now_ms() + self.retry_after.as_millis() as u64,
+            Ordering::Relaxed,
+        );
         if self.up.swap(false, Ordering::Relaxed) {
             self.metrics.up.set(0);
             tracing::warn!(

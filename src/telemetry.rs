@@ -32,7 +32,10 @@ pub fn init(settings: &LogSettings, telemetry: &TelemetrySettings) -> Telemetry 
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(quiet_dependencies(&settings.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = if settings.format == LogFormat::Json {
         fmt.json().boxed()
     } else {
