@@ -74,13 +74,16 @@ export RAGCHAT_UPLOADS_DIR="$base/uploads"
 export RAGCHAT_LEXICAL_POLL_INTERVAL_MS=500
 # Room for the load (one user, two nodes); logins keep a tight limit.
 export RAGCHAT_RATE_LIMIT_QUERY_PER_MINUTE=600000 RAGCHAT_RATE_LIMIT_QUERY_BURST=100000
-export RAGCHAT_RATE_LIMIT_IP_FACTOR=1000 RAGCHAT_RATE_LIMIT_LOGIN_BURST=3
+export RAGCHAT_RATE_LIMIT_IP_FACTOR=1000 RAGCHAT_RATE_LIMIT_LOGIN_BURST=3 RAGCHAT_RATE_LIMIT_LOGIN_PER_MINUTE=1
 export RAGCHAT_LOG_LEVEL=warn
 
 RAGCHAT_DATA_DIR="$base/node-a" "$bin" user create admin --admin --password metrics-demo >/dev/null
 
+# Start a node; its address goes to `addr` (not in a subshell, so `pids`
+# keeps the server for cleanup).
 start_node() {
-  local name="$1" addr=""
+  local name="$1"
+  addr=""
   RAGCHAT_DATA_DIR="$base/$name" RAGCHAT_JOBS_WORKERS=0 "$bin" serve --bind 127.0.0.1:0 > "$base/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 3000); do
@@ -89,10 +92,11 @@ start_node() {
     sleep 0.1
   done
   [ -n "$addr" ] || { echo "$name did not start: $(cat "$base/$name.log")" >&2; exit 1; }
-  echo "$addr"
 }
-a=$(start_node node-a)
-b=$(start_node node-b)
+start_node node-a
+a="$addr"
+start_node node-b
+b="$addr"
 worker_port=$(free_port)
 RAGCHAT_DATA_DIR="$base/worker" RAGCHAT_JOBS_HTTP_BIND="127.0.0.1:$worker_port" \
   "$bin" worker --workers 1 > "$base/worker.log" 2>&1 &
@@ -145,26 +149,36 @@ for q in qs:
 print("}")
 print("math.randomseed(os.time())")
 # Zipf-like: low indexes far more often, so the cache hits.
-print("request = function()\n  local r = math.random()\n  local i = math.floor(#paths ^ r)\n  return wrk.format('GET', paths[i])\nend")
+print("request = function()\n  local r = math.random()\n  local i = math.floor((#paths) ^ r)\n  return wrk.format('GET', paths[i])\nend")
 PY
 third=$(( load_secs / 3 ))
+load_start=$(date +%s)
 wrk -t1 -c6 -d"${load_secs}s" -s "$lua" -H "authorization: Bearer $token" "$a" > "$base/wrk-a.txt" &
 wa=$!
 wrk -t1 -c6 -d"${load_secs}s" -s "$lua" -H "authorization: Bearer $token" "$b" > "$base/wrk-b.txt" &
 wb=$!
-for i in 1 2 3 4 5; do
-  curl -s -o /dev/null -X POST "$a/v1/chat/completions" "${auth[@]}" -H 'content-type: application/json' \
-    -d '{"model": "ragchat", "messages": [{"role": "user", "content": "What is a boundary layer?"}]}' || true
-  curl -s -o /dev/null -X POST "$b/api/v1/auth/login" -H 'content-type: application/json' \
-    -d '{"username": "mallory", "password": "wrong"}' || true
-done
-sleep "$third"
+# A few chat answers and failed logins beside the search load.
+(
+  for _ in 1 2 3 4 5; do
+    curl -s -o /dev/null -X POST "$a/v1/chat/completions" "${auth[@]}" -H 'content-type: application/json' \
+      -d '{"model": "ragchat", "messages": [{"role": "user", "content": "What is a boundary layer?"}]}' || true
+    curl -s -o /dev/null -X POST "$b/api/v1/auth/login" -H 'content-type: application/json' \
+      -d '{"username": "mallory", "password": "wrong"}' || true
+  done
+) &
+side=$!
+# Redis goes away a third into the load, for 15 s.
+wait_until() { local t=$(( $1 - $(date +%s) )); [ "$t" -le 0 ] || sleep "$t"; }
+wait_until $(( load_start + third ))
 echo "metrics-demo: stopping Redis for 15 s"
 kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; redis_pid=""
-sleep 15
+redis-cli -p "$redis_port" ping >/dev/null 2>&1 && { echo "Redis did not stop" >&2; exit 1; }
+sleep 7
+echo "metrics-demo: with Redis down, node A reports: $(curl -sf "$a/metrics" | grep -E '^ragchat_redis_(up|errors_total)' | tr '\n' ' ')"
+sleep 8
 start_redis
 echo "metrics-demo: Redis is back"
-wait "$wa" "$wb"
+wait "$wa" "$wb" "$side"
 sleep 5
 ended=$(date +%s)
 grep -h "Requests/sec" "$base"/wrk-*.txt | sed 's/^/metrics-demo: wrk /'

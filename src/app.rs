@@ -117,6 +117,14 @@ impl App {
         let secret = settings.jwt_secret(true)?;
         let auth = Auth::new(&secret, settings.auth.clone());
         let limiter = ratelimit::from_settings(&settings.rate_limit, redis.clone());
+        // At zero from the start, so the first refusal shows in `rate()`.
+        for bucket in ratelimit::Bucket::ALL {
+            let _ = metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::BucketLabels {
+                    bucket: bucket.name(),
+                });
+        }
         let embedder = Arc::new(embedder);
         let chat_model = match role {
             Role::Node => chat_model(&settings, &embedder).await?,

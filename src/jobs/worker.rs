@@ -26,6 +26,7 @@ fn worker_id(index: usize) -> String {
 /// Run `count` workers until `shutdown` turns true. A job in progress at
 /// shutdown stops at its next checkpoint and goes back to the queue.
 pub async fn run(app: Arc<App>, count: usize, shutdown: watch::Receiver<bool>) {
+    register_metrics(&app);
     let handles: Vec<_> = (0..count)
         .map(|i| tokio::spawn(worker_loop(app.clone(), worker_id(i), shutdown.clone())))
         .collect();
@@ -60,6 +61,32 @@ async fn worker_loop(app: Arc<App>, id: String, mut shutdown: watch::Receiver<bo
         }
     }
     tracing::info!(worker = %id, "job worker stopped");
+}
+
+/// Every job series at zero before the first job ends: Prometheus's
+/// `rate()` sees an increase only from a sample that was there before, so a
+/// series born at 1 (the first job of its kind) would never show.
+fn register_metrics(app: &App) {
+    let m = &app.metrics;
+    for kind in JobKind::ALL {
+        let kind = kind.as_str().to_string();
+        let _ = m
+            .job_duration
+            .get_or_create(&KindLabels { kind: kind.clone() });
+        for outcome in [
+            "succeeded",
+            "failed",
+            "retry",
+            "cancelled",
+            "dead",
+            "lease_lost",
+        ] {
+            let _ = m.jobs_finished.get_or_create(&JobLabels {
+                kind: kind.clone(),
+                outcome,
+            });
+        }
+    }
 }
 
 /// One attempt at `job`, from claim to a recorded end.

@@ -49,6 +49,8 @@ pub trait RateLimiter: Send + Sync {
 }
 
 impl Bucket {
+    pub const ALL: [Bucket; 4] = [Bucket::Login, Bucket::Query, Bucket::Chat, Bucket::Connect];
+
     pub fn name(self) -> &'static str {
         match self {
             Bucket::Login => "login",
