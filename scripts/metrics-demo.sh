@@ -12,7 +12,7 @@
 # nodes with the corpus's queries (repeated, so the shared result cache
 # hits), asks a few chat completions, fails logins until the limit refuses,
 # stops Redis for 15 s in the middle and starts it again. At the end it saves
-# an excerpt of node A's /metrics next to OUT (OUT.metrics.txt) and renders
+# an excerpt of node A's /metrics next to OUT (OUT-metrics.prom) and renders
 # every dashboard panel from Prometheus with scripts/render-dashboard.py
 # (Grafana itself is on no registry these machines reach; with Grafana,
 # import the JSON and point it at the same Prometheus).
@@ -183,9 +183,11 @@ sleep 5
 ended=$(date +%s)
 grep -h "Requests/sec" "$base"/wrk-*.txt | sed 's/^/metrics-demo: wrk /'
 mkdir -p "$(dirname "$out")"
+echo "# node A's" > "${out%.png}-metrics.prom"
 curl -sf "$a/metrics" | grep -v '^#' | grep -E '^ragchat_(http_requests_total\{method="GET",route="/api/v1/query"|query_duration_seconds_(count|sum)|query_stage_duration_seconds_count|cache_requests_total|embedder_(texts_total|batch_size_count|queue_wait_seconds_count)|jobs\{|index_entries|lexical_log_(positions_behind|behind_seconds)|redis_|vector_index_errors|rate_limited|process_resident|chat_answers)' \
-  > "${out%.png}.metrics.txt" || true
+  >> "${out%.png}-metrics.prom" || true
+echo "# the worker's" >> "${out%.png}-metrics.prom"
 curl -sf "$w/metrics" | grep -v '^#' | grep -E '^ragchat_(jobs_finished_total|job_duration_seconds_count|documents_ingested|chunks_ingested)' \
-  | sed 's/^/worker: /' >> "${out%.png}.metrics.txt" || true
-echo "metrics-demo: /metrics excerpt in ${out%.png}.metrics.txt"
+  >> "${out%.png}-metrics.prom" || true
+echo "metrics-demo: /metrics excerpt in ${out%.png}-metrics.prom"
 python3 scripts/render-dashboard.py "$prom" "$started" "$ended" "$out"
