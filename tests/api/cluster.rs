@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::client::{create_user_cli, expect, login, Api, PASSWORD};
+use crate::helpers::client::{create_user_cli, expect, login, result_ids, Api, PASSWORD};
 use crate::helpers::ws::try_connect;
 use crate::helpers::{self, fixtures, run_ok, Server, TestDir};
 use crate::ingest::{essay, upload_via, wait_job_via};
@@ -137,17 +137,7 @@ fn answer(api: &Api, token: &str, q: &str, mode: &str) -> Vec<(String, String)> 
         200,
         "query",
     );
-    body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            (
-                r["source"].as_str().unwrap_or_default().to_string(),
-                r["chunk_id"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    result_ids(&body)
 }
 
 /// Wait until `ok` holds for every query in every mode; returns how long
@@ -536,18 +526,7 @@ fn cached_search(api: &Api, token: &str, q: &str) -> (Vec<(String, String)>, boo
         200,
         "query",
     );
-    let results = body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            (
-                r["source"].as_str().unwrap_or_default().to_string(),
-                r["chunk_id"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    (results, body["cached"] == true)
+    (result_ids(&body), body["cached"] == true)
 }
 
 /// Failed logins as `user` until one is refused with 429; how many were
@@ -575,27 +554,6 @@ fn login_status(api: &Api, user: &str) -> u16 {
         Some(json!({"username": user, "password": "not the password"})),
     )
     .0
-}
-
-/// The sum over every series whose line starts with `prefix`.
-fn metric_sum(server: &Server, prefix: &str) -> f64 {
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .and_then(|r| r.text())
-        .expect("GET /metrics");
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
-fn metric_value(server: &Server, name: &str) -> f64 {
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .and_then(|r| r.text())
-        .expect("GET /metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Two API nodes sharing Redis (a server of the test's own, so it can be
@@ -666,14 +624,11 @@ fn redis_shares_limits_and_caches_between_nodes_and_outlives_an_outage() {
         assert_eq!(through_a, through_b);
     }
     assert!(
-        metric_value(
-            &b,
-            "ragchat_cache_requests_total{cache=\"query_results\",result=\"hit\"} "
-        ) >= 2.0
+        b.metric("ragchat_cache_requests_total{cache=\"query_results\",result=\"hit\"} ") >= 2.0
     );
     // Another mode is another result, but the same query vector: B takes
     // the one A computed from Redis instead of running the model.
-    let embedded = |s: &Server| metric_value(s, "ragchat_embedder_texts_total ");
+    let embedded = |s: &Server| s.metric("ragchat_embedder_texts_total ");
     let before = embedded(&b);
     expect(
         b_api.post(
@@ -686,10 +641,7 @@ fn redis_shares_limits_and_caches_between_nodes_and_outlives_an_outage() {
     );
     assert_eq!(embedded(&b), before, "B embedded a query A had embedded");
     assert!(
-        metric_value(
-            &b,
-            "ragchat_cache_requests_total{cache=\"query_embeddings\",result=\"hit\"} "
-        ) >= 1.0,
+        b.metric("ragchat_cache_requests_total{cache=\"query_embeddings\",result=\"hit\"} ") >= 1.0,
         "B used A's query embedding"
     );
 
@@ -723,9 +675,9 @@ fn redis_shares_limits_and_caches_between_nodes_and_outlives_an_outage() {
     );
     assert_eq!(logins_until_limited(&a_api, "bob"), 3, "A's own limit");
     assert_eq!(login_status(&b_api, "bob"), 401, "B's own bucket is full");
-    assert_eq!(metric_value(&a, "ragchat_redis_up "), 0.0);
-    assert!(metric_sum(&a, "ragchat_redis_errors_total{") >= 1.0);
-    assert!(metric_sum(&b, "ragchat_redis_fallbacks_total{") >= 1.0);
+    assert_eq!(a.metric("ragchat_redis_up "), 0.0);
+    assert!(a.metric("ragchat_redis_errors_total{") >= 1.0);
+    assert!(b.metric("ragchat_redis_fallbacks_total{") >= 1.0);
 
     // Redis is back (empty): sharing resumes within a few retry windows.
     redis.restart();
@@ -741,5 +693,5 @@ fn redis_shares_limits_and_caches_between_nodes_and_outlives_an_outage() {
     }
     assert_eq!(logins_until_limited(&a_api, "cy"), 3);
     assert_eq!(login_status(&b_api, "cy"), 429, "shared limits resumed");
-    assert_eq!(metric_value(&b, "ragchat_redis_up "), 1.0);
+    assert_eq!(b.metric("ragchat_redis_up "), 1.0);
 }

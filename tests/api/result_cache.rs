@@ -6,7 +6,9 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::client::{collection_id, create_user_cli, expect, login, Api, PASSWORD};
+use crate::helpers::client::{
+    collection_id, create_user_cli, expect, login, result_ids, Api, PASSWORD,
+};
 use crate::helpers::{fixtures, run_ok, Server, TestDir};
 use crate::ingest::{upload_via, wait_job_via};
 
@@ -20,33 +22,12 @@ fn search(api: &Api, token: &str, body: Value) -> Value {
 
 /// (source, chunk id) per result, and whether it was a hit.
 fn seen(body: &Value) -> (Vec<(String, String)>, bool) {
-    let hits = body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            (
-                r["source"].as_str().unwrap_or_default().to_string(),
-                r["chunk_id"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
     (
-        hits,
+        result_ids(body),
         body["cached"]
             .as_bool()
             .expect("`cached` in every response"),
     )
-}
-
-fn metric(server: &Server, line_start: &str) -> u64 {
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .and_then(|r| r.text())
-        .expect("GET /metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -183,15 +164,15 @@ fn results_are_cached_per_collection_set_and_dropped_when_a_collection_changes()
         .iter()
         .all(|r| r["collection"] == "opened"));
 
-    let hits = metric(
-        &server,
-        "ragchat_cache_requests_total{cache=\"query_results\",result=\"hit\"} ",
+    let hits =
+        server.metric("ragchat_cache_requests_total{cache=\"query_results\",result=\"hit\"} ");
+    let misses =
+        server.metric("ragchat_cache_requests_total{cache=\"query_results\",result=\"miss\"} ");
+    assert_eq!(
+        (hits, misses),
+        (3.0, 7.0),
+        "hits and misses as counted above"
     );
-    let misses = metric(
-        &server,
-        "ragchat_cache_requests_total{cache=\"query_results\",result=\"miss\"} ",
-    );
-    assert_eq!((hits, misses), (3, 7), "hits and misses as counted above");
 }
 
 #[test]

@@ -271,6 +271,21 @@ pub fn ingest(data_dir: &Path, path: &Path, collection: &str) {
     );
 }
 
+/// (source, chunk id) of each result of a `/query` response, in rank order.
+pub fn result_ids(body: &Value) -> Vec<(String, String)> {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap_or_default().to_string(),
+                r["chunk_id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Log in; returns (access token, refresh token).
 #[track_caller]
 pub fn login(api: &Api, user: &str, password: &str) -> (String, String) {

@@ -257,6 +257,18 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The sum of the `/metrics` series whose lines start with `prefix`
+    /// (one series when it is a full name and label set); 0 when none.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let text = reqwest::blocking::get(self.url("/metrics"))
+            .and_then(|r| r.text())
+            .expect("GET /metrics");
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    }
+
     /// SIGTERM and wait: the server flushes its indexes on the way out.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate()
