@@ -35,6 +35,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY benches benches
 COPY migrations migrations
 COPY src src
+COPY web web
 # Cache mounts keep the crate downloads and the target directory between
 # builds (BuildKit and buildah), so a code change recompiles only ragchat;
 # the binary is copied out of the cache in the same step.

@@ -42,7 +42,8 @@ fi
 "$bin" ingest corpus --collection docs --public
 cat <<MSG
 
-admin user: admin, password in $data/admin-password. Try:
+Open http://$bind/ in a browser and sign in as admin (password in $data/admin-password).
+The API's description: http://$bind/api/docs. From a terminal:
   token=\$(curl -s -X POST http://$bind/api/v1/auth/login -H 'content-type: application/json' \\
       -d "{\"username\": \"admin\", \"password\": \"\$(cat $data/admin-password)\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -H "authorization: Bearer \$token" 'http://$bind/api/v1/query?q=how+does+hybrid+retrieval+work&top_k=3'

@@ -104,6 +104,15 @@ if [[ -z "${RAGCHAT_TEST_REDIS_SERVER:-}" ]] && ! command -v redis-server >/dev/
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 export RAGCHAT_TEST_REQUIRE_REDIS=1
+# The web app's tests drive headless Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+    sudo=""
+    if [[ "$(id -u)" != 0 ]]; then sudo=sudo; fi
+    echo "test: installing chromium and chromium-driver"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+export RAGCHAT_TEST_REQUIRE_BROWSER=1
 # With the local chat model, so its black-box tests run rather than skip.
 scripts/setup-models.sh --with-llm "$RAGCHAT_MODELS_DIR"
 export RAGCHAT_TEST_REQUIRE_LLM=1

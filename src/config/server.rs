@@ -21,6 +21,10 @@ pub struct ServerSettings {
     /// bearer token (`Authorization: Bearer …`); empty leaves it open, for
     /// scrapers on a private network.
     pub metrics_token: String,
+    /// Serve the web app from this directory instead of the copy compiled
+    /// into the binary; for working on `web/` without rebuilding. Empty uses
+    /// the compiled-in copy.
+    pub web_dir: String,
 }
 
 impl Default for ServerSettings {
@@ -32,6 +36,7 @@ impl Default for ServerSettings {
             max_ws_per_user: 8,
             max_ws_per_ip: 32,
             metrics_token: String::new(),
+            web_dir: String::new(),
         }
     }
 }
@@ -48,6 +53,12 @@ impl ServerSettings {
             if !(1..=100_000).contains(&v) {
                 return Err(invalid(key, "must be between 1 and 100000"));
             }
+        }
+        if !self.web_dir.is_empty() && !std::path::Path::new(&self.web_dir).is_dir() {
+            return Err(invalid(
+                "server.web_dir",
+                format!("`{}` is not a directory", self.web_dir),
+            ));
         }
         Ok(())
     }

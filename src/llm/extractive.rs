@@ -200,7 +200,7 @@ fn candidates(sources: &[Source], config: &ExtractiveConfig) -> Vec<Candidate> {
     let mut out = Vec::new();
     for src in ordered {
         let title = src.title.trim();
-        for sentence in split_sentences(&src.text) {
+        for sentence in whole_sentences(&src.text) {
             if out.len() >= config.max_candidates {
                 return out;
             }
@@ -350,6 +350,59 @@ pub fn split_sentences(text: &str) -> Vec<String> {
         split_block(&block, &mut out);
     }
     out.into_iter().filter_map(|s| clean_sentence(&s)).collect()
+}
+
+/// The sentences of a passage that are whole. A passage is a window on its
+/// document, and with chunk overlap a window can open or close in the middle
+/// of a sentence; an answer made of "the number of documents processed, [2]"
+/// reads as broken. The first sentence is a fragment when it opens with
+/// punctuation, or lowercase with a word that nowhere else in the passage
+/// opens a sentence (which keeps lowercase names such as "ragchat runs…");
+/// the last is one when the window ends on a long line of prose without a
+/// closing mark.
+pub fn whole_sentences(text: &str) -> Vec<String> {
+    let mut sentences = split_sentences(text);
+    let opening = strip_markers(text);
+    let opening = opening.trim_start();
+    if let Some(first) = sentences.first() {
+        // Only when the passage's own first words are that sentence's, not a
+        // heading or a bullet that was stripped.
+        let cut = opening.starts_with(first.split_whitespace().next().unwrap_or("\u{0}"))
+            && opens_mid_sentence(first, &sentences[1..]);
+        if cut {
+            sentences.remove(0);
+        }
+    }
+    let last_line = text.trim_end().lines().last().unwrap_or("").trim();
+    let unfinished = last_line.split_whitespace().count() >= 6
+        && list_marker_len(last_line).is_none()
+        && !last_line.starts_with(['#', '|', '>'])
+        && !last_line.ends_with(|c: char| is_terminal(c) || is_closer(c) || matches!(c, ':' | ';'));
+    if unfinished {
+        if let Some(last) = sentences.last() {
+            let tail: String = last_line.split_whitespace().collect::<Vec<_>>().join(" ");
+            if tail.ends_with(last.as_str()) || last.ends_with(tail.as_str()) {
+                sentences.pop();
+            }
+        }
+    }
+    sentences
+}
+
+fn opens_mid_sentence(first: &str, rest: &[String]) -> bool {
+    let Some(c) = first.chars().next() else {
+        return false;
+    };
+    if matches!(c, ',' | ';' | ':' | ')' | ']' | '}' | '-' | '–' | '—') {
+        return true;
+    }
+    if !c.is_lowercase() {
+        return false;
+    }
+    let word = first.split_whitespace().next().unwrap_or("");
+    !rest
+        .iter()
+        .any(|s| s.split_whitespace().next() == Some(word))
 }
 
 /// Lines grouped into runs of prose. A single newline inside a paragraph is

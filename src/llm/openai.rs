@@ -4,8 +4,9 @@
 //! events, one `data: {chat.completion.chunk}` per delta and `data: [DONE]`
 //! at the end.
 //!
-//! The client is reqwest (the crate's HTTP client already) with a small SSE
-//! reader, not `async-openai`:
+//! The wire types (request, chunks, choices) are `async-openai`'s; the
+//! client is reqwest (the crate's HTTP client already) with a small SSE
+//! reader, not `async-openai`'s client:
 //! - its last release on reqwest 0.12 (0.35) streams from a detached task over
 //!   `reqwest-eventsource`, whose default policy reconnects after a failure,
 //!   i.e. silently POSTs the request again after an answer broke off
@@ -39,13 +40,18 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent, CreateChatCompletionRequest,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use reqwest::header::HeaderValue;
 use reqwest::Url;
-use serde::Serialize;
 
-use super::{ChatMessage, ChatModel, ChatRequest, LlmError, TokenStream};
+use super::{ChatMessage, ChatModel, ChatRequest, LlmError, Role, TokenStream};
 use crate::config::LlmSettings;
 use call::Call;
 
@@ -144,14 +150,8 @@ impl ChatModel for OpenAiModel {
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<TokenStream, LlmError> {
-        let body = serde_json::to_string(&WireRequest {
-            model: &self.model,
-            messages: &req.messages,
-            // 0 means "no limit" in `ChatRequest`; the server then uses its own.
-            max_tokens: (req.max_tokens > 0).then_some(req.max_tokens),
-            stream: true,
-        })
-        .map_err(|e| LlmError::Malformed(format!("cannot encode the request: {e}")))?;
+        let body = serde_json::to_string(&wire_request(&self.model, &req))
+            .map_err(|e| LlmError::Malformed(format!("cannot encode the request: {e}")))?;
         let call = Call::new(self.endpoint.clone(), body);
         Ok(futures::stream::unfold(call, |mut call| async move {
             let item = call.next().await?;
@@ -177,14 +177,39 @@ pub fn estimate_tokens(text: &str) -> usize {
     by_chars.max(by_words)
 }
 
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    model: &'a str,
-    /// `ChatMessage` serialises as `{"role": "system"|"user"|"assistant", "content"}`.
-    messages: &'a [ChatMessage],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<usize>,
-    stream: bool,
+/// The request as OpenAI's wire format has it.
+fn wire_request(model: &str, req: &ChatRequest) -> CreateChatCompletionRequest {
+    // `max_tokens`, not `max_completion_tokens`: it is the one vLLM, Ollama
+    // and llama.cpp's server read, and OpenAI still honours it for chat
+    // models. 0 means "no limit" in `ChatRequest`; the server then uses its own.
+    #[allow(deprecated)]
+    CreateChatCompletionRequest {
+        model: model.to_string(),
+        messages: req.messages.iter().map(wire_message).collect(),
+        max_tokens: (req.max_tokens > 0).then(|| u32::try_from(req.max_tokens).unwrap_or(u32::MAX)),
+        stream: Some(true),
+        ..Default::default()
+    }
+}
+
+fn wire_message(m: &ChatMessage) -> ChatCompletionRequestMessage {
+    let text = m.content.clone();
+    match m.role {
+        Role::System => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+            content: ChatCompletionRequestSystemMessageContent::Text(text),
+            name: None,
+        }),
+        Role::User => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+            content: ChatCompletionRequestUserMessageContent::Text(text),
+            name: None,
+        }),
+        Role::Assistant => {
+            ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
+                content: Some(ChatCompletionRequestAssistantMessageContent::Text(text)),
+                ..Default::default()
+            })
+        }
+    }
 }
 
 #[cfg(test)]

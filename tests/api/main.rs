@@ -4,6 +4,7 @@
 
 mod access;
 mod auth;
+mod browser;
 mod chat;
 mod chat_local;
 mod chat_openai;

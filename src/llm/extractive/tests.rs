@@ -560,3 +560,27 @@ fn deltas_cover_the_text() {
     assert_eq!(deltas(" x"), vec![" ", "x"]);
     assert!(deltas("").is_empty());
 }
+
+#[test]
+fn a_window_that_cuts_a_sentence_does_not_answer_with_the_pieces() {
+    // Chunk overlap can open or close a passage in the middle of a sentence.
+    let text = "the number of documents processed, with their errors. \
+                The job reports progress as it runs. Each batch is written to the \
+                database and then to both indexes and the whole";
+    assert_eq!(
+        whole_sentences(text),
+        vec!["The job reports progress as it runs.".to_string()]
+    );
+    // A lowercase name that opens sentences elsewhere in the passage is a
+    // sentence start, and a passage that ends on a full stop keeps its end.
+    let text = "ragchat runs on one machine. It keeps data in one directory. \
+                ragchat needs no other service.";
+    assert_eq!(whole_sentences(text).len(), 3);
+    // Short unpunctuated last lines and list items are whole as they are.
+    let text = "Supported formats are these.\n\n- Markdown and plain text files\n- PDF and Word documents from uploads";
+    assert_eq!(whole_sentences(text).len(), 3);
+    assert_eq!(
+        whole_sentences(", and so the rest follows here. Then a whole one.").len(),
+        1
+    );
+}

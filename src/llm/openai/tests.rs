@@ -378,8 +378,11 @@ fn chunks_are_read_leniently_but_not_blindly() {
         event: String::new(),
         data: data.into(),
     };
-    // Ollama and llama.cpp omit or add fields; a usage-only chunk has no choices.
-    match decode(&ev(r#"{"choices":[{"delta":{"content":"hi"}}]}"#)) {
+    // Servers omit or add members around the choices (here: no id, model or
+    // created); a usage-only chunk has no choices.
+    match decode(&ev(
+        r#"{"choices":[{"index":0,"delta":{"content":"hi"},"x":1}]}"#,
+    )) {
         Decoded::Delta { text, finished } => {
             assert_eq!((text.as_str(), finished), ("hi", false))
         }
@@ -407,7 +410,14 @@ fn chunks_are_read_leniently_but_not_blindly() {
             _ => panic!("upstream error expected for {data}"),
         }
     }
-    for data in ["not json", r#"{"choices":"x"}"#, "[1, 2]"] {
+    // The choices themselves are OpenAI's types: an index and a delta.
+    for data in [
+        "not json",
+        r#"{"choices":"x"}"#,
+        "[1, 2]",
+        r#"{"choices":[{"delta":{"content":"hi"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":7}}]}"#,
+    ] {
         assert!(
             matches!(decode(&ev(data)), Decoded::Error(LlmError::Malformed(_))),
             "{data}"

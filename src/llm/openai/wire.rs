@@ -1,18 +1,21 @@
 //! The chat completions wire format: chunks, errors, non-streamed answers.
 
+use async_openai::types::chat::{ChatChoice, ChatChoiceStream};
 use serde::Deserialize;
 
 use super::call::{Failure, Item};
 use super::sse::SseEvent;
 use crate::llm::LlmError;
 
-/// One `chat.completion.chunk`, read leniently: servers differ in the
-/// fields around the content, and only the content matters here. Wrong types
-/// where it does matter (`choices` not a list, `content` not a string) fail.
+/// One `chat.completion.chunk` (or, from a server that does not stream, one
+/// `chat.completion`). The choices are async-openai's types, read as OpenAI
+/// defines them; the envelope around them is read leniently, because
+/// servers differ in the members only OpenAI's own clients use (`id`,
+/// `created`, `system_fingerprint`, …) and ragchat needs none of them.
 #[derive(Deserialize)]
-struct Chunk {
+struct Chunk<C> {
     #[serde(default)]
-    choices: Option<Vec<Choice>>,
+    choices: Option<Vec<C>>,
     /// `{"error": {"message": …}}` (OpenAI, vLLM, llama.cpp) or
     /// `{"error": "…"}` (Ollama).
     #[serde(default)]
@@ -24,24 +27,8 @@ struct Chunk {
     message: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    index: u32,
-    #[serde(default)]
-    delta: Option<Content>,
-    /// A non-streamed answer.
-    #[serde(default)]
-    message: Option<Content>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Content {
-    #[serde(default)]
-    content: Option<String>,
-}
+/// Only the members that say the server failed.
+type ErrorChunk = Chunk<serde_json::Value>;
 
 pub(super) enum Decoded {
     Delta { text: String, finished: bool },
@@ -57,7 +44,15 @@ pub(super) fn decode(event: &SseEvent) -> Decoded {
     if data == "[DONE]" {
         return Decoded::Done;
     }
-    let chunk: Chunk = match serde_json::from_str(data) {
+    // An error chunk is not a chunk: read it as one before the choices'
+    // types can call it malformed.
+    if let Some(message) = serde_json::from_str::<ErrorChunk>(data)
+        .ok()
+        .and_then(|c| chunk_error(&c))
+    {
+        return Decoded::Error(LlmError::Upstream(message));
+    }
+    let chunk: Chunk<ChatChoiceStream> = match serde_json::from_str(data) {
         Ok(c) => c,
         Err(e) => {
             return Decoded::Error(LlmError::Malformed(format!(
@@ -66,9 +61,6 @@ pub(super) fn decode(event: &SseEvent) -> Decoded {
             )))
         }
     };
-    if let Some(message) = chunk_error(&chunk) {
-        return Decoded::Error(LlmError::Upstream(message));
-    }
     let mut text = String::new();
     let mut finished = false;
     // Only one answer is asked for (no `n`): choice 0.
@@ -76,7 +68,7 @@ pub(super) fn decode(event: &SseEvent) -> Decoded {
         if choice.index != 0 {
             continue;
         }
-        if let Some(content) = choice.delta.and_then(|d| d.content) {
+        if let Some(content) = choice.delta.content {
             text.push_str(&content);
         }
         finished |= choice.finish_reason.is_some();
@@ -84,7 +76,7 @@ pub(super) fn decode(event: &SseEvent) -> Decoded {
     Decoded::Delta { text, finished }
 }
 
-fn chunk_error(chunk: &Chunk) -> Option<String> {
+fn chunk_error<C>(chunk: &Chunk<C>) -> Option<String> {
     if let Some(e) = &chunk.error {
         return Some(message_of(e));
     }
@@ -114,7 +106,7 @@ fn message_of(v: &serde_json::Value) -> String {
 /// The server's own words for an error body: its `error.message` when it
 /// sent JSON, else (a bounded excerpt of) the text.
 pub(super) fn error_message(body: &str) -> String {
-    let message = serde_json::from_str::<Chunk>(body)
+    let message = serde_json::from_str::<ErrorChunk>(body)
         .ok()
         .and_then(|c| chunk_error(&c))
         .unwrap_or_else(|| body.trim().to_string());
@@ -139,7 +131,13 @@ fn excerpt(s: &str) -> String {
 
 /// A non-streamed `chat.completion` body.
 pub(super) fn whole_answer(body: &str) -> Item {
-    let chunk: Chunk = match serde_json::from_str(body) {
+    if let Some(message) = serde_json::from_str::<ErrorChunk>(body)
+        .ok()
+        .and_then(|c| chunk_error(&c))
+    {
+        return Item::Fail(Failure::fatal(LlmError::Upstream(message)));
+    }
+    let chunk: Chunk<ChatChoice> = match serde_json::from_str(body) {
         Ok(c) => c,
         Err(e) => {
             return Item::Fail(Failure::fatal(LlmError::Malformed(format!(
@@ -148,16 +146,12 @@ pub(super) fn whole_answer(body: &str) -> Item {
             ))))
         }
     };
-    if let Some(message) = chunk_error(&chunk) {
-        return Item::Fail(Failure::fatal(LlmError::Upstream(message)));
-    }
     let text = chunk
         .choices
         .unwrap_or_default()
         .into_iter()
         .find(|c| c.index == 0)
-        .and_then(|c| c.message)
-        .and_then(|m| m.content);
+        .and_then(|c| c.message.content);
     match text {
         Some(text) if !text.is_empty() => Item::Delta(text),
         _ => Item::Fail(Failure::fatal(LlmError::Malformed(format!(

@@ -6,6 +6,7 @@ pub mod client;
 pub mod openai_mock;
 mod pg;
 pub mod qdrant;
+pub mod webdriver;
 pub mod ws;
 
 pub use app::TestApp;
