@@ -51,7 +51,7 @@ export function describe(err) {
 
 // ---------------------------------------------------------------- session
 
-const session = { access: null, expiresAt: 0, user: null };
+const session = { access: null, expiresAt: 0, ttl: 900, user: null };
 let refreshTimer = null;
 const listeners = new Set();
 
@@ -107,6 +107,7 @@ function setSession(body, reason) {
   session.access = body.access_token;
   const ttl = Number(body.expires_in) || 900;
   session.expiresAt = Date.now() + ttl * 1000;
+  session.ttl = ttl;
   session.user = body.user;
   storeRefresh(body.refresh_token);
   clearTimeout(refreshTimer);
@@ -206,7 +207,8 @@ async function ensureFresh() {
     if (readRefresh()) await refresh();
     return;
   }
-  if (Date.now() > session.expiresAt - 10_000) await refresh();
+  const margin = Math.min(10_000, session.ttl * 200); // 10 s, or a fifth of a short lifetime
+  if (Date.now() > session.expiresAt - margin) await refresh();
 }
 
 function authHeader() {

@@ -102,7 +102,7 @@ export function chatView(root, params, ctx) {
       h('span', { class: 'conv-title' }, c.title),
       h('small', { class: 'muted' }, fmtDate(c.updated_at)));
     const rename = h('button', { type: 'button', class: 'icon-button', 'aria-label': `Rename “${c.title}”`, title: 'Rename', testid: 'conversation-rename' }, '✎');
-    const del = h('button', { type: 'button', class: 'icon-button', 'aria-label': `Delete “${c.title}”`, title: 'Delete', testid: 'conversation-delete' }, '🗑');
+    const del = h('button', { type: 'button', class: 'icon-button', 'aria-label': `Delete “${c.title}”`, title: 'Delete', testid: 'conversation-delete' }, '✕');
     const li = h('li', { class: 'conv-item', testid: 'conversation-item', dataset: { id: c.id } }, link, h('span', { class: 'conv-actions' }, rename, del));
     rename.addEventListener('click', async () => {
       const title = await promptDialog('Rename conversation', 'Title', c.title, { maxLength: 200 });
