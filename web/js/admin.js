@@ -269,7 +269,7 @@ export function documentsView(root, params) {
       h('section', { class: 'panel' }, h('h2', null, 'Upload'), drop),
       h('section', { class: 'panel' }, h('h2', null, 'Crawl a site'), crawlForm)),
     h('section', { class: 'panel' }, h('h2', null, 'Jobs'), jobs,
-      h('button', { type: 'button', class: 'subtle', testid: 'jobs-refresh', onclick: (e) => busy(e.currentTarget, loadJobs, 'Could not list jobs') }, 'Show recent jobs')),
+      h('button', { type: 'button', class: 'subtle', testid: 'jobs-refresh', onclick: (e) => busy(e.currentTarget, loadJobs, 'Could not list jobs') }, 'Refresh jobs')),
     h('section', { class: 'panel' }, h('h2', null, 'Documents'), docList, more)));
 
   async function loadCollection() {
@@ -354,6 +354,8 @@ export function documentsView(root, params) {
 
   // -- jobs
   function track(job, label) {
+    const placeholder = jobs.querySelector('.empty-item');
+    if (placeholder) placeholder.remove();
     const card = jobCard(job, label);
     jobs.prepend(card.el);
     const f = followJob(job.id, (j) => card.update(j), { get: api.get });
@@ -382,6 +384,8 @@ export function documentsView(root, params) {
     const text = h('span', { class: 'small muted' }, `Sending ${fmtBytes(total)}…`);
     const row = h('div', { class: 'job', testid: 'upload-progress', dataset: { state: 'uploading' } },
       h('div', { class: 'job-head' }, h('strong', null, label)), bar, text);
+    const placeholder = jobs.querySelector('.empty-item');
+    if (placeholder) placeholder.remove();
     jobs.prepend(row);
     try {
       const res = await upload(`collections/${enc(collId)}/documents`, fd, (loaded, t) => {
@@ -448,6 +452,7 @@ export function documentsView(root, params) {
 
   loadCollection();
   loadDocs();
+  loadJobs().catch((e) => showError(e, 'Could not list jobs'));
   return {
     destroy() {
       for (const f of followers) f.stop();

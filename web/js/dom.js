@@ -18,8 +18,11 @@ export function h(tag, attrs, ...children) {
       else if (k === 'testid') el.dataset.testid = v;
       else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
       else if (k === 'style') throw new Error('inline styles are not allowed');
+      else if (k === 'value' && tag === 'input') el.setAttribute('value', String(v)); // also the reset value
       else if (k === 'value' && 'value' in el) el.value = v;
-      else if (k === 'checked' || k === 'selected' || k === 'disabled' || k === 'hidden' ||
+      else if (k === 'checked') { el.checked = Boolean(v); el.defaultChecked = Boolean(v); }
+      else if (k === 'selected') { el.selected = Boolean(v); el.defaultSelected = Boolean(v); }
+      else if (k === 'disabled' || k === 'hidden' ||
                k === 'multiple' || k === 'required' || k === 'open') el[k] = Boolean(v);
       else if (v === true) el.setAttribute(k, '');
       else el.setAttribute(k, String(v));
@@ -91,7 +94,7 @@ export function fmtBytes(n) {
  * first field (or button). Resolves with what `close(value)` was given;
  * Escape or the Cancel/close button resolve with `undefined`.
  */
-export function openDialog(title, build, { wide = false } = {}) {
+export function openDialog(title, build, { wide = false, focus = null } = {}) {
   return new Promise((resolve) => {
     const headingId = uid('dlg');
     const dlg = h('dialog', { class: wide ? 'dialog wide' : 'dialog', 'aria-labelledby': headingId });
@@ -113,7 +116,7 @@ export function openDialog(title, build, { wide = false } = {}) {
     });
     document.body.appendChild(dlg);
     dlg.showModal();
-    const first = dlg.querySelector('.dialog-body input:not([type=hidden]):not([disabled]), .dialog-body select, .dialog-body textarea')
+    const first = (focus && dlg.querySelector(focus)) || dlg.querySelector('.dialog-body input:not([type=hidden]):not([disabled]), .dialog-body select, .dialog-body textarea')
       || dlg.querySelector('.dialog-body button, .dialog-actions button');
     if (first) first.focus();
   });
@@ -125,7 +128,8 @@ export function confirmDialog(title, message, confirmLabel = 'Delete', danger = 
     h('p', null, message),
     h('div', { class: 'dialog-actions' },
       h('button', { type: 'button', class: danger ? 'danger' : 'primary', testid: 'confirm-yes', onclick: () => close(true) }, confirmLabel),
-      h('button', { type: 'button', onclick: () => close(false) }, 'Cancel')))).then(Boolean);
+      h('button', { type: 'button', class: 'dialog-cancel', testid: 'confirm-no', onclick: () => close(false) }, 'Cancel'))),
+  { focus: danger ? '.dialog-cancel' : null }).then(Boolean);
 }
 
 /** Ask for one line of text; resolves with it, or undefined when cancelled. */

@@ -125,11 +125,14 @@ function renderList(lines, start, opts, depth, frag) {
     if (!item) return;
     const li = document.createElement('li');
     const body = renderBlocks(item, opts, depth + 1);
-    // A tight item (one paragraph) shows its text without a <p>.
-    if (body.childNodes.length === 1 && body.firstChild.nodeName === 'P') {
-      while (body.firstChild.firstChild) li.appendChild(body.firstChild.firstChild);
-    } else {
-      li.appendChild(body);
+    // A tight item (no blank line inside) shows its text without <p>.
+    const tight = !item.some((l) => !l.trim());
+    for (const node of [...body.childNodes]) {
+      if (tight && node.nodeName === 'P') {
+        while (node.firstChild) li.appendChild(node.firstChild);
+      } else {
+        li.appendChild(node);
+      }
     }
     list.appendChild(li);
     item = null;
@@ -180,7 +183,7 @@ function renderList(lines, start, opts, depth, frag) {
 }
 
 const CITE = /^\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]/;
-const LINK = /^\[([^\]\n]{0,500})\]\(\s*<?([^\s)<>]+)>?(?:\s+"[^"\n]*")?\s*\)/;
+const LINK = /^\[([^\]\n]{0,500})\]\(\s*<?((?:[^\s()<>]|\([^\s()<>]*\))+)>?(?:\s+"[^"\n]*")?\s*\)/;
 const BARE_URL = /^https?:\/\/[^\s<>()[\]"'`]*[^\s<>()[\]"'`.,;:!?*_]/;
 const ANGLE_URL = /^<(https?:\/\/[^\s<>]+)>/;
 
