@@ -39,7 +39,7 @@ export function chatView(root, params, ctx) {
   const sendBtn = h('button', { type: 'submit', class: 'primary', testid: 'chat-send' }, 'Send');
   const stopBtn = h('button', { type: 'button', class: 'danger', testid: 'chat-stop', hidden: true }, 'Stop');
   const collBox = h('div', { class: 'check-list', testid: 'chat-collections' }, h('span', { class: 'muted' }, 'Loading collections…'));
-  const topK = h('input', { type: 'number', min: 1, max: 50, placeholder: 'default', id: uid('k'), testid: 'chat-top-k', class: 'narrow' });
+  const topK = h('input', { type: 'number', min: 1, max: 20, placeholder: 'default', id: uid('k'), testid: 'chat-top-k', class: 'narrow' });
   const options = h('details', { class: 'chat-options' },
     h('summary', null, 'Options'),
     h('fieldset', null, h('legend', null, 'Collections (none ticked: all you can read)'), collBox),
