@@ -500,9 +500,11 @@ function jobCard(job, label) {
     if (f === null && !FINISHED.has(j.state)) bar.removeAttribute('value');
     else bar.value = f === null ? 1 : f;
     bar.setAttribute('aria-valuetext', f === null ? 'in progress' : `${Math.round((f || 0) * 100)}%`);
-    const p = j.progress || {};
+    const finished = FINISHED.has(j.state);
+    const p = (finished && j.result) || j.progress || {};
     const bits = [];
-    if (p.phase) bits.push(p.phase);
+    if (finished) bits.push(`${j.state} ${fmtDate(j.finished_at)}`);
+    else if (p.phase) bits.push(p.phase);
     if (p.files_total !== undefined) bits.push(`files ${p.files_done}/${p.files_total}`);
     if (p.pages !== undefined) bits.push(`${p.pages} pages`);
     if (p.documents_done !== undefined) bits.push(`documents ${p.documents_done}${p.documents_total !== undefined ? `/${p.documents_total}` : ''}`);

@@ -59,6 +59,11 @@ export function currentUser() {
   return session.user;
 }
 
+/** When the current access token runs out (ms since the epoch), and its lifetime in seconds. */
+export function accessExpiry() {
+  return { at: session.expiresAt, ttl: session.ttl };
+}
+
 export function isAdmin() {
   return session.user && session.user.role === 'admin';
 }

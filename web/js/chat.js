@@ -263,7 +263,7 @@ export function chatView(root, params, ctx) {
     setBusy(true);
     scrollToEnd();
     try {
-      await socket.ready();
+      await socket.readyForAnswer();
     } catch (e) {
       a.fail(new ApiError({ code: 'not_connected', message: `Could not connect to the chat service (${e.message}). Your question was not sent.` }));
       endAnswer();

@@ -1,6 +1,6 @@
 // WebSockets opened with single-use tickets (never a token in the URL).
 
-import { socketUrl, describe, onSessionChange } from './api.js';
+import { socketUrl, describe, onSessionChange, accessExpiry, refresh } from './api.js';
 
 const BACKOFF = [1, 2, 4, 8, 15, 30];
 
@@ -23,6 +23,7 @@ export class ChatSocket {
     this.waiters = [];
     this.renewPending = false;
     this.state = 'closed';
+    this.credentialExpiresAt = 0;
     // A renewed access token: the open socket still lives only as long as
     // the old one, so move to a new socket while nothing is streaming.
     this.unsubscribe = onSessionChange((user, reason) => {
@@ -109,6 +110,21 @@ export class ChatSocket {
     if (!this.stopped && !this.ws) this.connect();
   }
 
+  /**
+   * Open for an answer: the server closes a socket when the credential it
+   * was opened with expires, so a socket close to that moment is swapped
+   * (after renewing the token if needed) before the question is sent.
+   */
+  async readyForAnswer() {
+    const { ttl } = accessExpiry();
+    const margin = Math.min(120, ttl / 2) * 1000;
+    if (this.isOpen && this.credentialExpiresAt - Date.now() < margin) {
+      if (accessExpiry().at - Date.now() < margin) await refresh();
+      this.swap();
+    }
+    return this.ready();
+  }
+
   /** Swap to a fresh socket (new credential) once idle. */
   renew() {
     if (this.stopped || !this.ws) return;
@@ -116,6 +132,11 @@ export class ChatSocket {
       this.renewPending = true;
       return;
     }
+    this.swap();
+  }
+
+  swap() {
+    if (this.stopped || !this.ws) return;
     this.renewPending = false;
     const old = this.ws;
     this.ws = null;
@@ -148,6 +169,7 @@ export class ChatSocket {
       return;
     }
     if (this.stopped) return;
+    this.credentialExpiresAt = accessExpiry().at;
     let ws;
     try {
       ws = new WebSocket(url);
