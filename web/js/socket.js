@@ -165,7 +165,9 @@ export class ChatSocket {
         this.stop(describe(e));
         return;
       }
-      this.scheduleReconnect(describe(e), e && e.retryAfter ? Number(e.retryAfter) : null);
+      const reason = e && e.code === 'network' ? 'the server cannot be reached'
+        : e && e.status === 429 ? `rate limited: ${e.message}` : describe(e);
+      this.scheduleReconnect(reason, e && e.retryAfter ? Number(e.retryAfter) : null);
       return;
     }
     if (this.stopped) return;
