@@ -41,7 +41,7 @@ export function describe(err) {
       text = err.message || `The server answered ${err.status} (${err.code}).`;
   }
   if (err.field && !text.includes(err.field)) text += ` (field: ${err.field})`;
-  if (err.status === 429) {
+  if (err.status === 429 && !/retry|try again/i.test(text)) {
     const s = err.retryAfter;
     text += s ? ` Try again in ${s} second${s === '1' ? '' : 's'}.` : ' Try again shortly.';
   }
