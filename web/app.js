@@ -28,6 +28,7 @@ const menuButton = document.getElementById('menu-button');
 let current = null; // {name, instance}
 let wanted = null; // where to go after signing in
 let booted = false;
+let pendingError = null; // shown once the next page is mounted
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, '') || '/chat';
@@ -94,6 +95,15 @@ function route() {
   }
   unmount();
   clearError();
+  if (pendingError) {
+    showError(pendingError);
+    if (pendingError.code === 'network' && hasStoredSession()) {
+      // The session could not be restored: offer to try again.
+      document.getElementById('banner').appendChild(
+        h('button', { type: 'button', class: 'primary', testid: 'retry', onclick: () => location.reload() }, 'Retry'));
+    }
+    pendingError = null;
+  }
   replace(view);
   view.className = `view view-${r ? r.name : 'missing'}`;
   if (!r) {
@@ -181,8 +191,8 @@ onSessionChange((user, reason, err) => {
     if (reason === 'expired') {
       unmount();
       wanted = location.hash && location.hash !== '#/signin' ? location.hash : wanted;
+      pendingError = err;
       go('#/signin');
-      if (err) showError(err);
     }
     return;
   }
@@ -199,16 +209,7 @@ async function boot() {
   try {
     if (hasStoredSession()) await restore();
   } catch (e) {
-    booted = true;
-    route();
-    if (e && e.code === 'network') {
-      showError(e, 'Could not restore your session');
-      const retry = h('button', { type: 'button', class: 'primary', onclick: () => location.reload() }, 'Retry');
-      document.getElementById('banner').appendChild(retry);
-    } else {
-      showError(e);
-    }
-    return;
+    pendingError = e;
   }
   booted = true;
   route();
