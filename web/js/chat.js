@@ -16,7 +16,9 @@ export function chatView(root, params, ctx) {
   let convCursor = null;
   let active = null; // the answer being streamed
   let loadToken = 0; // bumps when the shown conversation changes
-  let lastQuestion = '';
+  let loaded = []; // the fetched messages of the shown conversation, oldest first
+  let shownFrom = 0; // index in `loaded` of the first rendered message
+  const SHOW = 50;
 
   // ---------------------------------------------------------------- layout
   const convList = h('ul', { class: 'conv-list', 'aria-label': 'Conversations' });
@@ -31,7 +33,8 @@ export function chatView(root, params, ctx) {
   const status = h('div', { class: 'conn-status', testid: 'chat-status', role: 'status', 'aria-live': 'polite', dataset: { state: 'closed' } },
     h('span', { class: 'dot', 'aria-hidden': 'true' }), statusText, ' ', reconnectBtn);
   const messages = h('div', { class: 'messages', testid: 'messages', 'aria-label': 'Messages' });
-  const moreMessages = h('button', { type: 'button', class: 'subtle', testid: 'messages-more', hidden: true }, 'Load more messages');
+  const moreMessages = h('button', { type: 'button', class: 'subtle', testid: 'messages-more', hidden: true }, 'Load later messages');
+  const olderMessages = h('button', { type: 'button', class: 'subtle', testid: 'messages-older', hidden: true }, 'Show older messages');
   const empty = h('div', { class: 'chat-empty' },
     h('p', null, 'Ask a question about your documents. Answers cite the passages they come from, like [1]; select a citation to read the passage.'));
 
@@ -49,7 +52,7 @@ export function chatView(root, params, ctx) {
     h('div', { class: 'composer-foot' }, options, h('small', { class: 'muted' }, 'Enter sends, Shift+Enter adds a line.')));
   const threadPane = h('section', { class: 'thread-pane', 'aria-labelledby': titleEl.id || (titleEl.id = uid('t')) },
     h('div', { class: 'thread-head' }, titleEl, status),
-    h('div', { class: 'messages-scroll', testid: 'messages-scroll' }, empty, messages, moreMessages),
+    h('div', { class: 'messages-scroll', testid: 'messages-scroll' }, empty, olderMessages, messages, moreMessages),
     composer);
 
   const panel = sourcePanel();
@@ -167,7 +170,9 @@ export function chatView(root, params, ctx) {
     panel.close(false);
     replace(messages);
     moreMessages.hidden = true;
-    lastQuestion = '';
+    olderMessages.hidden = true;
+    loaded = [];
+    shownFrom = 0;
     if (!id) {
       setTitle(null);
       empty.hidden = false;
@@ -189,29 +194,58 @@ export function chatView(root, params, ctx) {
     }
   }
 
-  // Messages are paged oldest first; read pages until the newest (up to a
-  // bound), so the thread ends with the latest exchange.
+  // The API pages messages oldest first (a cursor leads to later ones). Read
+  // pages up to the newest (bounded), show the latest SHOW, and reveal older
+  // ones on demand, so the thread ends with the latest exchange.
   async function loadMessages(token, maxPages = 10) {
+    const before = loaded.length;
     for (let i = 0; i < maxPages; i += 1) {
       const page = await api.get(`conversations/${encodeURIComponent(convId)}/messages`, { limit: 100, cursor: msgCursor });
       if (token !== loadToken) return;
-      for (const m of page.items) messages.appendChild(renderStored(m));
+      loaded.push(...page.items);
       msgCursor = page.next_cursor;
       if (!msgCursor) break;
     }
+    if (before === 0) shownFrom = Math.max(0, loaded.length - SHOW);
+    const frag = document.createDocumentFragment();
+    for (let i = Math.max(before, shownFrom); i < loaded.length; i += 1) frag.appendChild(renderStored(i));
+    messages.appendChild(frag);
+    olderMessages.hidden = shownFrom === 0;
     moreMessages.hidden = !msgCursor;
-    if (!msgCursor) scrollToEnd();
+    if (before === 0) scrollToEnd();
   }
 
-  moreMessages.addEventListener('click', () => busy(moreMessages, () => loadMessages(loadToken, 1), 'Could not load more messages'));
-
-  function renderStored(m) {
-    if (m.role === 'user') {
-      lastQuestion = m.content;
-      return userMessage(m.content, m.created_at);
+  function showOlder() {
+    const from = Math.max(0, shownFrom - SHOW);
+    const frag = document.createDocumentFragment();
+    for (let i = from; i < shownFrom; i += 1) frag.appendChild(renderStored(i));
+    const sc = threadPane.querySelector('.messages-scroll');
+    const height = sc.scrollHeight;
+    messages.prepend(frag);
+    sc.scrollTop += sc.scrollHeight - height; // keep the view where it was
+    shownFrom = from;
+    olderMessages.hidden = shownFrom === 0;
+    const first = messages.firstElementChild;
+    if (olderMessages.hidden && first) {
+      first.setAttribute('tabindex', '-1');
+      first.focus();
     }
+  }
+
+  moreMessages.addEventListener('click', () => busy(moreMessages, () => loadMessages(loadToken, 1), 'Could not load later messages'));
+  olderMessages.addEventListener('click', showOlder);
+
+  /** The question an assistant message at index i answered. */
+  function questionBefore(i) {
+    for (let j = i - 1; j >= 0; j -= 1) if (loaded[j].role === 'user') return loaded[j].content;
+    return '';
+  }
+
+  function renderStored(i) {
+    const m = loaded[i];
+    if (m.role === 'user') return userMessage(m.content, m.created_at);
     const meta = m.metadata || {};
-    const a = new AnswerView(lastQuestion, panel);
+    const a = new AnswerView(questionBefore(i), panel);
     a.setSources(meta.sources || []);
     a.text = m.content || '';
     a.render();
