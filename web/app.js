@@ -106,6 +106,7 @@ function route() {
   }
   replace(view);
   view.className = `view view-${r ? r.name : 'missing'}`;
+  document.body.classList.toggle('chat-mode', Boolean(r && r.name === 'chat'));
   if (!r) {
     view.appendChild(h('section', { class: 'panel empty-state' },
       h('h1', null, 'Page not found'),

@@ -515,6 +515,9 @@ class AnswerView {
 
   finish({ state, citations, dropped, model, timings, usage, created, error }) {
     this.render();
+    if (state === 'cancelled' && !this.text.trim()) {
+      this.body.appendChild(h('p', { class: 'muted' }, 'Stopped before any text was written.'));
+    }
     this.setStatus('');
     this.el.dataset.state = state;
     this.el.removeAttribute('aria-busy');
