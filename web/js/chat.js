@@ -448,9 +448,14 @@ class AnswerView {
     this.sourcesEl = h('div', { class: 'answer-sources' });
     this.metaEl = h('div', { class: 'answer-meta muted' });
     this.errorEl = h('div', { class: 'answer-error', role: 'alert', hidden: true });
-    this.el = h('article', { class: 'msg assistant', testid: 'answer', dataset: { state: 'streaming' }, 'aria-busy': 'true' },
+    this.streaming = true;
+    // The answer element holds the answer's own text only while it streams
+    // (status lines sit beside it), so its text is exactly what was written.
+    this.answerEl = h('article', { class: 'answer', testid: 'answer', dataset: { state: 'streaming' }, 'aria-busy': 'true' },
+      this.body, this.errorEl, this.sourcesEl, this.metaEl);
+    this.el = h('div', { class: 'msg assistant' },
       h('div', { class: 'msg-who' }, 'Answer ', this.badge),
-      this.statusEl, this.body, this.errorEl, this.sourcesEl, this.metaEl);
+      this.statusEl, this.answerEl);
   }
 
   setStatus(text) {
@@ -460,17 +465,18 @@ class AnswerView {
 
   setSources(items) {
     this.sources = items || [];
-    this.renderSources();
+    if (!this.streaming) this.renderSources();
   }
 
   append(text) {
     this.text += text;
     this.setStatus('');
     if (!this.frame) {
-      this.frame = requestAnimationFrame(() => {
+      // Re-render at most every 30 ms while text streams in.
+      this.frame = setTimeout(() => {
         this.frame = 0;
         this.render();
-      });
+      }, 30);
     }
   }
 
@@ -490,7 +496,7 @@ class AnswerView {
 
   render() {
     if (this.frame) {
-      cancelAnimationFrame(this.frame);
+      clearTimeout(this.frame);
       this.frame = 0;
     }
     replace(this.body, renderMarkdown(this.text, { cite: (n) => this.citeButton(n) }));
@@ -519,8 +525,9 @@ class AnswerView {
       this.body.appendChild(h('p', { class: 'muted' }, 'Stopped before any text was written.'));
     }
     this.setStatus('');
-    this.el.dataset.state = state;
-    this.el.removeAttribute('aria-busy');
+    this.streaming = false;
+    this.answerEl.dataset.state = state;
+    this.answerEl.removeAttribute('aria-busy');
     this.el.classList.add(`state-${state}`);
     this.citedSet = new Set((citations || []).map(Number));
     this.renderSources();
@@ -552,9 +559,10 @@ class AnswerView {
     this.render();
     this.setStatus('');
     this.showError(err);
-    this.el.dataset.state = 'error';
-    this.el.dataset.code = err.code || '';
-    this.el.removeAttribute('aria-busy');
+    this.streaming = false;
+    this.answerEl.dataset.state = 'error';
+    this.answerEl.dataset.code = err.code || '';
+    this.answerEl.removeAttribute('aria-busy');
     this.el.classList.add('state-error');
     this.badge.textContent = 'Failed';
     this.badge.className = 'badge badge-error';

@@ -5,6 +5,21 @@ import { socketUrl, describe, onSessionChange, accessExpiry, refresh } from './a
 const BACKOFF = [1, 2, 4, 8, 15, 30];
 
 /**
+ * Close a socket without the browser's "closed before the connection is
+ * established" error: one still connecting is closed as soon as it opens.
+ */
+function closeQuietly(ws, code = 1000, reason = '') {
+  if (!ws) return;
+  try {
+    if (ws.readyState === WebSocket.CONNECTING) {
+      ws.addEventListener('open', () => ws.close(code, reason));
+    } else if (ws.readyState === WebSocket.OPEN) {
+      ws.close(code, reason);
+    }
+  } catch (_) { /* already closed */ }
+}
+
+/**
  * The chat socket: connects on start(), reconnects with backoff (and a new
  * ticket) when it drops, and reports its state through onStatus(state, info):
  *   connecting | open | reconnecting {delay, reason} | closed {reason}
@@ -43,11 +58,7 @@ export class ChatSocket {
     clearTimeout(this.timer);
     const ws = this.ws;
     this.ws = null;
-    if (ws) {
-      try {
-        ws.close(1000, 'bye');
-      } catch (_) { /* already closed */ }
-    }
+    closeQuietly(ws, 1000, 'bye');
     this.rejectWaiters(new Error(reason));
     this.setStatus('closed', { reason });
   }
@@ -140,9 +151,7 @@ export class ChatSocket {
     this.renewPending = false;
     const old = this.ws;
     this.ws = null;
-    try {
-      old.close(1000, 'renewing');
-    } catch (_) { /* ignore */ }
+    closeQuietly(old, 1000, 'renewing');
     this.connect(true);
   }
 
@@ -246,7 +255,7 @@ export function followJob(jobId, onJob, { get, pollMs = 1500 } = {}) {
       onJob(job);
       if (FINISHED.has(job.state)) {
         stopped = true;
-        if (ws) try { ws.close(1000); } catch (_) { /* ignore */ }
+        closeQuietly(ws);
         clearTimeout(pollTimer);
         resolve(job);
       }
@@ -302,7 +311,7 @@ export function followJob(jobId, onJob, { get, pollMs = 1500 } = {}) {
     stop() {
       stopped = true;
       clearTimeout(pollTimer);
-      if (ws) try { ws.close(1000); } catch (_) { /* ignore */ }
+      closeQuietly(ws);
     },
   };
 }
