@@ -538,6 +538,9 @@ function resultView(j) {
   if (skippedTotal) sum.push(`${skippedTotal} skipped (${Object.entries(skipped).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')})`);
   if (r.chunks_embedded !== undefined) sum.push(`${r.chunks_embedded} chunks embedded, ${r.chunks_kept ?? 0} kept, ${r.chunks_deleted ?? 0} deleted`);
   if (r.urls_fetched !== undefined) sum.push(`${r.urls_fetched} URLs fetched in ${r.requests} requests (${fmtBytes(r.bytes)})${r.complete ? ', whole site seen' : ''}`);
+  const counts = (o) => Object.entries(o || {}).filter(([, n]) => n).map(([k, n]) => `${k.replace(/_/g, ' ')} ${n}`).join(', ');
+  if (counts(r.url_skips)) sum.push(`URLs skipped: ${counts(r.url_skips)}`);
+  if (counts(r.url_failures)) sum.push(`URLs failed: ${counts(r.url_failures)}`);
   if (sum.length) out.push(h('p', { testid: 'job-summary' }, sum.join(' · ')));
   const docs = r.skipped_documents || [];
   if (docs.length) {
