@@ -162,9 +162,10 @@ fn invalid_ticket() -> Error {
 }
 
 /// The token pair a login or refresh returns.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
     pub expires_in: u64,
     pub refresh_token: String,

@@ -45,6 +45,9 @@ pub struct SourceItem {
     pub title: String,
     pub source: String,
     pub snippet: String,
+    /// The whole passage as the model was given it: what a citation points
+    /// at, so a reader can check the claim against all of it.
+    pub text: String,
     pub score: f32,
 }
 
@@ -120,11 +123,11 @@ impl Event {
 /// The HTTP error for an `error` event, for transports that answer with one
 /// response instead of a stream of events.
 pub fn error_of(code: &str, message: String) -> Error {
-    match code {
-        c if c == ErrorCode::CollectionNotFound.as_str() => {
-            Error::new(ErrorCode::CollectionNotFound, message)
-        }
-        // The event's message is already the client's (see `Event::Error`).
+    // A refusal of the request keeps its code and status; any failure on
+    // our side is `unavailable`. The event's message is already the
+    // client's (see `Event::Error`).
+    match ErrorCode::ALL.iter().find(|c| c.as_str() == code) {
+        Some(&c) if c.status() < 500 => Error::new(c, message),
         _ => Error::new(ErrorCode::Unavailable, message),
     }
 }
@@ -133,6 +136,12 @@ pub fn error_of(code: &str, message: String) -> Error {
 /// can be refused is refused here, before any event is sent.
 pub async fn prepare(app: &App, caller: &Caller, ask: &Ask) -> Result<(Conversation, bool)> {
     validate(app, ask)?;
+    if let Some(names) = &ask.collections {
+        // A name the caller cannot search is refused before the question is
+        // stored or a conversation started for it.
+        let access = crate::auth::Access::of(&app.db, caller).await?;
+        crate::retrieve::resolve_collections(app, Some(names), &access).await?;
+    }
     let message = ask.message.trim();
     match &ask.conversation_id {
         Some(id) => {
@@ -167,6 +176,17 @@ pub fn validate(app: &App, ask: &Ask) -> Result<()> {
                 format!("must be between 1 and {}", c.max_top_k),
             ));
         }
+    }
+    if ask
+        .collections
+        .iter()
+        .flatten()
+        .any(|n| n.trim().is_empty())
+    {
+        return Err(Error::field(
+            "collections",
+            "collection names must not be empty",
+        ));
     }
     Ok(())
 }

@@ -2,9 +2,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::extract::{client_ip, rate_limit, rate_limit_caller};
-use super::views::{SessionView, UserView};
+use super::views::{ErrorBody, SessionView, UserView};
 use crate::app::App;
 use crate::auth::{self, password, Caller, Role, TokenPair};
 use crate::db::accounts;
@@ -32,14 +33,34 @@ fn session(user: &User, tokens: TokenPair) -> SessionView<'_> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    /// 3 to 64 characters of `a-z 0-9 . _ -` (stored lower-case).
+    #[schema(min_length = 3, max_length = 64)]
     username: String,
+    /// `auth.min_password_length` (10) to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     password: String,
     email: Option<String>,
 }
 
+/// Create an account (when `auth.registration = "open"`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "auth",
+    operation_id = "register",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "The new user", body = UserView),
+        (status = 403, description = "`registration_closed`", body = ErrorBody),
+        (status = 409, description = "`username_taken` or `email_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a bad username, password or email", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (login's buckets)", body = ErrorBody),
+    ),
+    security(()),
+)]
 pub async fn register(
     req: HttpRequest,
     app: web::Data<App>,
@@ -69,7 +90,7 @@ pub async fn register(
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     username: Option<String>,
@@ -77,6 +98,21 @@ pub struct LoginBody {
     password: String,
 }
 
+/// Sign in with a username or an email: an access token and a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in", body = SessionView),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: neither or both of `username` and `email`, or one too long", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(()),
+)]
 pub async fn login(
     req: HttpRequest,
     app: web::Data<App>,
@@ -116,12 +152,25 @@ pub async fn login(
     Ok(HttpResponse::Ok().json(session(&user, pair)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     refresh_token: String,
 }
 
+/// Rotate a refresh token: a new access and refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    operation_id = "refresh",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new token pair", body = SessionView),
+        (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused` (the session is revoked)", body = ErrorBody),
+    ),
+    security(()),
+)]
 pub async fn refresh(
     app: web::Data<App>,
     body: web::Json<RefreshBody>,
@@ -130,6 +179,16 @@ pub async fn refresh(
     Ok(HttpResponse::Ok().json(session(&user, pair)))
 }
 
+/// End the session of a refresh token; unknown tokens are fine too.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    request_body = RefreshBody,
+    responses((status = 204, description = "The session, if any, is revoked")),
+    security(()),
+)]
 pub async fn logout(
     app: web::Data<App>,
     body: web::Json<RefreshBody>,
@@ -139,17 +198,44 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The caller's account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "auth",
+    operation_id = "me",
+    responses((status = 200, description = "The caller", body = UserView)),
+    security(("jwt" = []), ("api_key" = [])),
+)]
 pub async fn me(caller: Caller) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::Ok().json(UserView::from(&caller.user)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     current_password: String,
+    /// `auth.min_password_length` (10) to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     new_password: String,
 }
 
+/// Change the caller's password; every session of the user ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/me/password",
+    tag = "auth",
+    operation_id = "change_password",
+    request_body = PasswordBody,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "`invalid_credentials`: the current password is wrong", body = ErrorBody),
+        (status = 403, description = "`session_required`: called with an API key", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: the new password is too short or too long", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (login's buckets)", body = ErrorBody),
+    ),
+    security(("jwt" = [])),
+)]
 pub async fn change_password(
     caller: Caller,
     req: HttpRequest,

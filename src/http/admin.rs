@@ -2,8 +2,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::extract::{next_cursor, rate_limit_caller, PageParams};
+use super::views::{ErrorBody, RoleName};
 use super::views::{Page, UserView};
 use crate::app::App;
 use crate::auth::{self, Caller, Role};
@@ -27,6 +29,20 @@ fn user_not_found() -> Error {
     Error::new(ErrorCode::UserNotFound, "no such user")
 }
 
+/// Every user, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    operation_id = "list_users",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of users", body = Page<UserView>),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `limit` out of range", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn list_users(
     caller: Caller,
     app: web::Data<App>,
@@ -42,15 +58,36 @@ pub async fn list_users(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
+    /// 3 to 64 characters of `a-z 0-9 . _ -` (stored lower-case).
+    #[schema(min_length = 3, max_length = 64)]
     username: String,
+    /// `auth.min_password_length` (10) to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     password: String,
     email: Option<String>,
+    #[schema(value_type = Option<RoleName>)]
     role: Option<String>,
 }
 
+/// Create a user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    operation_id = "create_user",
+    request_body = CreateUserBody,
+    responses(
+        (status = 201, description = "The new user", body = UserView),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 409, description = "`username_taken` or `email_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (login's buckets)", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn create_user(
     caller: Caller,
     req: HttpRequest,
@@ -75,6 +112,20 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    operation_id = "get_user",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn get_user(
     caller: Caller,
     app: web::Data<App>,
@@ -87,13 +138,31 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserBody {
+    #[schema(value_type = Option<RoleName>)]
     role: Option<String>,
     disabled: Option<bool>,
 }
 
+/// Change a user's role or disable them.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    operation_id = "update_user",
+    params(("id" = String, Path, description = "The user's id")),
+    request_body = UpdateUserBody,
+    responses(
+        (status = 200, description = "The user as changed", body = UserView),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`cannot_modify_self`: an admin disabling or demoting themselves", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: an unknown role", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn update_user(
     caller: Caller,
     app: web::Data<App>,

@@ -10,11 +10,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseReason};
 use futures::StreamExt;
 use serde::Deserialize;
+use utoipa::ToSchema;
 use tokio::sync::{mpsc, watch};
 
 use super::extract::{client_ip, rate_limit};
 use super::middleware::{client_closed, ClientGone};
-use super::views::AnswerView;
+use super::openapi::AnswerSchema;
+use super::views::{AnswerView, ErrorBody};
 use super::ws::{self, Admitted, Ended, WsParams};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
@@ -46,6 +48,32 @@ enum ClientFrame {
 }
 
 /// `GET /api/v1/chat/ws`
+#[utoipa::path(
+    get,
+    path = "/api/v1/chat/ws",
+    tag = "chat",
+    operation_id = "chat_socket",
+    summary = "The chat WebSocket",
+    description = "A WebSocket upgrade (`Connection: Upgrade`, `Upgrade: websocket`). \
+Authenticate with the `Authorization` header, or from a browser with `?ticket=` (see `POST /api/v1/ws-tickets`). \
+JSON text frames, client to server: `{\"type\": \"ask\", \"conversation_id\": null | \"…\", \"message\": \"…\", \"collections\"?: [\"…\"], \"top_k\"?: 5}` \
+and `{\"type\": \"cancel\"}`. Server to client, per answer in this order: \
+`{\"type\": \"conversation\", \"id\", \"title\"}`, `{\"type\": \"sources\", \"items\": [Source]}`, \
+`{\"type\": \"delta\", \"text\"}` (any number), then `{\"type\": \"done\", \"message_id\", \"citations\", \"dropped_citations\", \
+\"refused\", \"cancelled\", \"model\", \"usage\", \"timings\"}`, or `{\"type\": \"error\", \"code\", \"message\", \"request_id\"}` instead of the rest. \
+One answer at a time (`busy` otherwise); malformed frames get an `invalid_frame` error and the socket stays open. \
+The server closes the socket with 1008 `session ended` or `token expired` when the credential stops working, \
+and drops a client silent for three pings. See docs/API.md, \"Chat\".",
+    params(WsParams),
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open"),
+        (status = 400, description = "`not_a_websocket` (a plain GET), or `invalid_query_string`", body = ErrorBody),
+        (status = 401, description = "No valid credential, or `invalid_ticket`", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (upgrades) or `too_many_connections`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"]), ("ticket" = [])),
+)]
 pub async fn ws(
     req: HttpRequest,
     body: web::Payload,
@@ -276,9 +304,11 @@ async fn start(
     Ok((rx, cancel_tx))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
+    /// 1 to `chat.max_question_chars` (4000) characters after trimming.
+    #[schema(min_length = 1, max_length = 4000, pattern = "\\S")]
     message: String,
     collections: Option<Vec<String>>,
     top_k: Option<i64>,
@@ -286,6 +316,30 @@ pub struct MessageBody {
 
 /// `POST /api/v1/conversations/{id}/messages`: the answer as server-sent
 /// events when the client accepts `text/event-stream`, else as one JSON body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "chat",
+    operation_id = "ask",
+    summary = "Ask a question in a conversation",
+    description = "The answer as one JSON body, or with `Accept: text/event-stream` as server-sent events \
+(`event: <type>`, `data: <frame JSON>`) carrying the chat socket's frames: `conversation`, `sources`, `delta`…, `done` or `error`.",
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = MessageBody,
+    responses(
+        (status = 200, description = "The answer", content(
+            (AnswerSchema = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, description = "`empty_query`, `query_too_long`, `invalid_top_k`", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 404, description = "`conversation_not_found` or `collection_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the answer failed", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn post_message(
     caller: Caller,
     gone: ClientGone,

@@ -3,8 +3,9 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::views::{CollectionView, GrantView, Items, Page, Time};
+use super::views::{CollectionView, ErrorBody, GrantView, Items, Page, Time};
 use crate::app::App;
 use crate::auth::{Access, Caller, Scope};
 use crate::db::accounts;
@@ -86,6 +87,18 @@ fn name_taken(name: &str) -> Error {
     )
 }
 
+/// The collections the caller may read, by name (one page).
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections",
+    tag = "collections",
+    operation_id = "list_collections",
+    responses(
+        (status = 200, description = "Every readable collection; `next_cursor` is always null", body = Page<CollectionView>),
+        (status = 403, description = "`insufficient_scope`: a key without `query` or `chat`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["query"]), ("api_key" = ["chat"])),
+)]
 pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, Error> {
     caller.require_any_scope(&[Scope::Query, Scope::Chat])?;
     let access = Access::of(&app.db, &caller).await?;
@@ -105,14 +118,34 @@ pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, E
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateCollectionBody)]
 pub struct CreateBody {
+    /// 1 to 100 characters of `A-Z a-z 0-9 . _ -`.
+    #[schema(pattern = "^\\s*[A-Za-z0-9._-]{1,100}\\s*$")]
     name: String,
+    /// At most 2000 characters.
+    #[schema(max_length = 2000)]
     description: Option<String>,
     public: Option<bool>,
 }
 
+/// Create a collection.
+#[utoipa::path(
+    post,
+    path = "/api/v1/collections",
+    tag = "collections",
+    operation_id = "create_collection",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new collection", body = CollectionView),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`", body = ErrorBody),
+        (status = 409, description = "`collection_exists`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: name or description", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn create(
     caller: Caller,
     app: web::Data<App>,
@@ -138,6 +171,20 @@ pub async fn create(
     Ok(HttpResponse::Created().json(view(&app, &c).await?))
 }
 
+/// One collection, with its document and chunk counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}",
+    tag = "collections",
+    operation_id = "get_collection",
+    params(("id" = String, Path, description = "The collection's id")),
+    responses(
+        (status = 200, description = "The collection", body = CollectionView),
+        (status = 403, description = "`insufficient_scope`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: unknown, or not readable by the caller", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["query"]), ("api_key" = ["chat"])),
+)]
 pub async fn get(
     caller: Caller,
     app: web::Data<App>,
@@ -148,14 +195,36 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&app, &c).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UpdateCollectionBody)]
 pub struct UpdateBody {
+    /// 1 to 100 characters of `A-Z a-z 0-9 . _ -`.
+    #[schema(pattern = "^\\s*[A-Za-z0-9._-]{1,100}\\s*$")]
     name: Option<String>,
+    /// At most 2000 characters.
+    #[schema(max_length = 2000)]
     description: Option<String>,
     public: Option<bool>,
 }
 
+/// Rename a collection, change its description or make it public or private.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/collections/{id}",
+    tag = "collections",
+    operation_id = "update_collection",
+    params(("id" = String, Path, description = "The collection's id")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The collection as changed", body = CollectionView),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: unknown, or not readable by the caller", body = ErrorBody),
+        (status = 409, description = "`collection_exists`: the new name is taken", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: name or description", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn update(
     caller: Caller,
     app: web::Data<App>,
@@ -186,6 +255,20 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(view(&app, &c).await?))
 }
 
+/// Delete a collection with its documents, from the database and both indexes.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/collections/{id}",
+    tag = "collections",
+    operation_id = "delete_collection",
+    params(("id" = String, Path, description = "The collection's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: unknown, or not readable by the caller", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn delete(
     caller: Caller,
     app: web::Data<App>,
@@ -197,6 +280,20 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The users granted read access to a private collection.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}/grants",
+    tag = "collections",
+    operation_id = "list_grants",
+    params(("id" = String, Path, description = "The collection's id")),
+    responses(
+        (status = 200, description = "The grants", body = Items<GrantView>),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: unknown, or not readable by the caller", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn list_grants(
     caller: Caller,
     app: web::Data<App>,
@@ -216,6 +313,20 @@ pub async fn list_grants(
     Ok(HttpResponse::Ok().json(Items { items }))
 }
 
+/// Let a user read the collection (idempotent).
+#[utoipa::path(
+    put,
+    path = "/api/v1/collections/{id}/grants/{user_id}",
+    tag = "collections",
+    operation_id = "put_grant",
+    params(("id" = String, Path, description = "The collection's id"), ("user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Granted"),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found` or `user_not_found`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn put_grant(
     caller: Caller,
     app: web::Data<App>,
@@ -231,6 +342,20 @@ pub async fn put_grant(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Take a user's grant away (idempotent).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/collections/{id}/grants/{user_id}",
+    tag = "collections",
+    operation_id = "delete_grant",
+    params(("id" = String, Path, description = "The collection's id"), ("user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Revoked (or there was none)"),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: unknown, or not readable by the caller", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["admin"])),
+)]
 pub async fn delete_grant(
     caller: Caller,
     app: web::Data<App>,

@@ -7,13 +7,19 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestAssistantMessageContentPart,
+    ChatCompletionRequestDeveloperMessageContent, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestUserMessageContent,
+    ChatCompletionRequestUserMessageContentPart, ChatCompletionStreamResponseDelta,
+    CreateChatCompletionRequest, Role,
+};
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::extract::rate_limit_caller;
 use super::middleware::{client_closed, ClientGone};
-use super::views::{ChunkView, CompletionView, Delta, StreamError, StreamErrorView};
+use super::views::{ChunkView, CompletionView, StreamError, StreamErrorView};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::chat::answer::{self, Ask, Event, Thread};
@@ -23,74 +29,123 @@ use crate::llm::ChatMessage;
 use crate::ratelimit::Bucket;
 use crate::telemetry::request_id;
 
-/// The request. Unknown members (temperature, top_p, user, …) are accepted
-/// and ignored: OpenAI clients send them routinely, and the grounding rules,
-/// not sampling knobs, decide what ragchat answers.
-#[derive(Debug, Deserialize)]
+/// The request: OpenAI's (async-openai's type) plus ragchat's extensions.
+/// Sampling knobs (temperature, top_p, …) are accepted and ignored: OpenAI
+/// clients send them routinely, and the grounding rules, not sampling,
+/// decide what ragchat answers. Tools, audio and images are not supported;
+/// their parts are ignored, and a tool or function message is refused.
+/// `model` may be left out: there is one model here.
+#[derive(Debug)]
 pub struct CompletionRequest {
-    #[serde(default)]
-    model: Option<String>,
-    messages: Vec<InMessage>,
-    #[serde(default)]
-    stream: bool,
-    /// ragchat extensions.
+    openai: CreateChatCompletionRequest,
+    collections: Option<Vec<String>>,
+    top_k: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Extensions {
     #[serde(default)]
     collections: Option<Vec<String>>,
     #[serde(default)]
     top_k: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
-struct InMessage {
-    role: String,
-    /// A string, or OpenAI's array of parts (`{"type": "text", "text"}`).
-    content: Value,
+impl<'de> Deserialize<'de> for CompletionRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut v = serde_json::Value::deserialize(d)?;
+        if let Some(fields) = v.as_object_mut() {
+            fields.entry("model").or_insert_with(|| "".into());
+        }
+        let ext: Extensions = serde_json::from_value(v.clone()).map_err(D::Error::custom)?;
+        let openai = serde_json::from_value(v).map_err(D::Error::custom)?;
+        Ok(Self {
+            openai,
+            collections: ext.collections,
+            top_k: ext.top_k,
+        })
+    }
 }
 
-fn text_of(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter(|p| p["type"] == "text")
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
+fn joined<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    parts.collect::<Vec<_>>().join("\n")
+}
+
+/// A message's role (the `ChatMessage` it becomes; None for system and
+/// developer messages, which are dropped) and its text.
+fn text_of(m: &ChatCompletionRequestMessage) -> Result<(Option<&'static str>, String), Error> {
+    Ok(match m {
+        ChatCompletionRequestMessage::User(u) => (
+            Some("user"),
+            match &u.content {
+                ChatCompletionRequestUserMessageContent::Text(t) => t.clone(),
+                ChatCompletionRequestUserMessageContent::Array(parts) => {
+                    joined(parts.iter().filter_map(|p| match p {
+                        ChatCompletionRequestUserMessageContentPart::Text(t) => {
+                            Some(t.text.as_str())
+                        }
+                        _ => None,
+                    }))
+                }
+            },
         ),
-        _ => None,
-    }
+        ChatCompletionRequestMessage::Assistant(a) => (
+            Some("assistant"),
+            match &a.content {
+                None => String::new(),
+                Some(ChatCompletionRequestAssistantMessageContent::Text(t)) => t.clone(),
+                Some(ChatCompletionRequestAssistantMessageContent::Array(parts)) => {
+                    joined(parts.iter().filter_map(|p| match p {
+                        ChatCompletionRequestAssistantMessageContentPart::Text(t) => {
+                            Some(t.text.as_str())
+                        }
+                        _ => None,
+                    }))
+                }
+            },
+        ),
+        ChatCompletionRequestMessage::System(s) => (
+            None,
+            match &s.content {
+                ChatCompletionRequestSystemMessageContent::Text(t) => t.clone(),
+                ChatCompletionRequestSystemMessageContent::Array(_) => String::new(),
+            },
+        ),
+        ChatCompletionRequestMessage::Developer(d) => (
+            None,
+            match &d.content {
+                ChatCompletionRequestDeveloperMessageContent::Text(t) => t.clone(),
+                ChatCompletionRequestDeveloperMessageContent::Array(_) => String::new(),
+            },
+        ),
+        ChatCompletionRequestMessage::Tool(_) => {
+            return Err(Error::field("messages", "unsupported role `tool`"))
+        }
+        ChatCompletionRequestMessage::Function(_) => {
+            return Err(Error::field("messages", "unsupported role `function`"))
+        }
+    })
 }
 
 /// The question (the last message, which must be the user's) and the
 /// history before it. Client system messages are dropped: ragchat's own rules
 /// are what keep answers grounded.
-fn split(messages: &[InMessage]) -> Result<(String, Vec<ChatMessage>), Error> {
+fn split(messages: &[ChatCompletionRequestMessage]) -> Result<(String, Vec<ChatMessage>), Error> {
     let Some((last, earlier)) = messages.split_last() else {
         return Err(Error::field("messages", "must not be empty"));
     };
-    if last.role != "user" {
+    let (Some("user"), question) = text_of(last)? else {
         return Err(Error::field(
             "messages",
             "the last message must be the user's",
         ));
-    }
-    let question = text_of(&last.content)
-        .ok_or_else(|| Error::field("messages", "content must be a string or text parts"))?;
+    };
     let mut history = Vec::new();
     for m in earlier {
-        let text = text_of(&m.content)
-            .ok_or_else(|| Error::field("messages", "content must be a string or text parts"))?;
-        match m.role.as_str() {
-            "user" => history.push(ChatMessage::user(text)),
-            "assistant" => history.push(ChatMessage::assistant(text)),
-            "system" | "developer" => {}
-            other => {
-                return Err(Error::field(
-                    "messages",
-                    format!("unsupported role `{other}`"),
-                ))
-            }
+        match text_of(m)? {
+            (Some("user"), text) => history.push(ChatMessage::user(text)),
+            (Some(_), text) => history.push(ChatMessage::assistant(text)),
+            (None, _) => {}
         }
     }
     Ok((question, history))
@@ -103,10 +158,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// One completion's identity, repeated in every chunk.
 struct Header {
     id: String,
-    created: i64,
+    created: u32,
     model: String,
 }
 
+/// OpenAI's chat completions, grounded like every chat answer.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    operation_id = "chat_completions",
+    request_body = super::openapi::CompletionRequestSchema,
+    responses(
+        (status = 200, description = "One `chat.completion`, or with `\"stream\": true` `chat.completion.chunk` events and `data: [DONE]`", content(
+            (super::openapi::CompletionSchema = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, description = "`invalid_body`, `empty_query`, `query_too_long`, `invalid_top_k`", body = super::views::ErrorBody),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = super::views::ErrorBody),
+        (status = 404, description = "`collection_not_found`", body = super::views::ErrorBody),
+        (status = 422, description = "`invalid_field`: `messages`", body = super::views::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = super::views::ErrorBody),
+        (status = 503, description = "`unavailable`: the answer failed", body = super::views::ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn completions(
     caller: Caller,
     gone: ClientGone,
@@ -118,7 +194,7 @@ pub async fn completions(
     let app: Arc<App> = app.into_inner();
     rate_limit_caller(&req, &app, Bucket::Chat, &caller).await?;
     let b = body.into_inner();
-    let (question, history) = split(&b.messages)?;
+    let (question, history) = split(&b.openai.messages)?;
     let ask = Ask {
         conversation_id: None,
         message: question,
@@ -128,11 +204,15 @@ pub async fn completions(
     answer::validate(&app, &ask)?;
     let header = Header {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-        created: chrono::Utc::now().timestamp(),
-        model: b.model.unwrap_or_else(|| app.chat_model.name().to_string()),
+        created: u32::try_from(chrono::Utc::now().timestamp()).unwrap_or(u32::MAX),
+        model: if b.openai.model.trim().is_empty() {
+            app.chat_model.name().to_string()
+        } else {
+            b.openai.model.clone()
+        },
     };
     let (rx, cancel) = spawn_answer(app, caller, history, ask);
-    if b.stream {
+    if b.openai.stream == Some(true) {
         Ok(stream(rx, cancel, header))
     } else {
         whole(rx, cancel, header, gone).await
@@ -221,24 +301,21 @@ fn chunk(e: &Event, h: &Header) -> Option<String> {
         // The role opens the message; the sources ride along as an extension.
         Event::Sources { items } => serde_json::to_string(&ChunkView {
             sources: Some(items),
-            ..base(Delta {
-                role: Some("assistant"),
-                content: Some(""),
+            ..base(ChatCompletionStreamResponseDelta {
+                role: Some(Role::Assistant),
+                content: Some(String::new()),
+                ..Default::default()
             })
         }),
-        Event::Delta { text } => serde_json::to_string(&base(Delta {
-            role: None,
-            content: Some(text),
+        Event::Delta { text } => serde_json::to_string(&base(ChatCompletionStreamResponseDelta {
+            content: Some(text.clone()),
+            ..Default::default()
         })),
         Event::Done {
             usage, citations, ..
-        } => {
-            let mut c = base(Delta::default());
-            c.choices[0].finish_reason = Some("stop");
-            c.usage = Some((*usage).into());
-            c.citations = Some(citations);
-            serde_json::to_string(&c)
-        }
+        } => serde_json::to_string(
+            &base(ChatCompletionStreamResponseDelta::default()).finish(*usage, citations),
+        ),
         Event::Error {
             code,
             message,
@@ -258,23 +335,20 @@ fn chunk(e: &Event, h: &Header) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn msg(role: &str, content: Value) -> InMessage {
-        InMessage {
-            role: role.into(),
-            content,
-        }
+    fn messages(v: Value) -> Vec<ChatCompletionRequestMessage> {
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
     fn question_is_the_last_user_message_and_history_keeps_turns() {
-        let (q, h) = split(&[
-            msg("system", json!("be terse")),
-            msg("user", json!("first")),
-            msg("assistant", json!("answer")),
-            msg("user", json!([{"type": "text", "text": "second"}])),
-        ])
+        let (q, h) = split(&messages(json!([
+            {"role": "system", "content": "be terse"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "answer"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}]},
+        ])))
         .unwrap();
         assert_eq!(q, "second");
         assert_eq!(
@@ -282,8 +356,31 @@ mod tests {
             vec![ChatMessage::user("first"), ChatMessage::assistant("answer")]
         );
         assert!(split(&[]).is_err());
-        assert!(split(&[msg("assistant", json!("x"))]).is_err());
-        assert!(split(&[msg("tool", json!("x")), msg("user", json!("q"))]).is_err());
-        assert!(split(&[msg("user", json!(42))]).is_err());
+        assert!(split(&messages(json!([{"role": "assistant", "content": "x"}]))).is_err());
+        assert!(split(&messages(json!([
+            {"role": "tool", "content": "x", "tool_call_id": "t"},
+            {"role": "user", "content": "q"},
+        ])))
+        .is_err());
+    }
+
+    #[test]
+    fn the_request_is_openais_with_ragchats_extensions() {
+        let r: CompletionRequest = serde_json::from_value(json!({
+            "model": "ragchat", "temperature": 0.2, "stream": true,
+            "messages": [{"role": "user", "content": "q"}],
+            "collections": ["guide"], "top_k": 3,
+        }))
+        .unwrap();
+        assert_eq!(r.openai.stream, Some(true));
+        assert_eq!(r.collections, Some(vec!["guide".to_string()]));
+        assert_eq!(r.top_k, Some(3));
+        let bad = json!({"model": "m", "messages": [{"role": "user", "content": 42}]});
+        assert!(serde_json::from_value::<CompletionRequest>(bad).is_err());
+        let bare: CompletionRequest =
+            serde_json::from_value(json!({"messages": [{"role": "user", "content": "q"}]}))
+                .unwrap();
+        assert_eq!(bare.openai.model, "");
+        assert!(serde_json::from_value::<CompletionRequest>(json!({"model": "m"})).is_err());
     }
 }

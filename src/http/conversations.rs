@@ -2,9 +2,10 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::extract::{next_cursor, PageParams};
-use super::views::{ConversationView, MessageView, Page};
+use super::views::{ConversationView, ErrorBody, MessageView, Page};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::db::conversations as repo;
@@ -33,12 +34,29 @@ fn check_title(title: &str) -> Result<String, Error> {
     Ok(t.to_string())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateConversationBody)]
 pub struct CreateBody {
+    /// 1 to 200 characters; `New conversation` when absent.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     title: Option<String>,
 }
 
+/// Start a conversation.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations",
+    tag = "conversations",
+    operation_id = "create_conversation",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new conversation", body = ConversationView),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: title", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn create(
     caller: Caller,
     app: web::Data<App>,
@@ -53,6 +71,20 @@ pub async fn create(
     Ok(HttpResponse::Created().json(ConversationView::from(&c)))
 }
 
+/// The caller's conversations, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "conversations",
+    operation_id = "list_conversations",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page", body = Page<ConversationView>),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `limit` out of range", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn list(
     caller: Caller,
     app: web::Data<App>,
@@ -68,6 +100,20 @@ pub async fn list(
     }))
 }
 
+/// One of the caller's conversations.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    operation_id = "get_conversation",
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses(
+        (status = 200, description = "The conversation", body = ConversationView),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 404, description = "`conversation_not_found`: unknown, or another user's", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn get(
     caller: Caller,
     app: web::Data<App>,
@@ -80,12 +126,29 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(ConversationView::from(&c)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     title: String,
 }
 
+/// Rename a conversation.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    operation_id = "rename_conversation",
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = RenameBody,
+    responses(
+        (status = 200, description = "The conversation as renamed", body = ConversationView),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 404, description = "`conversation_not_found`: unknown, or another user's", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: title", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn rename(
     caller: Caller,
     app: web::Data<App>,
@@ -103,6 +166,20 @@ pub async fn rename(
     Ok(HttpResponse::Ok().json(ConversationView::from(&c)))
 }
 
+/// Delete a conversation and its messages.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    operation_id = "delete_conversation",
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 404, description = "`conversation_not_found`: unknown, or another user's", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn delete(
     caller: Caller,
     app: web::Data<App>,
@@ -115,6 +192,21 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A conversation's messages, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "conversations",
+    operation_id = "list_messages",
+    params(("id" = String, Path, description = "The conversation's id"), PageParams),
+    responses(
+        (status = 200, description = "One page of messages", body = Page<MessageView>),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`", body = ErrorBody),
+        (status = 404, description = "`conversation_not_found`: unknown, or another user's", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `limit` out of range", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat"])),
+)]
 pub async fn messages(
     caller: Caller,
     app: web::Data<App>,

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::Value;
 
 use super::extract::{next_cursor, PageParams};
-use super::views::{DocumentSummaryView, DocumentView, JobAccepted, Page};
+use super::views::{DocumentSummaryView, DocumentView, ErrorBody, JobAccepted, Page};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::db::collections::{self, Collection};
@@ -48,7 +48,35 @@ pub async fn collection(app: &App, id: &str) -> Result<Collection, Error> {
         .ok_or_else(|| Error::new(ErrorCode::CollectionNotFound, "no such collection"))
 }
 
+/// The form of an upload: any number of file parts, each with a file name.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the form is read as a stream.
+pub struct UploadForm {
+    /// The files (any field name will do); txt, md, html, pdf, docx, jsonl or zip.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    files: Vec<Vec<u8>>,
+}
+
 /// `POST /collections/{id}/documents` (multipart): 202 with the job.
+#[utoipa::path(
+    post,
+    path = "/api/v1/collections/{id}/documents",
+    tag = "documents",
+    operation_id = "upload_documents",
+    params(("id" = String, Path, description = "The collection's id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Queued: the ingestion job (also at `Location`)", body = JobAccepted,
+            headers(("Location" = String, description = "`/api/v1/jobs/{job id}`"))),
+        (status = 400, description = "`invalid_multipart`, `no_files` or `unsafe_archive`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`, the message naming the limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`unreadable_file`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn upload(
     caller: Caller,
     app: web::Data<App>,
@@ -135,6 +163,20 @@ fn accepted(job: &jobs::Job) -> HttpResponse {
 }
 
 /// `GET /collections/{id}/documents`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}/documents",
+    tag = "documents",
+    operation_id = "list_documents",
+    params(("id" = String, Path, description = "The collection's id"), PageParams),
+    responses(
+        (status = 200, description = "One page of documents", body = Page<DocumentSummaryView>),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `limit` out of range", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn list(
     caller: Caller,
     app: web::Data<App>,
@@ -160,6 +202,19 @@ async fn document(app: &App, collection_id: &str, id: &str) -> Result<Document, 
 }
 
 /// `GET /collections/{id}/documents/{doc}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}/documents/{doc}",
+    tag = "documents",
+    operation_id = "get_document",
+    params(("id" = String, Path, description = "The collection's id"), ("doc" = String, Path, description = "The document's id")),
+    responses(
+        (status = 200, description = "The document, with its quality report and metadata", body = DocumentView),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found` or `document_not_found`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn get(
     caller: Caller,
     app: web::Data<App>,
@@ -172,6 +227,19 @@ pub async fn get(
 }
 
 /// `DELETE /collections/{id}/documents/{doc}`: from the DB and both indexes.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/collections/{id}/documents/{doc}",
+    tag = "documents",
+    operation_id = "delete_document",
+    params(("id" = String, Path, description = "The collection's id"), ("doc" = String, Path, description = "The document's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found` or `document_not_found`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn delete(
     caller: Caller,
     app: web::Data<App>,
@@ -186,6 +254,23 @@ pub async fn delete(
 
 /// `POST /collections/{id}/crawl`: 202 with the job. A crawl of the same
 /// start URL already queued or running is returned instead of a second one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/collections/{id}/crawl",
+    tag = "documents",
+    operation_id = "crawl",
+    params(("id" = String, Path, description = "The collection's id")),
+    request_body = CrawlRequest,
+    responses(
+        (status = 202, description = "Queued: the crawl job (also at `Location`)", body = JobAccepted,
+            headers(("Location" = String, description = "`/api/v1/jobs/{job id}`"))),
+        (status = 400, description = "`invalid_crawl`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_field` naming the field", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn crawl(
     caller: Caller,
     app: web::Data<App>,

@@ -165,10 +165,14 @@ pub async fn rate_limit_caller(
     rate_limit(app, bucket, &client_ip(req, app), Some(&caller.user.id)).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// Items per page, 1 to 100 (20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the page before.
     pub cursor: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::views::{Check, ReadyChecks, Status};
+use super::views::{Check, ErrorBody, ReadyChecks, Status};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{Error, ErrorCode};
@@ -16,6 +16,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "health",
+    responses((status = 200, description = "The process runs: `{\"status\": \"ok\"}`", body = Status<ReadyChecks>)),
+)]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Status::<ReadyChecks> {
         status: "ok",
@@ -28,6 +35,17 @@ pub async fn health() -> HttpResponse {
 /// may ask (load balancers do, without credentials), so only an admin sees
 /// what each check found; a failure's detail (a database error can name
 /// hosts and files) goes to the log.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    operation_id = "ready",
+    responses(
+        (status = 200, description = "Every check passed; with an admin's token each check says what it found", body = Status<ReadyChecks>),
+        (status = 503, description = "A check failed", body = Status<ReadyChecks>),
+    ),
+    security((), ("jwt" = []), ("api_key" = [])),
+)]
 pub async fn ready(app: web::Data<App>, caller: Option<Caller>) -> HttpResponse {
     let db = app.db.ping().await.map_err(|e| e.to_string());
     let vectors = app.vectors.count().await.map_err(|e| e.to_string());
@@ -99,6 +117,18 @@ async fn lexical_log(app: &App) -> Result<String, String> {
 /// node's lexical index is behind the change log. A read that fails leaves
 /// its gauge as it was and is logged; the rest is still reported. With
 /// `server.metrics_token` set, the scraper must send it as a bearer token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "OpenMetrics text exposition, every family listed in docs/OPERATIONS.md",
+            body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "`server.metrics_token` is set and was not sent", body = ErrorBody),
+    ),
+    security((), ("metrics_token" = [])),
+)]
 pub async fn metrics(app: web::Data<App>, req: HttpRequest) -> Result<HttpResponse, Error> {
     let token = &app.settings.server.metrics_token;
     if !token.is_empty() && !bearer_matches(&req, token) {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::documents::require_ingest;
 use super::extract::{next_cursor, PageParams};
-use super::views::{JobFrame, JobView, Page};
+use super::views::{ErrorBody, JobFrame, JobStateName, JobView, Page};
 use super::ws::{self, Admitted, Ended, WsParams};
 use crate::app::App;
 use crate::db::jobs::{self, Job, JobFilter, JobState};
@@ -26,13 +26,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/jobs/{id}/events", web::get().to(events));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// queued, running, succeeded, failed, cancelled or dead.
+    #[param(value_type = Option<JobStateName>)]
     state: Option<String>,
+    /// ingest_upload, crawl or optimize_index.
     kind: Option<String>,
     collection_id: Option<String>,
+    /// Items per page, 1 to 100 (20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
@@ -45,6 +52,19 @@ async fn job(app: &App, id: &str) -> Result<Job, Error> {
 }
 
 /// `GET /jobs`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of jobs", body = Page<JobView>),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: an unknown state, or `limit` out of range", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn list(
     caller: crate::auth::Caller,
     app: web::Data<App>,
@@ -83,6 +103,19 @@ pub async fn list(
 }
 
 /// `GET /jobs/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn get(
     caller: crate::auth::Caller,
     app: web::Data<App>,
@@ -94,6 +127,20 @@ pub async fn get(
 
 /// `POST /jobs/{id}/cancel`: a queued job ends at once, a running one at its
 /// worker's next checkpoint (the response then shows `cancel_requested`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    operation_id = "cancel_job",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "Cancelled, or `cancel_requested` for a running job", body = JobView),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 409, description = "`job_finished`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"])),
+)]
 pub async fn cancel(
     caller: crate::auth::Caller,
     app: web::Data<App>,
@@ -125,6 +172,27 @@ pub async fn cancel(
 
 /// `GET /jobs/{id}/events`: a `job` frame now and at every change, until a
 /// last one in a finished state; then the server closes the socket.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/events",
+    tag = "jobs",
+    operation_id = "job_events",
+    summary = "A job's progress as a WebSocket",
+    description = "A WebSocket upgrade, authenticated like the chat socket (header, `?ticket=` or `?token=`). \
+The server sends a JSON text frame `{\"type\": \"job\", \"job\": Job}` at once and at every change of the job, \
+the last one in a finished state, then closes the socket; clients send nothing. \
+It is closed with 1008 when the credential stops working.",
+    params(("id" = String, Path, description = "The job's id"), WsParams),
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open"),
+        (status = 400, description = "`not_a_websocket` (a plain GET), or `invalid_query_string`", body = ErrorBody),
+        (status = 401, description = "No valid credential, or `invalid_ticket`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin, or `insufficient_scope`: a key without `ingest` or `admin`", body = ErrorBody),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (upgrades) or `too_many_connections`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["ingest"]), ("api_key" = ["admin"]), ("ticket" = [])),
+)]
 pub async fn events(
     req: HttpRequest,
     body: web::Payload,

@@ -3,8 +3,9 @@
 use actix_web::{web, HttpResponse};
 use chrono::Duration;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::views::{Items, KeyView, NewKeyView};
+use super::views::{ErrorBody, Items, KeyView, NewKeyView, ScopeName};
 use crate::app::App;
 use crate::auth::tokens::{self, API_KEY_PREFIX};
 use crate::auth::{Caller, Scope};
@@ -19,11 +20,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api-keys/{id}", web::delete().to(revoke));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyBody {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
+    #[schema(value_type = Vec<ScopeName>, min_items = 1)]
     scopes: Vec<String>,
+    /// 1 to 3650; or give `expires_at`, not both.
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
     /// RFC 3339; the alternative to `expires_in_days` for a precise end.
     expires_at: Option<String>,
@@ -66,6 +71,20 @@ fn expiry(in_days: Option<i64>, at: Option<&str>) -> Result<Option<chrono::Naive
     }
 }
 
+/// Create an API key for the caller; its secret (`key`) is shown only here.
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    operation_id = "create_api_key",
+    request_body = CreateKeyBody,
+    responses(
+        (status = 201, description = "The key, with its secret", body = NewKeyView),
+        (status = 403, description = "`session_required` (called with an API key), or `forbidden` (the `admin` scope by a non-admin)", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: name, scopes or expiry", body = ErrorBody),
+    ),
+    security(("jwt" = [])),
+)]
 pub async fn create(
     caller: Caller,
     app: web::Data<App>,
@@ -123,6 +142,18 @@ pub async fn create(
     }))
 }
 
+/// The caller's keys, newest first, without their secrets.
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    operation_id = "list_api_keys",
+    responses(
+        (status = 200, description = "The caller's live keys", body = Items<KeyView>),
+        (status = 403, description = "`session_required`", body = ErrorBody),
+    ),
+    security(("jwt" = [])),
+)]
 pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, Error> {
     caller.require_session()?;
     let keys = accounts::list_api_keys(&app.db, &caller.user.id).await?;
@@ -131,6 +162,20 @@ pub async fn list(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, E
     }))
 }
 
+/// Revoke one of the caller's keys; it stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{id}",
+    tag = "api keys",
+    operation_id = "revoke_api_key",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "`session_required`", body = ErrorBody),
+        (status = 404, description = "`api_key_not_found`: unknown, or another user's", body = ErrorBody),
+    ),
+    security(("jwt" = [])),
+)]
 pub async fn revoke(
     caller: Caller,
     app: web::Data<App>,

@@ -13,10 +13,12 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod middleware;
+pub mod openapi;
 pub mod query;
 mod span;
 pub mod tickets;
 pub mod views;
+pub mod webapp;
 pub mod ws;
 
 use std::net::TcpListener;
@@ -35,7 +37,9 @@ use views::ErrorBody;
 /// Every route: each resource module registers its own.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
+        .configure(webapp::configure)
         .configure(completions::configure)
+        .configure(openapi::configure)
         .service(
             web::scope("/api/v1")
                 .configure(query::configure)

@@ -4,33 +4,45 @@ use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::extract::rate_limit_caller;
+use super::views::ErrorBody;
 use crate::app::App;
 use crate::auth::{Access, Caller, Scope};
 use crate::error::{Error, ErrorCode};
 use crate::ratelimit::Bucket;
-use crate::retrieve::{self, SearchRequest};
+use crate::retrieve::{self, Mode, SearchRequest, SearchResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/query", web::post().to(post_query))
         .route("/query", web::get().to(get_query));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
+    /// 1 to 2000 characters after trimming; plain words.
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     query: Option<String>,
+    /// Collection names; all readable ones when absent.
     collections: Option<Vec<String>>,
+    /// 1 to `retrieval.max_top_k` (100); 10 when absent.
+    #[schema(minimum = 1, maximum = 100)]
     top_k: Option<i64>,
+    /// `hybrid` (default), `dense` or `lexical`.
+    #[schema(value_type = Option<Mode>)]
     mode: Option<String>,
+    /// The RRF weight of each signal, 0 to 100 (1 each).
     weights: Option<WeightsBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightsBody {
+    #[schema(minimum = 0, maximum = 100)]
     dense: Option<f32>,
+    #[schema(minimum = 0, maximum = 100)]
     lexical: Option<f32>,
 }
 
@@ -47,6 +59,22 @@ async fn run(
     Ok(HttpResponse::Ok().json(retrieve::search(&app.into_inner(), search, &access).await?))
 }
 
+/// Hybrid search over the collections the caller may read.
+#[utoipa::path(
+    post,
+    path = "/api/v1/query",
+    tag = "query",
+    operation_id = "query",
+    request_body = QueryBody,
+    responses(
+        (status = 200, description = "The results, best first", body = SearchResponse),
+        (status = 400, description = "`empty_query`, `query_too_long`, `invalid_top_k`, `unknown_mode` or `invalid_weights`", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`: a key without `query`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: a name that does not exist or the caller may not read", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["query"])),
+)]
 pub async fn post_query(
     caller: Caller,
     req: HttpRequest,
@@ -70,6 +98,30 @@ pub async fn post_query(
 }
 
 /// `GET /api/v1/query?q=…&top_k=…&mode=…&collections=a,b`
+#[utoipa::path(
+    get,
+    path = "/api/v1/query",
+    tag = "query",
+    operation_id = "query_get",
+    params(
+        ("q" = Option<String>, Query, description = "The query: 1 to 2000 characters after trimming",
+            min_length = 1, max_length = 2000, pattern = "\\S"),
+        ("top_k" = Option<i64>, Query, description = "1 to `retrieval.max_top_k` (100); 10 when absent",
+            minimum = 1, maximum = 100),
+        ("mode" = Option<Mode>, Query, description = "`hybrid` (default), `dense` or `lexical`"),
+        ("collections" = Option<String>, Query, description = "Comma-separated collection names"),
+        ("dense_weight" = Option<f32>, Query, description = "0 to 100 (1)", minimum = 0, maximum = 100),
+        ("lexical_weight" = Option<f32>, Query, description = "0 to 100 (1)", minimum = 0, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "The results, best first", body = SearchResponse),
+        (status = 400, description = "`empty_query`, `query_too_long`, `invalid_top_k`, `unknown_mode` or `invalid_weights`", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`: a key without `query`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: a name that does not exist or the caller may not read", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["query"])),
+)]
 pub async fn get_query(
     caller: Caller,
     req: HttpRequest,

@@ -4,7 +4,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::views::{TicketView, Time};
+use super::views::{ErrorBody, TicketView, Time};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::error::Error;
@@ -15,6 +15,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `POST /api/v1/ws-tickets`: a ticket for `?ticket=` on the chat or the
 /// job-events WebSocket, standing for the credential that asked for it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/ws-ticket",
+    tag = "chat",
+    operation_id = "create_ws_ticket",
+    responses(
+        (status = 201, description = "A single-use ticket, valid `auth.ws_ticket_ttl_secs`", body = TicketView),
+        (status = 403, description = "`insufficient_scope`: a key without `chat`, `ingest` or `admin`", body = ErrorBody),
+    ),
+    security(("jwt" = []), ("api_key" = ["chat", "ingest", "admin"])),
+)]
 pub async fn create(caller: Caller, app: web::Data<App>) -> Result<HttpResponse, Error> {
     // Only keys that may open one of the sockets; the socket checks its own
     // requirement again when the ticket is used.

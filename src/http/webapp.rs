@@ -26,8 +26,11 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // HEAD too: uptime checks and link checkers ask the page that way.
     cfg.route("/", web::get().to(index))
-        .route("/assets/{path:.*}", web::get().to(asset));
+        .route("/", web::head().to(index))
+        .route("/assets/{path:.*}", web::get().to(asset))
+        .route("/assets/{path:.*}", web::head().to(asset));
 }
 
 async fn index(req: HttpRequest, app: web::Data<App>) -> Result<HttpResponse, Error> {
@@ -61,10 +64,10 @@ async fn serve(req: &HttpRequest, app: &App, path: &str) -> Result<HttpResponse,
                 Err(e) => return Err(Error::Internal(format!("{}: {e}", full.display()))),
             }
         };
-    let mut res = if etag
+    let not_modified = etag
         .as_deref()
-        .is_some_and(|tag| if_none_match(req).is_some_and(|sent| sent.contains(tag)))
-    {
+        .is_some_and(|tag| if_none_match(req).is_some_and(|sent| sent.contains(tag)));
+    let mut res = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
@@ -80,7 +83,7 @@ async fn serve(req: &HttpRequest, app: &App, path: &str) -> Result<HttpResponse,
     if let Some(tag) = etag {
         res.insert_header((header::ETAG, tag));
     }
-    if res.status() == actix_web::http::StatusCode::NOT_MODIFIED {
+    if not_modified {
         return Ok(res.finish());
     }
     Ok(res.body(body.into_owned()))

@@ -17,10 +17,13 @@ use crate::db::now;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ratelimit::{Bucket, ConnectionSlot, TooMany};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WsParams {
+    /// An access token or API key (discouraged: URLs end up in logs).
     token: Option<String>,
+    /// A single-use ticket from `POST /api/v1/ws-tickets`: the way for browsers.
     ticket: Option<String>,
 }
 

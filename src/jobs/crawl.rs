@@ -34,7 +34,7 @@ pub const MAX_RECRAWL_INTERVAL_SECS: u64 = 366 * 24 * 3600;
 const MAX_LISTED: usize = 1000;
 
 /// What `POST /collections/{id}/crawl` takes; also the job payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CrawlRequest {
     pub start_url: String,

@@ -23,7 +23,7 @@ mod results;
 pub const MAX_QUERY_CHARS: usize = 2000;
 const SNIPPET_CHARS: usize = 240;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Hybrid,
@@ -56,14 +56,14 @@ impl std::str::FromStr for Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Weights {
     pub dense: f32,
     pub lexical: f32,
 }
 
 /// One signal's view of a result. `rank` starts at 1.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signal {
     pub rank: usize,
     pub score: f32,
@@ -229,10 +229,12 @@ pub struct SearchRequest {
     pub lexical_weight: Option<f32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResult {
     pub rank: usize,
+    #[schema(value_type = String)]
     pub chunk_id: ChunkId,
+    #[schema(value_type = String)]
     pub document_id: DocumentId,
     pub collection: String,
     pub title: String,
@@ -246,7 +248,7 @@ pub struct SearchResult {
     pub lexical: Option<Signal>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub query: String,
     pub mode: Mode,

@@ -161,6 +161,10 @@ fn sign_in_chat_with_citations_search_upload_and_administer() {
             .find(|p| b.attr(p, "data-state").as_deref() == Some("succeeded"))
     });
     assert!(b.displayed(&progress));
+    b.script(
+        "arguments[0].scrollIntoView({block: 'center'})",
+        vec![Browser::element_arg(&progress)],
+    );
     b.screenshot("web-upload");
 
     // The API agrees: one more document, and searching finds it.

@@ -104,6 +104,8 @@ pub(crate) fn upload_and_wait(
     assert_eq!(status, 202, "{body}");
     let job = wait_job(s, token, body["job"]["id"].as_str().unwrap());
     assert_eq!(job["state"], "succeeded", "{job}");
+    // A finished job's progress is its result, not the last step it began.
+    assert_eq!(job["progress"]["phase"], "done", "{job}");
     job
 }
 

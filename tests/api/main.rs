@@ -14,6 +14,7 @@ mod helpers;
 mod http_hardening;
 mod ingest;
 mod lexical_log;
+mod openapi;
 mod query;
 mod result_cache;
 mod telemetry;

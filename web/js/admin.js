@@ -219,10 +219,12 @@ export function documentsView(root, params) {
   const jobs = h('div', { class: 'jobs', testid: 'jobs' });
 
   // -- upload
-  const fileInput = h('input', { type: 'file', multiple: true, testid: 'upload-input', id: uid('file') });
+  // The native picker is hidden (its "No file chosen" repeats the button);
+  // the button opens it, so the keyboard reaches it too.
+  const fileInput = h('input', { type: 'file', multiple: true, testid: 'upload-input', id: uid('file'), class: 'sr-only', tabindex: '-1', 'aria-hidden': 'true' });
+  const chooseBtn = h('button', { type: 'button', testid: 'upload-choose', onclick: () => fileInput.click() }, 'Choose files…');
   const drop = h('div', { class: 'drop-zone', testid: 'upload-drop' },
-    h('p', null, h('strong', null, 'Drop files here'), ' or ',
-      h('label', { for: fileInput.id, class: 'file-label' }, 'choose files')),
+    h('p', null, h('strong', null, 'Drop files here'), ' or ', chooseBtn),
     fileInput,
     h('p', { class: 'muted small' }, 'Text, Markdown, HTML, PDF, DOCX, JSON Lines, or ZIP archives of these. The upload starts at once.'));
   ['dragenter', 'dragover'].forEach((t) => drop.addEventListener(t, (e) => {

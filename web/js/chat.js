@@ -605,7 +605,9 @@ function sourcePanel() {
       row('Source', url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, s.source) : (s.source || '—')),
       row('Collection', s.collection || '—'),
       row('Score', fmtNum(s.score, 4)));
-    replace(passage, ...markWords(s.snippet || '', question));
+    // The whole passage when the server sent it (answers stored before it
+    // did carry only the snippet).
+    replace(passage, ...markWords(s.text || s.snippet || '', question));
     el.dataset.n = String(s.n);
     el.hidden = false;
     document.body.classList.add('source-open');

@@ -122,6 +122,7 @@ async fn sources_of(
             title: r.title.clone(),
             source: r.source.clone(),
             snippet: r.snippet.text.clone(),
+            text: text.clone(),
             score: r.score,
         });
     }

@@ -192,8 +192,9 @@ pub async fn report_progress(
     })
 }
 
-/// Finish the job as succeeded with `result`. False when the lease is lost
-/// (the result is then not recorded).
+/// Finish the job as succeeded with `result`, which is also its last
+/// progress (a finished job's progress says `done`, not the last step it
+/// reported). False when the lease is lost (the result is then not recorded).
 pub async fn complete(
     db: &Db,
     job_id: &str,
@@ -207,6 +208,7 @@ pub async fn complete(
             .set((
                 jobs::state.eq(JobState::Succeeded),
                 jobs::result.eq(result.as_str()),
+                jobs::progress.eq(result.as_str()),
                 jobs::lease_owner.eq(None::<String>),
                 jobs::lease_expires_at.eq(None::<NaiveDateTime>),
                 jobs::finished_at.eq(Some(t)),

@@ -1,17 +1,19 @@
 //! Users, their sessions' tokens, and API keys.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{time, Time};
 use crate::auth::{parse_scopes, Scope, TokenPair};
 use crate::db::accounts::{ApiKey, User};
 
 /// A user, without the password hash or token version.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView<'a> {
     pub id: &'a str,
     pub username: &'a str,
     pub email: Option<&'a str>,
+    #[schema(value_type = RoleName)]
     pub role: &'a str,
     pub disabled: bool,
     pub created_at: Time,
@@ -31,7 +33,7 @@ impl<'a> From<&'a User> for UserView<'a> {
 }
 
 /// A login or refresh: the token pair and whose it is.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView<'a> {
     #[serde(flatten)]
     pub tokens: TokenPair,
@@ -39,11 +41,12 @@ pub struct SessionView<'a> {
 }
 
 /// An API key, never its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub prefix: &'a str,
+    #[schema(value_type = Vec<ScopeName>)]
     pub scopes: Vec<&'static str>,
     pub created_at: Time,
     pub expires_at: Option<Time>,
@@ -67,8 +70,30 @@ impl<'a> From<&'a ApiKey> for KeyView<'a> {
     }
 }
 
+/// A scope's name, as keys are created with and list them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Scope)]
+#[allow(dead_code)] // Only its schema is used: keys hold scopes as strings.
+pub enum ScopeName {
+    Query,
+    Chat,
+    Ingest,
+    Admin,
+}
+
+/// A user's role.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Role)]
+#[allow(dead_code)] // Only its schema is used: views hold roles as strings.
+pub enum RoleName {
+    Admin,
+    User,
+}
+
 /// A key just created: the only time its secret is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NewKeyView<'a> {
     #[serde(flatten)]
     pub key: KeyView<'a>,
@@ -77,7 +102,7 @@ pub struct NewKeyView<'a> {
 }
 
 /// A WebSocket ticket just issued: the only time it is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TicketView<'a> {
     pub ticket: &'a str,
     pub expires_in: u64,

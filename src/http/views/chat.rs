@@ -1,8 +1,14 @@
 //! Conversations and their messages, a chat answer in one body, and the
 //! OpenAI wire format of `/v1/chat/completions`.
 
+use async_openai::types::chat::{
+    ChatChoice, ChatChoiceStream, ChatCompletionResponseMessage, ChatCompletionStreamResponseDelta,
+    CompletionUsage, CreateChatCompletionResponse, CreateChatCompletionStreamResponse,
+    FinishReason, Role,
+};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{parsed, Time};
 use crate::chat::answer::SourceItem;
@@ -10,7 +16,7 @@ use crate::chat::collect::{Collected, Finished};
 use crate::db::conversations::{Conversation, Message};
 use crate::llm::Usage;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationView<'a> {
     pub id: &'a str,
     pub title: &'a str,
@@ -29,9 +35,11 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView<'a> {
     pub id: &'a str,
+    /// `user` or `assistant`.
+    #[schema(example = "assistant")]
     pub role: &'a str,
     pub content: &'a str,
     pub metadata: Value,
@@ -75,76 +83,48 @@ impl<'a> From<&'a Collected> for AnswerView<'a> {
 }
 
 /// OpenAI's token counts.
-#[derive(Debug, Serialize)]
-pub struct UsageView {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    pub total_tokens: usize,
-}
-
-impl From<Usage> for UsageView {
-    fn from(u: Usage) -> Self {
-        UsageView {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.total_tokens(),
-        }
+fn usage(u: Usage) -> CompletionUsage {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    CompletionUsage {
+        prompt_tokens: count(u.prompt_tokens),
+        completion_tokens: count(u.completion_tokens),
+        total_tokens: count(u.total_tokens()),
+        ..Default::default()
     }
 }
 
-/// `chat.completion`: the whole answer, plus ragchat's `sources`,
+/// `chat.completion` (async-openai's type), plus ragchat's `sources`,
 /// `citations` and `refused`.
 #[derive(Debug, Serialize)]
 pub struct CompletionView<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: i64,
-    pub model: &'a str,
-    pub choices: [Choice<'a>; 1],
-    pub usage: UsageView,
+    #[serde(flatten)]
+    pub completion: CreateChatCompletionResponse,
     pub sources: &'a [SourceItem],
     pub citations: &'a [usize],
     pub refused: bool,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Choice<'a> {
-    pub index: u32,
-    pub message: Delta<'a>,
-    pub finish_reason: &'static str,
-}
-
-/// A message or a streamed piece of one; absent members were not sent.
-#[derive(Debug, Default, Serialize)]
-pub struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<&'a str>,
-}
-
 impl<'a> CompletionView<'a> {
-    pub fn new(
-        id: &'a str,
-        created: i64,
-        model: &'a str,
-        c: &'a Collected,
-        done: &'a Finished,
-    ) -> Self {
+    pub fn new(id: &str, created: u32, model: &str, c: &'a Collected, done: &'a Finished) -> Self {
         CompletionView {
-            id,
-            object: "chat.completion",
-            created,
-            model,
-            choices: [Choice {
-                index: 0,
-                message: Delta {
-                    role: Some("assistant"),
-                    content: Some(&c.answer),
-                },
-                finish_reason: "stop",
-            }],
-            usage: done.usage.into(),
+            completion: CreateChatCompletionResponse {
+                id: id.to_string(),
+                object: "chat.completion".into(),
+                created,
+                model: model.to_string(),
+                choices: vec![ChatChoice {
+                    index: 0,
+                    message: ChatCompletionResponseMessage {
+                        role: Role::Assistant,
+                        content: Some(c.answer.clone()),
+                        ..Default::default()
+                    },
+                    finish_reason: Some(FinishReason::Stop),
+                    logprobs: None,
+                }],
+                usage: Some(usage(done.usage)),
+                ..Default::default()
+            },
             sources: c.sources.as_deref().unwrap_or_default(),
             citations: &done.citations,
             refused: done.refused,
@@ -152,46 +132,52 @@ impl<'a> CompletionView<'a> {
     }
 }
 
-/// `chat.completion.chunk`: one streamed piece; the first carries the
-/// sources, the last the usage and citations.
+/// `chat.completion.chunk` (async-openai's type): one streamed piece; the
+/// first carries ragchat's `sources`, the last the usage and `citations`.
 #[derive(Debug, Serialize)]
 pub struct ChunkView<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: i64,
-    pub model: &'a str,
-    pub choices: [ChunkChoice<'a>; 1],
+    #[serde(flatten)]
+    pub chunk: CreateChatCompletionStreamResponse,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<&'a [SourceItem]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub citations: Option<&'a [usize]>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ChunkChoice<'a> {
-    pub index: u32,
-    pub delta: Delta<'a>,
-    pub finish_reason: Option<&'static str>,
-}
-
 impl<'a> ChunkView<'a> {
-    pub fn new(id: &'a str, created: i64, model: &'a str, delta: Delta<'a>) -> Self {
+    pub fn new(
+        id: &str,
+        created: u32,
+        model: &str,
+        delta: ChatCompletionStreamResponseDelta,
+    ) -> Self {
         ChunkView {
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            choices: [ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: None,
-            }],
+            chunk: CreateChatCompletionStreamResponse {
+                id: id.to_string(),
+                object: "chat.completion.chunk".into(),
+                created,
+                model: model.to_string(),
+                choices: vec![ChatChoiceStream {
+                    index: 0,
+                    delta,
+                    finish_reason: None,
+                    logprobs: None,
+                }],
+                ..Default::default()
+            },
             sources: None,
-            usage: None,
             citations: None,
         }
+    }
+
+    /// The last chunk: no text, the finish reason, the usage.
+    pub fn finish(mut self, u: Usage, citations: &'a [usize]) -> Self {
+        if let Some(choice) = self.chunk.choices.first_mut() {
+            choice.finish_reason = Some(FinishReason::Stop);
+        }
+        self.chunk.usage = Some(usage(u));
+        self.citations = Some(citations);
+        self
     }
 }
 

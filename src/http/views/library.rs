@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{parsed, time, Time};
 use crate::db::collections::Collection;
@@ -9,7 +10,7 @@ use crate::db::documents::Document;
 use crate::db::documents::DocumentSummary;
 use crate::db::jobs::Job;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CollectionView<'a> {
     pub id: &'a str,
     pub name: &'a str,
@@ -35,7 +36,7 @@ impl<'a> CollectionView<'a> {
 }
 
 /// A user's read grant on a collection.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GrantView {
     pub user_id: String,
     pub username: String,
@@ -43,7 +44,7 @@ pub struct GrantView {
 }
 
 /// A document in a list: no text, and of its quality only the score.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentSummaryView<'a> {
     pub id: &'a str,
     pub collection_id: &'a str,
@@ -73,7 +74,7 @@ impl<'a> From<&'a DocumentSummary> for DocumentSummaryView<'a> {
 }
 
 /// One document: its quality report apart from the rest of its metadata.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentView<'a> {
     pub id: &'a str,
     pub collection_id: &'a str,
@@ -114,10 +115,12 @@ impl<'a> From<&'a Document> for DocumentView<'a> {
 }
 
 /// A job as the API shows it: no payload, lease or dedupe key.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobView<'a> {
     pub id: &'a str,
+    #[schema(example = "ingest_upload")]
     pub kind: &'a str,
+    #[schema(value_type = JobStateName)]
     pub state: &'static str,
     pub collection_id: Option<&'a str>,
     pub created_by: Option<&'a str>,
@@ -157,16 +160,31 @@ impl<'a> From<&'a Job> for JobView<'a> {
     }
 }
 
+/// A job's state.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = JobState)]
+#[allow(dead_code)] // Only its schema is used: views hold states as strings.
+pub enum JobStateName {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Dead,
+}
+
 /// The `202` body of a request that queued a job.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobAccepted<'a> {
     pub job: JobView<'a>,
 }
 
 /// A frame of the job progress WebSocket: `{"type": "job", "job"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobFrame<'a> {
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "job")]
     pub kind: &'static str,
     pub job: JobView<'a>,
 }

@@ -6,18 +6,22 @@ mod accounts;
 mod chat;
 mod library;
 
-pub use accounts::{KeyView, NewKeyView, SessionView, TicketView, UserView};
+pub use accounts::{KeyView, NewKeyView, RoleName, ScopeName, SessionView, TicketView, UserView};
 pub use chat::{
-    AnswerView, Choice, ChunkChoice, ChunkView, CompletionView, ConversationView, Delta,
-    MessageView, StreamError, StreamErrorView, UsageView,
+    AnswerView, ChunkView, CompletionView, ConversationView, MessageView, StreamError,
+    StreamErrorView,
 };
 pub use library::{
-    CollectionView, DocumentSummaryView, DocumentView, GrantView, JobAccepted, JobFrame, JobView,
+    CollectionView, DocumentSummaryView, DocumentView, GrantView, JobAccepted, JobFrame,
+    JobStateName, JobView,
 };
 
 use chrono::NaiveDateTime;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::ErrorCode;
 
@@ -37,6 +41,31 @@ impl Serialize for Time {
     }
 }
 
+impl PartialSchema for Time {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339, UTC, microseconds"))
+            .examples(["2026-12-01T19:20:11.123456Z"])
+            .into()
+    }
+}
+
+impl ToSchema for Time {}
+
+/// Every code clients can see, so a client can match on them.
+impl PartialSchema for ErrorCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
+
 fn time(t: Option<NaiveDateTime>) -> Option<Time> {
     t.map(Time)
 }
@@ -47,25 +76,26 @@ fn parsed(raw: &str) -> Value {
 }
 
 /// One page of a list, with the cursor of the next (null on the last).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
 /// A whole list, not paged.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
 
-/// `{"error": {"code", "message", "field"?, "request_id"?}}`
-#[derive(Debug, Serialize)]
+/// `{"error": {"code", "message", "field"?, "request_id"?}}`: every error
+/// response of the API.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail<'a> {
     pub code: ErrorCode,
     pub message: &'a str,
@@ -92,8 +122,10 @@ impl<'a> ErrorBody<'a> {
 }
 
 /// `GET /health` and the overall state of `GET /ready`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Status<T: Serialize> {
+    /// `ok` (health), `ready` or `not_ready`.
+    #[schema(value_type = String, example = "ready")]
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<T>,
@@ -101,7 +133,7 @@ pub struct Status<T: Serialize> {
 
 /// The readiness checks, each `{"ok": true, "detail"}` or `{"ok": false, "error"}`
 /// (for admins; others see `{"ok"}` alone).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ReadyChecks {
     pub database: Check,
     pub vector_index: Check,
@@ -111,7 +143,7 @@ pub struct ReadyChecks {
     pub embedding_model: Check,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
