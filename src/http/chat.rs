@@ -10,8 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseReason};
 use futures::StreamExt;
 use serde::Deserialize;
-use utoipa::ToSchema;
 use tokio::sync::{mpsc, watch};
+use utoipa::ToSchema;
 
 use super::extract::{client_ip, rate_limit};
 use super::middleware::{client_closed, ClientGone};

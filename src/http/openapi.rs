@@ -30,7 +30,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
@@ -99,6 +101,7 @@ endpoint is docs/API.md. Every error is an `ErrorBody`; every response carries `
         super::documents::crawl,
         super::jobs::list,
         super::jobs::get,
+        super::jobs::cancel,
         super::jobs::events,
     ),
     components(schemas(ErrorBody, ErrorCode)),
@@ -198,7 +201,8 @@ fn add_common(path: &str, op: &mut Operation) {
         .security
         .as_ref()
         .is_some_and(|reqs| !reqs.iter().any(is_anonymous));
-    let static_content = path == "/health" || path.starts_with("/api/docs") || path == "/api/openapi.json";
+    let static_content =
+        path == "/health" || path.starts_with("/api/docs") || path == "/api/openapi.json";
     let mut add = |status: &str, description: &str| {
         if !op.responses.responses.contains_key(status) {
             op.responses
@@ -222,7 +226,10 @@ fn add_common(path: &str, op: &mut Operation) {
         );
     }
     if !static_content {
-        add("500", "`internal`: a failure on the server's side; the detail is logged under the request id");
+        add(
+            "500",
+            "`internal`: a failure on the server's side; the detail is logged under the request id",
+        );
         if path != "/metrics" {
             add("503", "`unavailable` or `models_missing`: a backend is down or the models are not installed");
         }
@@ -404,7 +411,9 @@ impl PartialSchema for CompletionRequestSchema {
         let content = OneOfBuilder::new()
             .item(ObjectBuilder::new().schema_type(Type::String))
             .item(ArrayBuilder::new().items(text_part))
-            .description(Some("A string, or an array of parts of which the `text` ones are read"));
+            .description(Some(
+                "A string, or an array of parts of which the `text` ones are read",
+            ));
         let message = ObjectBuilder::new()
             .schema_type(Type::Object)
             .property(
@@ -427,10 +436,14 @@ impl PartialSchema for CompletionRequestSchema {
                 "model",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .description(Some("Echoed back; the deployment's model answers")),
+                    .description(Some(
+                        "Echoed back; may be left out: the deployment's model answers",
+                    )),
             )
-            .required("model")
-            .property("messages", ArrayBuilder::new().items(message).min_items(Some(1)))
+            .property(
+                "messages",
+                ArrayBuilder::new().items(message).min_items(Some(1)),
+            )
             .required("messages")
             .property("stream", ObjectBuilder::new().schema_type(Type::Boolean))
             .property(
@@ -467,12 +480,18 @@ impl PartialSchema for CompletionSchema {
         let message = ObjectBuilder::new()
             .schema_type(Type::Object)
             .property("role", string())
-            .property("content", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])));
+            .property(
+                "content",
+                ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+            );
         let choice = ObjectBuilder::new()
             .schema_type(Type::Object)
             .property("index", integer())
             .property("message", message)
-            .property("finish_reason", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])));
+            .property(
+                "finish_reason",
+                ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+            );
         ObjectBuilder::new()
             .schema_type(Type::Object)
             .property("id", string())
@@ -495,7 +514,8 @@ impl PartialSchema for CompletionSchema {
             )
             .property(
                 "sources",
-                ArrayBuilder::new().items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Source"))),
+                ArrayBuilder::new()
+                    .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Source"))),
             )
             .property("citations", ArrayBuilder::new().items(integer()))
             .property("refused", ObjectBuilder::new().schema_type(Type::Boolean))
@@ -548,7 +568,11 @@ mod tests {
         out
     }
 
-    fn collect(node: &IntrospectionNode, out: &mut BTreeSet<(String, String)>, unreachable: &mut Vec<String>) {
+    fn collect(
+        node: &IntrospectionNode,
+        out: &mut BTreeSet<(String, String)>,
+        unreachable: &mut Vec<String>,
+    ) {
         if matches!(node.kind, ResourceType::Resource) {
             let path = template(&node.full_path);
             if node.methods.is_empty() {
@@ -615,7 +639,10 @@ mod tests {
     async fn every_route_is_documented_and_every_documented_operation_is_routed() {
         let (routes, unreachable) = routed().await;
         let docs = documented();
-        assert!(routes.len() > 40, "the route report looks empty: {routes:?}");
+        assert!(
+            routes.len() > 40,
+            "the route report looks empty: {routes:?}"
+        );
         let undocumented: Vec<_> = routes.difference(&docs).collect();
         let unrouted: Vec<_> = docs.difference(&routes).collect();
         assert!(
@@ -640,8 +667,14 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 let id = op["operationId"].as_str().unwrap_or_default().to_string();
-                assert!(ids.insert(id.clone()), "{method} {path}: duplicate operationId {id:?}");
-                assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()), "{method} {path}: no tag");
+                assert!(
+                    ids.insert(id.clone()),
+                    "{method} {path}: duplicate operationId {id:?}"
+                );
+                assert!(
+                    op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                    "{method} {path}: no tag"
+                );
                 for (status, resp) in op["responses"].as_object().unwrap() {
                     if status.starts_with('4') || status.starts_with('5') {
                         if path == "/ready" {

@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// job-events WebSocket, standing for the credential that asked for it.
 #[utoipa::path(
     post,
-    path = "/api/v1/ws-ticket",
+    path = "/api/v1/ws-tickets",
     tag = "chat",
     operation_id = "create_ws_ticket",
     responses(

@@ -45,7 +45,9 @@ pub struct LexicalDoc {
 
 /// A highlighted fragment: `text` plus byte ranges of matched terms, and the
 /// same as HTML with `<mark>` tags (text escaped).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Highlight {
     pub text: String,
     pub html: String,

@@ -21,7 +21,9 @@ fn concrete(template: &str) -> String {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').map_or(rest.len(), |e| start + e + 1);
+        let end = rest[start..]
+            .find('}')
+            .map_or(rest.len(), |e| start + e + 1);
         let name = &rest[start + 1..end - 1];
         out.push_str(if name == "file" {
             "no-such-file.txt"
@@ -86,11 +88,16 @@ fn every_documented_operation_is_routed() {
     // The UI is served from the binary and reads the document above.
     let (status, body, _) = api.get("/api/docs/", None);
     assert_eq!(status, 200, "{body}");
-    assert!(body.as_str().is_some_and(|html| html.contains("swagger")), "{body}");
+    assert!(
+        body.as_str().is_some_and(|html| html.contains("swagger")),
+        "{body}"
+    );
     let (status, config, _) = api.get("/api/docs/swagger-initializer.js", None);
     assert_eq!(status, 200);
     assert!(
-        config.as_str().is_some_and(|js| js.contains("/api/openapi.json")),
+        config
+            .as_str()
+            .is_some_and(|js| js.contains("/api/openapi.json")),
         "{config}"
     );
 }
@@ -110,7 +117,10 @@ fn an_ask_naming_a_bad_collection_is_refused_before_anything_is_stored() {
         201,
         "a conversation",
     );
-    let messages = format!("/api/v1/conversations/{}/messages", conversation["id"].as_str().unwrap_or_default());
+    let messages = format!(
+        "/api/v1/conversations/{}/messages",
+        conversation["id"].as_str().unwrap_or_default()
+    );
     for (collections, status) in [
         (json!([""]), 422),
         (json!(["private", "  "]), 422),
