@@ -123,7 +123,10 @@ impl<E: SentenceEmbedder + ?Sized> ExtractiveModel<E> {
     /// The whole answer text (the stream is this, cut into deltas).
     pub async fn answer(&self, req: &ChatRequest) -> Result<String, LlmError> {
         let question = req.question.trim();
-        let candidates = candidates(&req.sources, &self.config);
+        let candidates: Vec<Candidate> = candidates(&req.sources, &self.config)
+            .into_iter()
+            .filter(|c| !restates(&c.text, question))
+            .collect();
         if question.is_empty() || candidates.is_empty() || self.config.max_sentences == 0 {
             return Ok(NO_ANSWER.to_string());
         }
@@ -350,6 +353,21 @@ pub fn split_sentences(text: &str) -> Vec<String> {
         split_block(&block, &mut out);
     }
     out.into_iter().filter_map(|s| clean_sentence(&s)).collect()
+}
+
+/// Whether `sentence` only repeats words of the question: a guide that lists
+/// sample questions holds the user's question almost word for word, and it
+/// is the most similar sentence there is, but it answers nothing.
+fn restates(sentence: &str, question: &str) -> bool {
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let asked = words(question);
+    let said = words(sentence);
+    !said.is_empty() && said.iter().all(|w| asked.contains(w))
 }
 
 /// The sentences of a passage that are whole. A passage is a window on its

@@ -584,3 +584,19 @@ fn a_window_that_cuts_a_sentence_does_not_answer_with_the_pieces() {
         1
     );
 }
+
+#[test]
+fn a_sentence_that_only_repeats_the_question_is_no_answer() {
+    assert!(restates(
+        "\"how do I upload a PDF\"",
+        "How do I upload a PDF?"
+    ));
+    assert!(restates(
+        "What does ragchat reindex do?",
+        "what does ragchat reindex do"
+    ));
+    assert!(!restates(
+        "Admins upload PDF files with the documents endpoint.",
+        "How do I upload a PDF?"
+    ));
+}
