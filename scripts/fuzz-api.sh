@@ -37,6 +37,10 @@ echo "fuzz: $("$venv/bin/schemathesis" --version)"
 bin="$CARGO_TARGET_DIR/release/ragchat"
 
 work="$(mktemp -d /tmp/ragchat-fuzz.XXXXXX)"
+# A copy: a build running meanwhile relinks the binary in place, and a
+# server whose executable is rewritten under it dies without a word.
+cp "$bin" "$work/ragchat"
+bin="$work/ragchat"
 server_pid=""
 stop_server() {
     if [ -n "$server_pid" ]; then
@@ -53,8 +57,10 @@ stop_server() {
     fi
 }
 cleanup() {
+    local rc=$?
     stop_server
-    if [ -n "${FUZZ_KEEP:-}" ]; then
+    # A failed run keeps its server log and reports for a look.
+    if [ -n "${FUZZ_KEEP:-}" ] || [ "$rc" -ne 0 ]; then
         echo "fuzz: kept $work"
     else
         rm -rf "$work"
@@ -148,9 +154,15 @@ PY
 fuzz_as() {
     local who="$1" token
     shift
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "fuzz: the server is gone; its log ends:" >&2
+        tail -n 20 "$work/server.log" >&2
+        echo "$who: not run (the server is gone)" > "$work/$who.summary"
+        return 1
+    fi
     # A fresh token per run: access tokens last auth.access_ttl_secs (900).
-    token="$(token_of "fuzz$who")"
-    fixtures "$(token_of fuzzadmin)" "$token" "$who"
+    token="$(token_of "fuzz$who")" || return 1
+    fixtures "$(token_of fuzzadmin)" "$token" "$who" || return 1
     local args=(
         --config-file "$work/$who.toml"
         run "$addr/api/openapi.json"
@@ -199,6 +211,12 @@ if grep -E 'ERROR|panicked' "$work/server.log" | grep -v -q 'actix_http::h1::dis
     grep -E 'ERROR|panicked' "$work/server.log" | grep -v 'actix_http::h1::dispatcher' | head -20
     status=1
 fi
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo
+    echo "fuzz: the server died during the runs; its log ends:"
+    tail -n 20 "$work/server.log"
+    status=1
+fi
 stop_server
 
 echo
@@ -207,6 +225,6 @@ for who in user admin; do
     # Schemathesis's own count of test cases, e.g. "1573 generated, 1570 passed, 3 failed".
     cases="$(grep -A1 '^Test cases:' "$work/$who.out" 2>/dev/null | tail -n 1 | sed 's/^ *//')"
     echo "$who: test cases: ${cases:-none}"
-    cat "$work/$who.summary"
+    cat "$work/$who.summary" 2>/dev/null || echo "$who: not run"
 done
 exit "$status"
