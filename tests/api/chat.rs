@@ -82,7 +82,14 @@ fn answer_streams_in_order_with_checked_citations_and_is_persisted() {
     let numbers: BTreeSet<u64> = sources.iter().map(|s| s["n"].as_u64().unwrap()).collect();
     for src in sources {
         assert_eq!(src["collection"], "kb", "only readable collections: {src}");
-        for key in ["document_id", "chunk_id", "title", "snippet", "text", "score"] {
+        for key in [
+            "document_id",
+            "chunk_id",
+            "title",
+            "snippet",
+            "text",
+            "score",
+        ] {
             assert!(!src[key].is_null(), "{key} in {src}");
         }
     }
