@@ -55,7 +55,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn not_found() -> Result<HttpResponse, Error> {
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, Error> {
+    // Each `route()` is a resource of its own, guarded by its method, so a
+    // known path asked with another method finds no resource and lands here
+    // rather than in actix's 405: tell the two apart by the path alone.
+    if req.resource_map().has_resource(req.path()) {
+        return Err(Error::new(
+            ErrorCode::MethodNotAllowed,
+            "this path does not accept that method",
+        ));
+    }
     Err(Error::new(ErrorCode::NotFound, "no such route"))
 }
 

@@ -66,6 +66,14 @@ fn every_response_carries_nosniff_no_store_and_its_own_request_id() {
             ),
         ),
     ];
+    // A known path with a method it does not take is a 405, an unknown one
+    // a 404, with the API's error codes.
+    assert_eq!(responses[3].1 .0, 404);
+    assert_eq!(responses[3].1 .1["error"]["code"], "not_found");
+    assert_eq!(responses[4].1 .0, 405, "{}", responses[4].1 .1);
+    assert_eq!(responses[4].1 .1["error"]["code"], "method_not_allowed");
+    let patch_query = api.patch("/api/v1/query", Some(&ann), None);
+    assert_eq!(patch_query.0, 405, "{}", patch_query.1);
     let mut ids = std::collections::HashSet::new();
     for (what, resp) in &responses {
         assert_eq!(header(resp, "x-content-type-options"), "nosniff", "{what}");
