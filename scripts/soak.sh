@@ -262,10 +262,15 @@ def run(plan, secs, sample=None):
     return stats
 
 def rss_mib():
+    """Resident MiB: total, anonymous (heap: what a leak grows) and
+    file-backed (mmapped index files, which the kernel can drop)."""
+    found = {}
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            found[key] = int(rest.split()[0]) / 1024
+    nan = float("nan")
+    return found.get("VmRSS", nan), found.get("RssAnon", nan), found.get("RssFile", nan)
 
 def pct(xs, p):
     xs = sorted(xs)
@@ -291,12 +296,12 @@ samples = []
 t_start = time.time()
 def sample(stats):
     t = time.time() - t_start
-    r = rss_mib()
-    samples.append((t, r))
+    r, anon, filed = rss_mib()
+    samples.append((t, r, anon, filed))
     with stats.lock:
         done = {k: len(v) for k, v in stats.lat.items()}
         errs = sum(stats.err.values())
-    print(f"t={t:5.0f}s rss={r:7.1f} MiB " + " ".join(f"{k}={n}" for k, n in done.items()) + f" errors={errs}", flush=True)
+    print(f"t={t:5.0f}s rss={r:7.1f} MiB anon={anon:7.1f} file={filed:6.1f} " + " ".join(f"{k}={n}" for k, n in done.items()) + f" errors={errs}", flush=True)
 soak = run(plan, duration, sample)
 
 print()
@@ -306,10 +311,12 @@ for k in WORK:
     print(f"{k:<8}{len(xs):>8}{soak.err[k]:>8}{len(xs) / duration:>9.2f}{pct(xs, 50):>9.1f}{pct(xs, 99):>9.1f}")
 for k, e in soak.first_err.items():
     print(f"first {k} error: {e}")
-first = [r for t, r in samples if t <= 60]
-last = [r for t, r in samples if t >= samples[-1][0] - 60]
-print(f"RSS first minute mean {statistics.mean(first):.1f} MiB, last minute mean {statistics.mean(last):.1f} MiB, "
-      f"max {max(r for _, r in samples):.1f} MiB over {len(samples)} samples")
+first = [s for s in samples if s[0] <= 60]
+last = [s for s in samples if s[0] >= samples[-1][0] - 60]
+for i, what in ((1, "RSS"), (2, "anonymous"), (3, "file-backed")):
+    print(f"{what}: first minute mean {statistics.mean(s[i] for s in first):.1f} MiB, "
+          f"last minute mean {statistics.mean(s[i] for s in last):.1f} MiB, "
+          f"max {max(s[i] for s in samples):.1f} MiB over {len(samples)} samples")
 sys.exit(1 if sum(soak.err.values()) else 0)
 PY
 
