@@ -354,4 +354,6 @@ fn answers_stream_in_and_stop_cancels_them() {
         .cloned()
         .unwrap_or(json!({}));
     assert_eq!(last["metadata"]["cancelled"], true, "{last}");
+    let errors = page_errors(&b);
+    assert!(errors.is_empty(), "the page logged errors: {errors:?}");
 }
