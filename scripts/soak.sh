@@ -13,7 +13,8 @@
 # 3. Soak: each kind paced at half its measured rate for DURATION_SECS.
 #    Uploads cycle through 40 source names with changing content, so the
 #    update and delete paths run too, not only inserts.
-# 4. Reports requests and errors per kind, latency p50/p99, the RSS series,
+# 4. Reports requests and errors per kind, latency p50/p99, the RSS series
+#    (anonymous, file-backed, and the Rust heap: live and allocator-resident),
 #    the mean RSS of the first and the last minute, then stops the server
 #    and runs `ragchat check` on the data directory.
 # Exit status is non-zero on any error or an inconsistent check.
@@ -272,6 +273,22 @@ def rss_mib():
     nan = float("nan")
     return found.get("VmRSS", nan), found.get("RssAnon", nan), found.get("RssFile", nan)
 
+def heap_mib():
+    """The Rust heap from /metrics: live allocations, and what the allocator
+    holds resident (live plus freed pages not yet returned)."""
+    want = {"ragchat_heap_allocated_bytes": "allocated", "ragchat_heap_resident_bytes": "resident"}
+    got = {}
+    try:
+        with urllib.request.urlopen(addr + "/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                name, _, value = line.partition(" ")
+                if name in want:
+                    got[want[name]] = float(value) / 2**20
+    except Exception:
+        pass
+    nan = float("nan")
+    return got.get("allocated", nan), got.get("resident", nan)
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000 if xs else float("nan")
@@ -297,11 +314,12 @@ t_start = time.time()
 def sample(stats):
     t = time.time() - t_start
     r, anon, filed = rss_mib()
-    samples.append((t, r, anon, filed))
+    live, held = heap_mib()
+    samples.append((t, r, anon, filed, live, held))
     with stats.lock:
         done = {k: len(v) for k, v in stats.lat.items()}
         errs = sum(stats.err.values())
-    print(f"t={t:5.0f}s rss={r:7.1f} MiB anon={anon:7.1f} file={filed:6.1f} " + " ".join(f"{k}={n}" for k, n in done.items()) + f" errors={errs}", flush=True)
+    print(f"t={t:5.0f}s rss={r:7.1f} MiB anon={anon:7.1f} file={filed:6.1f} heap={live:6.1f}/{held:6.1f} " + " ".join(f"{k}={n}" for k, n in done.items()) + f" errors={errs}", flush=True)
 soak = run(plan, duration, sample)
 
 print()
@@ -313,7 +331,7 @@ for k, e in soak.first_err.items():
     print(f"first {k} error: {e}")
 first = [s for s in samples if s[0] <= 60]
 last = [s for s in samples if s[0] >= samples[-1][0] - 60]
-for i, what in ((1, "RSS"), (2, "anonymous"), (3, "file-backed")):
+for i, what in ((1, "RSS"), (2, "anonymous"), (3, "file-backed"), (4, "Rust heap live"), (5, "Rust heap resident")):
     print(f"{what}: first minute mean {statistics.mean(s[i] for s in first):.1f} MiB, "
           f"last minute mean {statistics.mean(s[i] for s in last):.1f} MiB, "
           f"max {max(s[i] for s in samples):.1f} MiB over {len(samples)} samples")

@@ -203,6 +203,17 @@ pub struct Metrics {
     pub lexical_seconds_behind: Gauge<f64, AtomicU64>,
     pub resident_memory: Gauge,
     pub virtual_memory: Gauge,
+    pub heap: HeapGauges,
+}
+
+/// The Rust heap as jemalloc sees it (zero in a build without it): bytes in
+/// live allocations, in pages backing them, and resident in the allocator's
+/// mappings (live plus freed pages not yet returned to the OS).
+#[derive(Clone, Default)]
+pub struct HeapGauges {
+    pub allocated: Gauge,
+    pub active: Gauge,
+    pub resident: Gauge,
 }
 
 impl Default for Metrics {
@@ -236,6 +247,7 @@ impl Metrics {
             lexical_seconds_behind: Gauge::default(),
             resident_memory: Gauge::default(),
             virtual_memory: Gauge::default(),
+            heap: HeapGauges::default(),
             registry: Registry::default(),
             chat,
             lexical,
@@ -431,6 +443,26 @@ impl Metrics {
             Unit::Bytes,
             m.virtual_memory.clone(),
         );
+        let heap = r.sub_registry_with_prefix("heap");
+        for (name, help, g) in [
+            (
+                "allocated",
+                "Bytes in live Rust allocations (jemalloc stats.allocated).",
+                &m.heap.allocated,
+            ),
+            (
+                "active",
+                "Bytes in pages holding live Rust allocations (jemalloc stats.active).",
+                &m.heap.active,
+            ),
+            (
+                "resident",
+                "Bytes resident in the Rust allocator's mappings, live or freed but not yet returned (jemalloc stats.resident).",
+                &m.heap.resident,
+            ),
+        ] {
+            heap.register_with_unit(name, help, Unit::Bytes, g.clone());
+        }
         Self { registry: r, ..m }
     }
 
@@ -469,7 +501,29 @@ impl Metrics {
             self.virtual_memory.set(size * PAGE);
             self.resident_memory.set(resident * PAGE);
         }
+        self.read_heap();
     }
+
+    #[cfg(feature = "jemalloc")]
+    fn read_heap(&self) {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        // The statistics are cached until the epoch moves.
+        if epoch::advance().is_err() {
+            return;
+        }
+        for (read, gauge) in [
+            (stats::allocated::read(), &self.heap.allocated),
+            (stats::active::read(), &self.heap.active),
+            (stats::resident::read(), &self.heap.resident),
+        ] {
+            if let Ok(v) = read {
+                gauge.set(v as i64);
+            }
+        }
+    }
+
+    #[cfg(not(feature = "jemalloc"))]
+    fn read_heap(&self) {}
 
     /// The OpenMetrics text exposition of every family.
     pub fn encode(&self) -> String {

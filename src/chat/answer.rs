@@ -4,6 +4,7 @@
 //! The same events drive the WebSocket and the SSE/JSON endpoints.
 
 mod generate;
+pub mod grounding;
 mod sources;
 
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub enum Event {
         model: String,
         usage: Usage,
         timings: Timings,
+        /// The evidence the refusal decision was made on.
+        grounding: grounding::Grounding,
     },
     /// `message` is for the client: never a backend's own error text,
     /// which is logged under `request_id`.
@@ -252,10 +255,31 @@ pub async fn run(
     mut cancel: watch::Receiver<bool>,
 ) {
     let mut sink = Sink { tx, gone: false };
-    if let Err(e) = answer(&app, &caller, &thread, &ask, &mut sink, &mut cancel).await {
+    let result = async {
+        let access = crate::auth::Access::of(&app.db, &caller).await?;
+        answer(&app, &access, &thread, &ask, &mut sink, &mut cancel).await
+    }
+    .await;
+    if let Err(e) = result {
         if e.status() >= 500 {
             tracing::error!(code = %e.code(), error = %e, "chat answer failed");
         }
+        sink.send(Event::error(&e)).await;
+    }
+}
+
+/// Answer a stateless question over what `access` allows, as `run` does for
+/// a caller: the evaluation's way in (`ragchat eval-answers`).
+pub async fn run_with_access(
+    app: Arc<App>,
+    access: crate::auth::Access,
+    ask: Ask,
+    tx: mpsc::Sender<Event>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let mut sink = Sink { tx, gone: false };
+    let thread = Thread::Given(Vec::new());
+    if let Err(e) = answer(&app, &access, &thread, &ask, &mut sink, &mut cancel).await {
         sink.send(Event::error(&e)).await;
     }
 }
@@ -272,7 +296,7 @@ struct Answering<'a> {
 
 async fn answer(
     app: &Arc<App>,
-    caller: &Caller,
+    access: &crate::auth::Access,
     thread: &Thread,
     ask: &Ask,
     sink: &mut Sink,
@@ -304,7 +328,7 @@ async fn answer(
     )
     .await?;
 
-    let found = sources::find(app, caller, ask, &question, &history).await?;
+    let found = sources::find(app, access, ask, &question, &history).await?;
     let timings = Timings {
         retrieval_ms: ms(started),
         ..Timings::default()
@@ -313,7 +337,7 @@ async fn answer(
         .chat
         .retrieval
         .observe(timings.retrieval_ms / 1000.0);
-    let refused = found.sources.is_empty() || found.best_similarity < settings.refusal_threshold;
+    let refused = found.sources.is_empty() || found.grounding.refuse(settings);
     sink.send(Event::Sources {
         items: if refused {
             Vec::new()
@@ -331,7 +355,7 @@ async fn answer(
         timings,
     };
     if refused {
-        return generate::refuse(&mut a, found.best_similarity).await;
+        return generate::refuse(&mut a, found.grounding).await;
     }
     generate::reply(&mut a, cancel, found, &history, &question).await
 }

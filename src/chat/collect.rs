@@ -53,6 +53,7 @@ pub async fn collect(rx: &mut mpsc::Receiver<Event>) -> Result<Collected> {
                 model,
                 usage,
                 timings,
+                ..
             } => {
                 out.done = Some(Finished {
                     message_id,

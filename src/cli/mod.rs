@@ -5,6 +5,7 @@ mod check;
 mod collections;
 mod delete_collection;
 mod eval;
+mod eval_answers;
 mod extract_pdf;
 mod ingest;
 mod migrate;
@@ -85,12 +86,21 @@ enum Command {
         top_k: i64,
         #[arg(long, default_value = "hybrid")]
         mode: String,
+        /// `rrf` or `convex` (default: the collection's tuned or the configured one).
+        #[arg(long)]
+        fusion: Option<String>,
+        /// Convex fusion: the dense signal's share, 0 to 1.
+        #[arg(long)]
+        alpha: Option<f32>,
         /// Print the JSON the HTTP API would return.
         #[arg(long)]
         json: bool,
     },
     /// Evaluate retrieval on a BEIR-layout dataset.
     Eval(EvalArgs),
+    /// Evaluate chat answers on a BEIR-layout dataset: citations against the
+    /// judgments, refusals of answerable and of off-domain questions.
+    EvalAnswers(EvalAnswersArgs),
     /// Rebuild the vector and full-text indexes from the database.
     Reindex,
     /// Verify that the database and both indexes agree.
@@ -134,12 +144,63 @@ struct EvalArgs {
     /// Chunks each signal returns per query.
     #[arg(long, default_value_t = 400)]
     candidates: usize,
+    /// RRF weight of the dense signal.
     #[arg(long)]
     dense_weight: Option<f32>,
+    /// RRF weight of the lexical signal.
     #[arg(long)]
     lexical_weight: Option<f32>,
+    /// `rrf` or `convex` (default: the collection's tuned or the configured one).
+    #[arg(long)]
+    fusion: Option<String>,
+    /// Convex fusion: the dense signal's share, 0 to 1.
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Convex fusion: `min_max` or `theoretical_min`.
+    #[arg(long)]
+    normalization: Option<String>,
+    /// How a document scores from its chunks: `max` (its best chunk) or
+    /// `decay:D` (best + D × second + D² × third ...).
+    #[arg(long, default_value = "max")]
+    aggregate: String,
+    /// Sweep the fusion parameters and report the cross-validated choice.
+    #[arg(long)]
+    tune: bool,
+    /// With --tune: write every swept fusion's scores (tab-separated).
+    #[arg(long, requires = "tune")]
+    sweep_out: Option<PathBuf>,
+    /// Cross-validation folds for --tune.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// With --tune: store the parameters chosen on all judged queries on the
+    /// collection, so searches of it use them.
+    #[arg(long, requires = "tune")]
+    store: bool,
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+}
+
+#[derive(Args)]
+struct EvalAnswersArgs {
+    dir: PathBuf,
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Collection to ingest into (default eval-<dataset dir name>).
+    #[arg(long)]
+    collection: Option<String>,
+    /// Another BEIR set whose questions this collection cannot answer
+    /// (repeatable).
+    #[arg(long = "off-domain")]
+    off_domain: Vec<PathBuf>,
+    /// Questions per set (a stable sample); all when absent.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Sources per answer (default chat.default_top_k).
+    #[arg(long)]
+    top_k: Option<i64>,
+    /// Write each question's outcome as JSON lines.
+    #[arg(long)]
+    outcomes_out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -263,9 +324,12 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             collections,
             top_k,
             mode,
+            fusion,
+            alpha,
             json,
-        } => query::run(app, query, collections, top_k, mode, json).await,
+        } => query::run(app, query, collections, top_k, mode, fusion, alpha, json).await,
         Command::Eval(args) => eval::run(app, args).await,
+        Command::EvalAnswers(args) => eval_answers::run(app, args).await,
         Command::Reindex => reindex::run(app).await,
         Command::Check { repair, .. } => check::run(app, repair).await,
         Command::DeleteCollection { name } => delete_collection::run(app, &name).await,

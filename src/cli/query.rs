@@ -13,6 +13,8 @@ pub(super) async fn run(
     collections: Vec<String>,
     top_k: i64,
     mode: String,
+    fusion: Option<String>,
+    alpha: Option<f32>,
     json: bool,
 ) -> Result<(), Error> {
     let req = SearchRequest {
@@ -20,8 +22,9 @@ pub(super) async fn run(
         collections: (!collections.is_empty()).then_some(collections),
         top_k: Some(top_k),
         mode: Some(mode),
-        dense_weight: None,
-        lexical_weight: None,
+        fusion,
+        alpha,
+        ..SearchRequest::default()
     };
     // The terminal is the operator's: every collection is readable.
     let resp = retrieve::search(app, req, &auth::Access::All).await?;
@@ -37,6 +40,7 @@ pub(super) async fn run(
 }
 
 fn print_results(resp: &SearchResponse) {
+    println!("fusion: {}", resp.fusion.label());
     for r in &resp.results {
         let sig = |s: Option<retrieve::Signal>| {
             s.map(|s| format!("#{} ({:.3})", s.rank, s.score))

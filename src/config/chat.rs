@@ -27,6 +27,13 @@ pub struct ChatSettings {
     /// Below this cosine similarity of the best source the question is
     /// refused without calling the model.
     pub refusal_threshold: f32,
+    /// Below this share of the question's terms (weighted by IDF) in the
+    /// sources, the question is refused unless the best source's cosine
+    /// reaches `confident_similarity`.
+    pub min_term_share: f32,
+    /// A best source this close in meaning grounds an answer even when it
+    /// words things differently from the question.
+    pub confident_similarity: f32,
     pub default_top_k: usize,
     pub max_top_k: usize,
     /// Tokens kept free for the answer in the model's context window.
@@ -43,6 +50,8 @@ impl Default for ChatSettings {
         Self {
             backend: ChatBackend::Auto,
             refusal_threshold: 0.3,
+            min_term_share: 0.5,
+            confident_similarity: 0.7,
             default_top_k: 5,
             max_top_k: 20,
             answer_reserve_tokens: 512,
@@ -64,6 +73,17 @@ impl ChatSettings {
         if !(self.refusal_threshold.is_finite() && (-1.0..=1.0).contains(&self.refusal_threshold)) {
             return Err(invalid(
                 "chat.refusal_threshold",
+                "must be a cosine similarity between -1 and 1",
+            ));
+        }
+        if !(self.min_term_share.is_finite() && (0.0..=1.0).contains(&self.min_term_share)) {
+            return Err(invalid("chat.min_term_share", "must be between 0 and 1"));
+        }
+        if !(self.confident_similarity.is_finite()
+            && (-1.0..=1.0).contains(&self.confident_similarity))
+        {
+            return Err(invalid(
+                "chat.confident_similarity",
                 "must be a cosine similarity between -1 and 1",
             ));
         }

@@ -47,7 +47,7 @@ pub use llm::LlmSettings;
 pub use local_llm::LocalLlmSettings;
 pub use log::{LogFormat, LogSettings};
 pub use rate_limit::{canonical, limiter_key, IpNet, RateLimitSettings};
-pub use retrieval::RetrievalSettings;
+pub use retrieval::{Fusion, Method, Normalization, RetrievalSettings, Weights};
 pub use server::ServerSettings;
 pub use telemetry::TelemetrySettings;
 pub use uploads::UploadSettings;

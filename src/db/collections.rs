@@ -26,6 +26,41 @@ pub struct Collection {
     /// The change log's head at the last bump.
     #[serde(skip)]
     pub log_position: i64,
+    /// Tuned fusion parameters (JSON), see [`Collection::tuned_fusion`].
+    #[serde(skip)]
+    pub retrieval: Option<String>,
+}
+
+impl Collection {
+    /// The fusion `ragchat eval --tune --store` chose for this collection.
+    /// Unreadable values (written by another version) count as none.
+    pub fn tuned_fusion(&self) -> Option<crate::config::Fusion> {
+        let raw = self.retrieval.as_deref()?;
+        match serde_json::from_str(raw) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(collection = %self.name, error = %e, "ignoring unreadable tuned fusion");
+                None
+            }
+        }
+    }
+}
+
+/// Store (or with `None` clear) a collection's tuned fusion. Cached results
+/// need no bump: their key holds the fusion they were computed with.
+pub async fn set_tuned_fusion(
+    db: &Db,
+    id: &str,
+    fusion: Option<&crate::config::Fusion>,
+) -> DbResult<()> {
+    let value = fusion.map(|f| serde_json::to_string(f).unwrap_or_default());
+    db_run!(db, conn => {
+        diesel::update(collections::table.filter(collections::id.eq(id)))
+            .set(collections::retrieval.eq(value.clone()))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
 }
 
 pub async fn collection_by_name(db: &Db, name: &str) -> DbResult<Option<Collection>> {
@@ -63,6 +98,7 @@ pub async fn ensure_collection(db: &Db, name: &str) -> DbResult<Collection> {
         public: false,
         generation: 0,
         log_position: 0,
+        retrieval: None,
     };
     db_run!(db, conn => {
         diesel::insert_into(collections::table)
@@ -229,6 +265,7 @@ mod tests {
                 public: true,
                 generation: 0,
                 log_position: 0,
+                retrieval: None,
             };
             assert_eq!(
                 create_collection(db, b.clone()).await.unwrap(),

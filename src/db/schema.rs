@@ -10,6 +10,7 @@ diesel::table! {
         public -> Bool,
         generation -> BigInt,
         log_position -> BigInt,
+        retrieval -> Nullable<Text>,
     }
 }
 

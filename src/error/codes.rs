@@ -42,6 +42,7 @@ error_codes! {
     InvalidCollection = "invalid_collection", 400;
     InvalidCrawl = "invalid_crawl", 400;
     InvalidCursor = "invalid_cursor", 400;
+    InvalidFusion = "invalid_fusion", 400;
     InvalidMultipart = "invalid_multipart", 400;
     InvalidQueryString = "invalid_query_string", 400;
     InvalidTopK = "invalid_top_k", 400;

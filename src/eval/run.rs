@@ -16,12 +16,14 @@ use super::metrics::{evaluate, Scores};
 use super::trec::write_run;
 use crate::app::App;
 use crate::db::collections;
+use crate::db::collections::Collection;
 use crate::db::documents;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ids::{CollectionId, DocumentId};
 use crate::ingest::load::RawDocument;
 use crate::ingest::pipeline::{self, IngestReport};
-use crate::retrieve::{rank, Mode, Weights};
+use crate::retrieve::fusion::{self, Aggregation};
+use crate::retrieve::{fusion_for, rank, Fusion, FusionOverrides, Mode};
 
 /// One query's ranking: documents with scores, best first.
 pub type QueryRun = (String, Vec<(String, f32)>);
@@ -38,7 +40,11 @@ pub struct EvalOptions {
     pub run_out: Option<PathBuf>,
     /// Chunks each signal returns per query.
     pub candidates: usize,
-    pub weights: Weights,
+    /// Fusion parameters set on the command line; the rest come from the
+    /// collection's tuned values or the configuration.
+    pub fusion: FusionOverrides,
+    /// How chunk scores make a document's score.
+    pub aggregation: Aggregation,
     pub concurrency: usize,
 }
 
@@ -53,6 +59,8 @@ pub struct Prepared {
     pub dataset: BeirDataset,
     pub collection_id: CollectionId,
     pub collection: String,
+    /// The collection as it was after ingestion (with its tuned fusion).
+    pub record: Collection,
     pub ingest: Option<IngestReport>,
     pub doc_names: HashMap<DocumentId, String>,
 }
@@ -103,6 +111,9 @@ pub async fn prepare(
         collections::set_collection_description(&app.db, &collection.id, &marker).await?;
         ingest = Some(report);
     }
+    let record = collections::collection_by_id(&app.db, &collection.id)
+        .await?
+        .unwrap_or(collection.clone());
     let doc_names = documents::document_sources(&app.db, &collection.id)
         .await?
         .into_iter()
@@ -111,9 +122,20 @@ pub async fn prepare(
         dataset,
         collection_id: collection.id.clone(),
         collection: name,
+        record,
         ingest,
         doc_names,
     })
+}
+
+/// The fusion `run_mode` uses: the command line's values over the
+/// collection's tuned ones or the configuration's.
+pub fn fusion_of(app: &App, prepared: &Prepared, opts: &EvalOptions) -> Fusion {
+    fusion_for(
+        &app.settings.retrieval,
+        std::slice::from_ref(&prepared.record),
+        &opts.fusion,
+    )
 }
 
 /// Run every judged query in one mode; returns the scores and the run
@@ -126,18 +148,14 @@ pub async fn run_mode(
 ) -> Result<(EvalResult, Vec<QueryRun>)> {
     let started = Instant::now();
     let cols = [prepared.collection_id.clone()];
+    let fusion = fusion_of(app, prepared, opts);
     let results: Vec<Result<QueryRun>> = stream::iter(prepared.dataset.queries.iter())
         .map(|q| async {
-            let fused = rank(app, &q.text, &cols, mode, opts.candidates, opts.weights).await?;
-            let mut seen = std::collections::HashSet::new();
-            let docs: Vec<(String, f32)> = fused
+            let fused = rank(app, &q.text, &cols, mode, opts.candidates, &fusion).await?;
+            let docs: Vec<(String, f32)> = fusion::documents(&fused, opts.aggregation, usize::MAX)
                 .into_iter()
-                .filter(|f| seen.insert(f.document_id.clone()))
-                .filter_map(|f| {
-                    prepared
-                        .doc_names
-                        .get(&f.document_id)
-                        .map(|name| (name.clone(), f.score))
+                .filter_map(|(d, score)| {
+                    prepared.doc_names.get(&d).map(|name| (name.clone(), score))
                 })
                 .take(DOCS_PER_QUERY)
                 .collect();

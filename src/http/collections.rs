@@ -164,6 +164,7 @@ pub async fn create(
         public: b.public.unwrap_or(false),
         generation: 0,
         log_position: 0,
+        retrieval: None,
     };
     let c = collections::create_collection(&app.db, c)
         .await?

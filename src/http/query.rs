@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::auth::{Access, Caller, Scope};
 use crate::error::{Error, ErrorCode};
 use crate::ratelimit::Bucket;
-use crate::retrieve::{self, Mode, SearchRequest, SearchResponse};
+use crate::retrieve::{self, Method, Mode, Normalization, SearchRequest, SearchResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/query", web::post().to(post_query))
@@ -35,6 +35,17 @@ pub struct QueryBody {
     mode: Option<String>,
     /// The RRF weight of each signal, 0 to 100 (1 each).
     weights: Option<WeightsBody>,
+    /// `rrf` (reciprocal rank fusion) or `convex` (a convex combination of
+    /// normalised scores); the collection's tuned or the configured one when
+    /// absent.
+    #[schema(value_type = Option<Method>)]
+    fusion: Option<String>,
+    /// Convex fusion: the dense signal's share, 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
+    alpha: Option<f32>,
+    /// Convex fusion: `min_max` or `theoretical_min`.
+    #[schema(value_type = Option<Normalization>)]
+    normalization: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,7 +79,7 @@ async fn run(
     request_body = QueryBody,
     responses(
         (status = 200, description = "The results, best first", body = SearchResponse),
-        (status = 400, description = "`empty_query`, `query_too_long`, `invalid_top_k`, `unknown_mode` or `invalid_weights`", body = ErrorBody),
+        (status = 400, description = "`empty_query`, `query_too_long`, `invalid_top_k`, `unknown_mode`, `invalid_weights` or `invalid_fusion`", body = ErrorBody),
         (status = 403, description = "`insufficient_scope`: a key without `query`", body = ErrorBody),
         (status = 404, description = "`collection_not_found`: a name that does not exist or the caller may not read", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
@@ -93,6 +104,9 @@ pub async fn post_query(
         mode: body.mode,
         dense_weight: weights.dense,
         lexical_weight: weights.lexical,
+        fusion: body.fusion,
+        alpha: body.alpha,
+        normalization: body.normalization,
     };
     run(&caller, &req, app, search).await
 }
@@ -112,10 +126,13 @@ pub async fn post_query(
         ("collections" = Option<String>, Query, description = "Comma-separated collection names"),
         ("dense_weight" = Option<f32>, Query, description = "0 to 100 (1)", minimum = 0, maximum = 100),
         ("lexical_weight" = Option<f32>, Query, description = "0 to 100 (1)", minimum = 0, maximum = 100),
+        ("fusion" = Option<Method>, Query, description = "`rrf` or `convex`"),
+        ("alpha" = Option<f32>, Query, description = "Convex fusion: the dense share, 0 to 1", minimum = 0, maximum = 1),
+        ("normalization" = Option<Normalization>, Query, description = "Convex fusion: `min_max` or `theoretical_min`"),
     ),
     responses(
         (status = 200, description = "The results, best first", body = SearchResponse),
-        (status = 400, description = "`empty_query`, `query_too_long`, `invalid_top_k`, `unknown_mode` or `invalid_weights`", body = ErrorBody),
+        (status = 400, description = "`empty_query`, `query_too_long`, `invalid_top_k`, `unknown_mode`, `invalid_weights` or `invalid_fusion`", body = ErrorBody),
         (status = 403, description = "`insufficient_scope`: a key without `query`", body = ErrorBody),
         (status = 404, description = "`collection_not_found`: a name that does not exist or the caller may not read", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
@@ -132,7 +149,14 @@ pub async fn get_query(
     for key in p.keys() {
         if !matches!(
             key.as_str(),
-            "q" | "top_k" | "mode" | "collections" | "dense_weight" | "lexical_weight"
+            "q" | "top_k"
+                | "mode"
+                | "collections"
+                | "dense_weight"
+                | "lexical_weight"
+                | "fusion"
+                | "alpha"
+                | "normalization"
         ) {
             return Err(Error::new(
                 ErrorCode::InvalidQueryString,
@@ -140,15 +164,11 @@ pub async fn get_query(
             ));
         }
     }
-    let num = |key: &str| -> Result<Option<f32>, Error> {
+    let num = |key: &str, code: ErrorCode| -> Result<Option<f32>, Error> {
         p.get(key)
             .map(|v| {
-                v.parse::<f32>().map_err(|_| {
-                    Error::new(
-                        ErrorCode::InvalidWeights,
-                        format!("`{key}` must be a number"),
-                    )
-                })
+                v.parse::<f32>()
+                    .map_err(|_| Error::new(code, format!("`{key}` must be a number")))
             })
             .transpose()
     };
@@ -170,8 +190,11 @@ pub async fn get_query(
             .map(|c| c.split(',').map(|s| s.trim().to_string()).collect()),
         top_k,
         mode: p.get("mode").cloned(),
-        dense_weight: num("dense_weight")?,
-        lexical_weight: num("lexical_weight")?,
+        dense_weight: num("dense_weight", ErrorCode::InvalidWeights)?,
+        lexical_weight: num("lexical_weight", ErrorCode::InvalidWeights)?,
+        fusion: p.get("fusion").cloned(),
+        alpha: num("alpha", ErrorCode::InvalidFusion)?,
+        normalization: p.get("normalization").cloned(),
     };
     run(&caller, &req, app, search).await
 }

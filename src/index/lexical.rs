@@ -54,6 +54,14 @@ pub struct Highlight {
     pub ranges: Vec<(usize, usize)>,
 }
 
+/// See [`LexicalIndex::term_evidence`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TermEvidence {
+    pub terms: usize,
+    pub matched: usize,
+    pub idf_share: f32,
+}
+
 struct Fields {
     chunk_id: Field,
     document_id: Field,
@@ -345,6 +353,59 @@ impl LexicalIndex {
         Ok(hits)
     }
 
+    /// How much of `query` the given passages contain: its distinct analysed
+    /// terms (stemmed, stop words out), how many occur in at least one
+    /// passage, and the share of the query's total IDF those carry. Rare
+    /// terms weigh most, so "what is the effect of X on Y" answered from
+    /// passages that mention "effect" but neither X nor Y scores low.
+    pub fn term_evidence(&self, query: &str, texts: &[&str]) -> IndexResult<TermEvidence> {
+        let terms = self.terms(query);
+        if terms.is_empty() {
+            return Ok(TermEvidence::default());
+        }
+        let mut found = std::collections::HashSet::new();
+        for text in texts {
+            found.extend(self.terms(text));
+        }
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs().max(1) as f64;
+        let mut total = 0.0;
+        let mut matched_idf = 0.0;
+        let mut matched = 0;
+        for t in &terms {
+            let df = searcher
+                .doc_freq(&Term::from_field_text(self.fields.text, t))
+                .map_err(err)? as f64;
+            // BM25's IDF, never negative.
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            total += idf;
+            if found.contains(t) {
+                matched += 1;
+                matched_idf += idf;
+            }
+        }
+        Ok(TermEvidence {
+            terms: terms.len(),
+            matched,
+            idf_share: if total > 0.0 {
+                (matched_idf / total) as f32
+            } else {
+                0.0
+            },
+        })
+    }
+
+    /// The distinct analysed terms of `text`.
+    fn terms(&self, text: &str) -> std::collections::HashSet<String> {
+        let mut analyzer = self.analyzer.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut out = std::collections::HashSet::new();
+        while stream.advance() {
+            out.insert(stream.token().text.clone());
+        }
+        out
+    }
+
     /// Highlighted fragments of `texts` for `query`, at most `max_chars` long
     /// each. Works for hits from either signal, since it reads the given text.
     pub fn highlight(
@@ -422,6 +483,33 @@ mod tests {
             title: title.into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn term_evidence_weighs_rare_terms() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = LexicalIndex::open(dir.path()).unwrap();
+        let a = CollectionId::random();
+        let mut docs = vec![doc(&a, "Heat", "Heat transfer in a boundary layer.")];
+        for i in 0..9 {
+            docs.push(doc(&a, "Flow", &format!("Flow study number {i}.")));
+        }
+        idx.upsert(&docs).unwrap();
+        idx.commit().unwrap();
+        // "the" is a stop word; "flows" stems to "flow" (in 9 of 10 chunks),
+        // "transfer" is in one.
+        let e = idx
+            .term_evidence("the flows of transfer", &["heat transfer"])
+            .unwrap();
+        assert_eq!((e.terms, e.matched), (2, 1));
+        assert!(e.idf_share > 0.6, "{e:?}");
+        let e = idx
+            .term_evidence("the flows of transfer", &["a flow"])
+            .unwrap();
+        assert_eq!(e.matched, 1);
+        assert!(e.idf_share < 0.4, "{e:?}");
+        let none = idx.term_evidence("the of", &["anything"]).unwrap();
+        assert_eq!(none, TermEvidence::default());
     }
 
     #[test]

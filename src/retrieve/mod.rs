@@ -18,7 +18,10 @@ use crate::ids::{ChunkId, CollectionId, DocumentId};
 use crate::index::lexical::{self, Highlight};
 use crate::index::Hit;
 
+pub mod fusion;
 mod results;
+
+pub use fusion::{Aggregation, Fused, Fusion, Method, Normalization, Signal, Weights};
 
 pub const MAX_QUERY_CHARS: usize = 2000;
 const SNIPPET_CHARS: usize = 240;
@@ -56,79 +59,6 @@ impl std::str::FromStr for Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Weights {
-    pub dense: f32,
-    pub lexical: f32,
-}
-
-/// One signal's view of a result. `rank` starts at 1.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Signal {
-    pub rank: usize,
-    pub score: f32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fused {
-    pub chunk_id: ChunkId,
-    pub document_id: DocumentId,
-    pub collection_id: CollectionId,
-    pub score: f32,
-    pub dense: Option<Signal>,
-    pub lexical: Option<Signal>,
-}
-
-/// Weighted reciprocal rank fusion: `score = Σ weight / (k + rank)` over the
-/// signals that returned the chunk. Ties go to the better single rank, then
-/// to the chunk id, so results are deterministic.
-pub fn rrf(dense: &[Hit], lexical: &[Hit], k: f32, weights: Weights) -> Vec<Fused> {
-    let mut by_id: HashMap<ChunkId, Fused> = HashMap::new();
-    let mut add = |hits: &[Hit], weight: f32, is_dense: bool| {
-        for (i, h) in hits.iter().enumerate() {
-            let rank = i + 1;
-            let e = by_id.entry(h.chunk_id.clone()).or_insert_with(|| Fused {
-                chunk_id: h.chunk_id.clone(),
-                document_id: h.document_id.clone(),
-                collection_id: h.collection_id.clone(),
-                score: 0.0,
-                dense: None,
-                lexical: None,
-            });
-            let slot = if is_dense {
-                &mut e.dense
-            } else {
-                &mut e.lexical
-            };
-            if slot.is_none() {
-                *slot = Some(Signal {
-                    rank,
-                    score: h.score,
-                });
-                e.score += weight / (k + rank as f32);
-            }
-        }
-    };
-    add(dense, weights.dense, true);
-    add(lexical, weights.lexical, false);
-    let mut out: Vec<Fused> = by_id.into_values().collect();
-    let best_rank = |f: &Fused| {
-        f.dense
-            .map(|s| s.rank)
-            .into_iter()
-            .chain(f.lexical.map(|s| s.rank))
-            .min()
-            .unwrap_or(usize::MAX)
-    };
-    out.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| best_rank(a).cmp(&best_rank(b)))
-            .then_with(|| a.chunk_id.cmp(&b.chunk_id))
-    });
-    out
-}
-
 /// Map collection names to the collections `access` allows; `None` means all
 /// of those. A name the caller may not read is reported exactly like one that
 /// does not exist.
@@ -162,16 +92,16 @@ pub async fn resolve_collections(
     Ok(out)
 }
 
-/// Ranked chunks for `query` without touching the DB (the hot path of `eval`).
-/// Each stage's time goes to `ragchat_query_stage_duration_seconds`.
-pub async fn rank(
+/// Each signal's ranking for `query` (best first), without touching the DB;
+/// the one `mode` leaves out is empty. Each stage's time goes to
+/// `ragchat_query_stage_duration_seconds`.
+pub async fn signals(
     app: &App,
     query: &str,
     collections: &[CollectionId],
     mode: Mode,
     candidates: usize,
-    weights: Weights,
-) -> Result<Vec<Fused>> {
+) -> Result<(Vec<Hit>, Vec<Hit>)> {
     let m = &app.metrics;
     let dense = async {
         if mode == Mode::Lexical {
@@ -209,17 +139,29 @@ pub async fn rank(
         m.observe_stage("lexical", t.elapsed());
         Ok(hits)
     };
-    let (dense, lexical) = tokio::try_join!(
+    tokio::try_join!(
         dense.instrument(tracing::info_span!("dense search")),
         lexical.instrument(tracing::info_span!("lexical search"))
-    )?;
+    )
+}
+
+/// Ranked chunks for `query` without touching the DB (the hot path of `eval`).
+pub async fn rank(
+    app: &App,
+    query: &str,
+    collections: &[CollectionId],
+    mode: Mode,
+    candidates: usize,
+    fusion: &Fusion,
+) -> Result<Vec<Fused>> {
+    let (dense, lexical) = signals(app, query, collections, mode, candidates).await?;
     let t = Instant::now();
-    let fused = rrf(&dense, &lexical, app.settings.retrieval.rrf_k, weights);
-    m.observe_stage("fuse", t.elapsed());
+    let fused = fusion::fuse(&dense, &lexical, fusion);
+    app.metrics.observe_stage("fuse", t.elapsed());
     Ok(fused)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
     pub query: String,
     pub collections: Option<Vec<String>>,
@@ -227,6 +169,53 @@ pub struct SearchRequest {
     pub mode: Option<String>,
     pub dense_weight: Option<f32>,
     pub lexical_weight: Option<f32>,
+    /// `rrf` or `convex`.
+    pub fusion: Option<String>,
+    pub alpha: Option<f32>,
+    /// `min_max` or `theoretical_min`.
+    pub normalization: Option<String>,
+}
+
+/// What a request sets of the fusion; the rest comes from the searched
+/// collections' tuned values or from the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FusionOverrides {
+    pub method: Option<Method>,
+    pub alpha: Option<f32>,
+    pub normalization: Option<Normalization>,
+    pub dense_weight: Option<f32>,
+    pub lexical_weight: Option<f32>,
+}
+
+/// The fusion a search uses: the searched collections' tuned values when
+/// they all have the same ones (`ragchat eval --tune --store`), else the
+/// configured defaults; then whatever the request sets.
+pub fn fusion_for(
+    settings: &crate::config::RetrievalSettings,
+    collections: &[Collection],
+    overrides: &FusionOverrides,
+) -> Fusion {
+    let tuned: Vec<Option<Fusion>> = collections.iter().map(Collection::tuned_fusion).collect();
+    let mut f = match tuned.first() {
+        Some(Some(first)) if tuned.iter().all(|t| t.as_ref() == Some(first)) => *first,
+        _ => settings.fusion(),
+    };
+    if let Some(m) = overrides.method {
+        f.method = m;
+    }
+    if let Some(a) = overrides.alpha {
+        f.alpha = a;
+    }
+    if let Some(n) = overrides.normalization {
+        f.normalization = n;
+    }
+    if let Some(w) = overrides.dense_weight {
+        f.weights.dense = w;
+    }
+    if let Some(w) = overrides.lexical_weight {
+        f.weights.lexical = w;
+    }
+    f
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -253,7 +242,10 @@ pub struct SearchResponse {
     pub query: String,
     pub mode: Mode,
     pub top_k: usize,
+    /// The RRF weights (also in `fusion`).
     pub weights: Weights,
+    /// How the two signals were fused.
+    pub fusion: Fusion,
     pub collections: Vec<String>,
     pub results: Vec<SearchResult>,
     /// Whether the results came from the result cache.
@@ -262,7 +254,7 @@ pub struct SearchResponse {
 }
 
 /// Validate a request; every problem is a 400 naming the field.
-pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)> {
+pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, FusionOverrides)> {
     let r = &app.settings.retrieval;
     let q = req.query.trim();
     if q.is_empty() {
@@ -291,24 +283,39 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
         None => Mode::Hybrid,
         Some(m) => m.parse()?,
     };
-    let weights = Weights {
-        dense: req.dense_weight.unwrap_or(r.dense_weight),
-        lexical: req.lexical_weight.unwrap_or(r.lexical_weight),
-    };
-    for (name, w) in [("dense", weights.dense), ("lexical", weights.lexical)] {
-        if !(w.is_finite() && (0.0..=100.0).contains(&w)) {
+    for (name, w) in [("dense", req.dense_weight), ("lexical", req.lexical_weight)] {
+        if let Some(w) = w {
+            if !(w.is_finite() && (0.0..=100.0).contains(&w)) {
+                return Err(Error::new(
+                    ErrorCode::InvalidWeights,
+                    format!("`weights.{name}` must be a number between 0 and 100"),
+                ));
+            }
+        }
+    }
+    if let Some(a) = req.alpha {
+        if !(a.is_finite() && (0.0..=1.0).contains(&a)) {
             return Err(Error::new(
-                ErrorCode::InvalidWeights,
-                format!("`weights.{name}` must be a number between 0 and 100"),
+                ErrorCode::InvalidFusion,
+                "`alpha` must be a number between 0 and 1",
             ));
         }
     }
-    if mode == Mode::Hybrid && weights.dense == 0.0 && weights.lexical == 0.0 {
-        return Err(Error::new(
-            ErrorCode::InvalidWeights,
-            "at least one weight must be positive",
-        ));
-    }
+    let overrides = FusionOverrides {
+        method: req
+            .fusion
+            .as_deref()
+            .map(fusion::parse_method)
+            .transpose()?,
+        alpha: req.alpha,
+        normalization: req
+            .normalization
+            .as_deref()
+            .map(fusion::parse_normalization)
+            .transpose()?,
+        dense_weight: req.dense_weight,
+        lexical_weight: req.lexical_weight,
+    };
     if let Some(c) = &req.collections {
         if c.iter().any(|n| n.trim().is_empty()) {
             return Err(Error::new(
@@ -317,7 +324,24 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
             ));
         }
     }
-    Ok((mode, top_k, weights))
+    Ok((mode, top_k, overrides))
+}
+
+/// The fusion checks that need the resolved values: RRF over both signals
+/// needs a positive weight.
+fn check_fusion(mode: Mode, fusion: &Fusion) -> Result<()> {
+    fusion::check(fusion)?;
+    if mode == Mode::Hybrid
+        && fusion.method == Method::Rrf
+        && fusion.weights.dense == 0.0
+        && fusion.weights.lexical == 0.0
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidWeights,
+            "at least one weight must be positive",
+        ));
+    }
+    Ok(())
 }
 
 /// The `/query` operation: validate, retrieve, join with the DB, highlight.
@@ -325,10 +349,12 @@ pub fn validate(app: &App, req: &SearchRequest) -> Result<(Mode, usize, Weights)
 /// collections never reach fusion (no post-filtering, no leaked ranks).
 pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Result<SearchResponse> {
     let started = Instant::now();
-    let (mode, top_k, weights) = validate(app, &req)?;
+    let (mode, top_k, overrides) = validate(app, &req)?;
     let t = Instant::now();
     let collections = resolve_collections(app, req.collections.as_deref(), access).await?;
     app.metrics.observe_stage("collections", t.elapsed());
+    let fusion = fusion_for(&app.settings.retrieval, &collections, &overrides);
+    check_fusion(mode, &fusion)?;
     let query = req.query.trim().to_string();
     let respond = |results: Vec<SearchResult>, cached: bool, collections: Vec<Collection>| {
         app.metrics
@@ -341,7 +367,8 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
             query: query.clone(),
             mode,
             top_k,
-            weights,
+            weights: fusion.weights,
+            fusion,
             collections: collections.into_iter().map(|c| c.name).collect(),
             results,
             cached,
@@ -354,7 +381,7 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
             &query,
             mode,
             top_k,
-            weights,
+            &fusion,
             &app.settings.retrieval,
             &collections,
         )
@@ -368,7 +395,7 @@ pub async fn search(app: &Arc<App>, req: SearchRequest, access: &Access) -> Resu
     }
     // Read before searching: the search sees at least this much of the log.
     let position = app.follower().map_or(0, |f| f.applied_position());
-    let results = compute(app, &query, mode, top_k, weights, &collections)
+    let results = compute(app, &query, mode, top_k, &fusion, &collections)
         .instrument(tracing::info_span!("search", mode = mode.as_str()))
         .await?;
     if let (Some((cache, _)), Some(key)) = (cache, key) {
@@ -386,12 +413,12 @@ async fn compute(
     query: &str,
     mode: Mode,
     top_k: usize,
-    weights: Weights,
+    fusion: &Fusion,
     collections: &[Collection],
 ) -> Result<Vec<SearchResult>> {
     let ids: Vec<CollectionId> = collections.iter().map(|c| c.id.clone()).collect();
     let candidates = app.settings.retrieval.candidates.max(top_k);
-    let fused = rank(app, query, &ids, mode, candidates, weights).await?;
+    let fused = rank(app, query, &ids, mode, candidates, fusion).await?;
 
     // The DB is the source of truth: a hit whose chunk is gone (deleted while
     // an index lagged) is dropped, so over-fetch a little to still fill top_k.
@@ -454,126 +481,6 @@ async fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
-
-    fn hit(n: u128, score: f32) -> Hit {
-        Hit {
-            chunk_id: Uuid::from_u128(n).into(),
-            document_id: Uuid::from_u128(1000 + n).into(),
-            collection_id: Uuid::from_u128(7).into(),
-            score,
-        }
-    }
-
-    #[test]
-    fn rrf_arithmetic() {
-        // dense: A(1) B(2) C(3); lexical: B(1) D(2) A(3); k = 60, equal weights.
-        let dense = [hit(1, 0.9), hit(2, 0.8), hit(3, 0.7)];
-        let lexical = [hit(2, 12.0), hit(4, 9.0), hit(1, 3.0)];
-        let w = Weights {
-            dense: 1.0,
-            lexical: 1.0,
-        };
-        let f = rrf(&dense, &lexical, 60.0, w);
-        let ids: Vec<u128> = f
-            .iter()
-            .map(|x| x.chunk_id.to_uuid().unwrap().as_u128())
-            .collect();
-        // B = 1/62 + 1/61 = 0.032522; A = 1/61 + 1/63 = 0.032266;
-        // D = 1/62 = 0.016129; C = 1/63 = 0.015873.
-        assert_eq!(ids, vec![2, 1, 4, 3]);
-        assert!((f[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-7);
-        assert!((f[1].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-7);
-        assert!((f[2].score - 1.0 / 62.0).abs() < 1e-7);
-        assert_eq!(
-            f[0].dense,
-            Some(Signal {
-                rank: 2,
-                score: 0.8
-            })
-        );
-        assert_eq!(
-            f[0].lexical,
-            Some(Signal {
-                rank: 1,
-                score: 12.0
-            })
-        );
-        assert_eq!(f[2].dense, None);
-
-        // Weighting dense twice as much: A = 2/61 + 1/63 beats B = 2/62 + 1/61,
-        // and C = 2/63 beats D = 1/62.
-        let f = rrf(
-            &dense,
-            &lexical,
-            60.0,
-            Weights {
-                dense: 2.0,
-                lexical: 1.0,
-            },
-        );
-        let ids: Vec<u128> = f
-            .iter()
-            .map(|x| x.chunk_id.to_uuid().unwrap().as_u128())
-            .collect();
-        assert_eq!(ids, vec![1, 2, 3, 4]);
-
-        // A zero weight keeps the signal's ranks visible but adds nothing.
-        let f = rrf(
-            &dense,
-            &lexical,
-            60.0,
-            Weights {
-                dense: 1.0,
-                lexical: 0.0,
-            },
-        );
-        let ids: Vec<u128> = f
-            .iter()
-            .map(|x| x.chunk_id.to_uuid().unwrap().as_u128())
-            .collect();
-        assert_eq!(ids, vec![1, 2, 3, 4]);
-        assert_eq!(f[3].score, 0.0);
-    }
-
-    #[test]
-    fn rrf_single_signal_and_ties() {
-        let f = rrf(
-            &[],
-            &[hit(5, 1.0), hit(6, 0.5)],
-            60.0,
-            Weights {
-                dense: 1.0,
-                lexical: 1.0,
-            },
-        );
-        assert_eq!(f.len(), 2);
-        assert_eq!(f[0].chunk_id.to_uuid().unwrap().as_u128(), 5);
-        // Same rank in different signals: equal scores, tie broken by rank then id.
-        let f = rrf(
-            &[hit(9, 1.0)],
-            &[hit(8, 1.0)],
-            60.0,
-            Weights {
-                dense: 1.0,
-                lexical: 1.0,
-            },
-        );
-        assert_eq!(f[0].score, f[1].score);
-        assert_eq!(f[0].chunk_id.to_uuid().unwrap().as_u128(), 8);
-        // A duplicate within one signal counts once, at its best rank.
-        let f = rrf(
-            &[hit(1, 1.0), hit(1, 0.5)],
-            &[],
-            60.0,
-            Weights {
-                dense: 1.0,
-                lexical: 1.0,
-            },
-        );
-        assert_eq!(f.len(), 1);
-        assert!((f[0].score - 1.0 / 61.0).abs() < 1e-7);
-    }
 
     #[test]
     fn mode_parsing() {

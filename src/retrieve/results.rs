@@ -3,7 +3,7 @@
 //!
 //! The key is a hash of everything a result depends on: the query (with
 //! runs of white space made one space, which neither signal sees), mode,
-//! top_k, weights, the fusion and candidate settings, and every searched
+//! top_k, the fusion (method and every parameter) and candidate setting, and every searched
 //! collection's id with its generation. Access is resolved before the key is
 //! made, so an entry is only ever found by a caller searching exactly the
 //! same collections; a write to any of them bumps its generation, so its
@@ -17,13 +17,13 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Mode, SearchResult, Weights};
+use super::{Fusion, Mode, SearchResult};
 use crate::config::RetrievalSettings;
 use crate::db::collections::Collection;
 
 /// Bumped when the cached form or the key's meaning changes, so nodes of
 /// different versions never read each other's entries.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Serialize)]
 struct KeyParts<'a> {
@@ -31,9 +31,13 @@ struct KeyParts<'a> {
     query: &'a str,
     mode: Mode,
     top_k: usize,
+    fusion: super::Method,
+    normalization: super::Normalization,
+    // Bits, not floats: 0.1 must not be serialised two ways.
     dense_weight: u32,
     lexical_weight: u32,
     rrf_k: u32,
+    alpha: u32,
     candidates: usize,
     collections: Vec<(&'a str, i64)>,
 }
@@ -43,7 +47,7 @@ pub fn key(
     query: &str,
     mode: Mode,
     top_k: usize,
-    weights: Weights,
+    fusion: &Fusion,
     settings: &RetrievalSettings,
     collections: &[Collection],
 ) -> String {
@@ -58,10 +62,12 @@ pub fn key(
         query: &query,
         mode,
         top_k,
-        // Bits, not floats: 0.1 must not be serialised two ways.
-        dense_weight: weights.dense.to_bits(),
-        lexical_weight: weights.lexical.to_bits(),
-        rrf_k: settings.rrf_k.to_bits(),
+        fusion: fusion.method,
+        normalization: fusion.normalization,
+        dense_weight: fusion.weights.dense.to_bits(),
+        lexical_weight: fusion.weights.lexical.to_bits(),
+        rrf_k: fusion.rrf_k.to_bits(),
+        alpha: fusion.alpha.to_bits(),
         candidates: settings.candidates,
         collections: searched,
     };
@@ -117,15 +123,19 @@ mod tests {
             public: false,
             generation,
             log_position,
+            retrieval: None,
         }
     }
 
     fn k(query: &str, mode: Mode, top_k: usize, cs: &[Collection]) -> String {
-        let w = Weights {
-            dense: 1.0,
-            lexical: 1.0,
-        };
-        key(query, mode, top_k, w, &RetrievalSettings::default(), cs)
+        key(
+            query,
+            mode,
+            top_k,
+            &Fusion::PLAIN_RRF,
+            &RetrievalSettings::default(),
+            cs,
+        )
     }
 
     #[test]
@@ -155,18 +165,46 @@ mod tests {
                 10,
                 &[a.clone(), collection("b", 5, 0)],
             ),
-            key(
-                "shock waves",
-                Mode::Hybrid,
-                10,
-                Weights {
-                    dense: 1.0,
-                    lexical: 0.5,
+        ]
+        .into_iter()
+        .chain(
+            [
+                Fusion {
+                    weights: super::super::Weights {
+                        dense: 1.0,
+                        lexical: 0.5,
+                    },
+                    ..Fusion::PLAIN_RRF
                 },
-                &RetrievalSettings::default(),
-                &[a.clone(), b.clone()],
-            ),
-        ] {
+                Fusion {
+                    rrf_k: 20.0,
+                    ..Fusion::PLAIN_RRF
+                },
+                Fusion {
+                    method: super::super::Method::Convex,
+                    ..Fusion::PLAIN_RRF
+                },
+                Fusion {
+                    alpha: 0.7,
+                    ..Fusion::PLAIN_RRF
+                },
+                Fusion {
+                    normalization: super::super::Normalization::TheoreticalMin,
+                    ..Fusion::PLAIN_RRF
+                },
+            ]
+            .iter()
+            .map(|f| {
+                key(
+                    "shock waves",
+                    Mode::Hybrid,
+                    10,
+                    f,
+                    &RetrievalSettings::default(),
+                    &[a.clone(), b.clone()],
+                )
+            }),
+        ) {
             assert_ne!(base, other);
         }
     }

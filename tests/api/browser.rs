@@ -195,6 +195,19 @@ fn sign_in_chat_with_citations_search_upload_and_administer() {
     });
     assert!(b.text(&hit).contains("Zanzibar"), "{}", b.text(&hit));
     b.screenshot("web-search");
+    // Convex fusion from the options: the summary names it and each signal
+    // shows its normalised score.
+    b.click(&b.find("[data-testid=\"search-fusion\"] option[value=\"convex\"]"));
+    b.click(&b.testid("search-submit"));
+    b.wait_for("results fused by convex combination", || {
+        let summary = b.text(&b.testid("search-summary"));
+        let first = b
+            .all("[data-testid=\"search-result\"]")
+            .into_iter()
+            .next()?;
+        (summary.contains("convex, alpha 0.5") && b.text(&first).contains("normalised"))
+            .then_some(())
+    });
 
     // The other admin screens render with their data.
     b.goto(&s.server.url("/#/admin/collections"));

@@ -10,6 +10,7 @@ mod chat_local;
 mod chat_openai;
 mod cli;
 mod cluster;
+mod eval;
 mod helpers;
 mod http_hardening;
 mod ingest;

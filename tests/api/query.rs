@@ -142,6 +142,72 @@ fn query_api_happy_path_and_errors() {
     );
     assert_eq!(status, 200, "{w}");
     assert_eq!(w["weights"]["dense"], 2.0);
+    assert_eq!(w["fusion"]["method"], "rrf");
+    assert_eq!(w["fusion"]["weights"]["lexical"], 0.5);
+    assert!(w["results"][0]["dense"]["normalized"].is_null(), "{w}");
+
+    // Convex fusion: each result's score is alpha × its normalised dense
+    // score + (1 − alpha) × its normalised lexical score, and both are shown.
+    for normalization in ["min_max", "theoretical_min"] {
+        let (status, c) = post(
+            &api,
+            token,
+            json!({"query": "boundary layer transition", "fusion": "convex", "alpha": 0.7,
+                   "normalization": normalization, "top_k": 10}),
+        );
+        assert_eq!(status, 200, "{c}");
+        assert_eq!(c["fusion"]["method"], "convex");
+        assert_eq!(c["fusion"]["normalization"], normalization);
+        let results = c["results"].as_array().unwrap();
+        assert!(!results.is_empty());
+        let mut previous = f64::INFINITY;
+        for r in results {
+            let score = r["score"].as_f64().unwrap();
+            assert!(score <= previous + 1e-6, "not best first: {c}");
+            previous = score;
+            let n = |s: &str| r[s]["normalized"].as_f64();
+            if let (Some(d), Some(l)) = (n("dense"), n("lexical")) {
+                assert!((0.0..=1.0).contains(&d) && (0.0..=1.0).contains(&l), "{r}");
+                assert!((score - (0.7 * d + 0.3 * l)).abs() < 1e-4, "{r}");
+            }
+        }
+        // min-max puts the best of each signal at exactly 1.
+        if normalization == "min_max" {
+            assert!(
+                results.iter().any(|r| r["dense"]["normalized"] == 1.0),
+                "{c}"
+            );
+        }
+    }
+    // alpha 1 is the dense order, alpha 0 the lexical one.
+    let order = |body: Value| -> Vec<String> {
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["chunk_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let q = "shock waves at supersonic speed";
+    let dense_only = post(
+        &api,
+        token,
+        json!({"query": q, "mode": "dense", "top_k": 5}),
+    )
+    .1;
+    let alpha_one = post(
+        &api,
+        token,
+        json!({"query": q, "fusion": "convex", "alpha": 1.0, "top_k": 5}),
+    )
+    .1;
+    assert_eq!(order(dense_only)[..3], order(alpha_one)[..3]);
+    let (status, get, _) = api.get(
+        "/api/v1/query?q=boundary%20layer&fusion=convex&alpha=0.2&normalization=theoretical_min",
+        Some(token),
+    );
+    assert_eq!(status, 200, "{get}");
+    assert_eq!(get["fusion"]["alpha"].as_f64().unwrap(), 0.2f32 as f64);
 
     // GET shorthand.
     let (status, get, _) = api.get(
@@ -168,6 +234,16 @@ fn query_api_happy_path_and_errors() {
             json!({"query": "x", "weights": {"dense": -1}}),
             "invalid_weights",
         ),
+        (json!({"query": "x", "fusion": "borda"}), "invalid_fusion"),
+        (
+            json!({"query": "x", "fusion": "convex", "alpha": 1.5}),
+            "invalid_fusion",
+        ),
+        (json!({"query": "x", "alpha": -0.1}), "invalid_fusion"),
+        (
+            json!({"query": "x", "normalization": "zscore"}),
+            "invalid_fusion",
+        ),
         (json!({"query": "x", "topk": 3}), "invalid_body"),
         (json!({"query": 5}), "invalid_body"),
     ];
@@ -192,6 +268,8 @@ fn query_api_happy_path_and_errors() {
         ("q=x&mode=nope", "unknown_mode"),
         ("q=x&collections=missing", "collection_not_found"),
         ("q=x&bogus=1", "invalid_query_string"),
+        ("q=x&alpha=abc", "invalid_fusion"),
+        ("q=x&fusion=sum", "invalid_fusion"),
     ] {
         let (status, body, _) = api.get(&format!("/api/v1/query?{qs}"), Some(token));
         assert_error(status, &body, code);

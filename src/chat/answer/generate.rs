@@ -6,6 +6,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::grounding::Grounding;
 use super::sources::Found;
 use super::{ms, save, Answering, Event, SourceItem, Timings, REFUSAL};
 use crate::app::App;
@@ -16,7 +17,7 @@ use crate::telemetry::request_id;
 use crate::text::citations::{CitationFilter, CitationReport};
 
 /// Answer with [`REFUSAL`] and store that.
-pub(super) async fn refuse(a: &mut Answering<'_>, best_similarity: f32) -> Result<()> {
+pub(super) async fn refuse(a: &mut Answering<'_>, grounding: Grounding) -> Result<()> {
     let metrics = &a.app.metrics.chat;
     metrics.answers.inc();
     metrics.refusals.inc();
@@ -35,7 +36,8 @@ pub(super) async fn refuse(a: &mut Answering<'_>, best_similarity: f32) -> Resul
         json!({
             "refused": true, "sources": [], "citations": [], "dropped_citations": 0,
             "model": null, "usage": Usage::default(), "timings": timings,
-            "best_similarity": best_similarity.max(-1.0),
+            "best_similarity": grounding.best_similarity.max(-1.0),
+            "grounding": grounding,
         }),
     )
     .await?;
@@ -49,6 +51,7 @@ pub(super) async fn refuse(a: &mut Answering<'_>, best_similarity: f32) -> Resul
             model: "none".into(),
             usage: Usage::default(),
             timings,
+            grounding,
         })
         .await;
     Ok(())
@@ -75,6 +78,7 @@ pub(super) async fn reply(
 ) -> Result<()> {
     let app = a.app;
     let model = app.chat_model.clone();
+    let grounding = found.grounding;
     let prompt = prompt_for(app, model.as_ref(), &found, history, question)?;
     let filter = CitationFilter::new(&prompt.source_numbers());
     let prompt_tokens = prompt.prompt_tokens;
@@ -137,6 +141,7 @@ pub(super) async fn reply(
             model: model.name().to_string(),
             usage,
             timings,
+            grounding,
         })
         .await;
     Ok(())

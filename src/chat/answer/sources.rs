@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::grounding::Grounding;
 use super::{Ask, SourceItem, Thread};
 use crate::app::App;
-use crate::auth::{Access, Caller};
+use crate::auth::Access;
 use crate::db::conversations;
 use crate::db::documents;
 use crate::error::Result;
@@ -21,8 +22,8 @@ pub(super) struct Found {
     pub sources: Vec<Source>,
     /// The same sources as the client sees them.
     pub items: Vec<SourceItem>,
-    /// See [`best_similarity`].
-    pub best_similarity: f32,
+    /// What decides whether to answer.
+    pub grounding: Grounding,
     /// The query that found them: the question, or the question with the
     /// previous one in front.
     pub query: String,
@@ -48,20 +49,19 @@ pub(super) async fn history(app: &Arc<App>, thread: &Thread) -> Result<Vec<ChatM
     })
 }
 
-/// Search over what `caller` may read and load the texts of the results.
+/// Search over what `access` allows and load the texts of the results.
 pub(super) async fn find(
     app: &Arc<App>,
-    caller: &Caller,
+    access: &Access,
     ask: &Ask,
     question: &str,
     history: &[ChatMessage],
 ) -> Result<Found> {
     let settings = &app.settings.chat;
-    let access = Access::of(&app.db, caller).await?;
     let top_k = ask.top_k.unwrap_or(settings.default_top_k as i64);
     // Questions may be longer than a search query; search with their start.
     let first: String = question.chars().take(MAX_QUERY_CHARS).collect();
-    let mut search = retrieve_for(app, &first, ask, top_k, &access).await?;
+    let mut search = retrieve_for(app, &first, ask, top_k, access).await?;
     // A follow-up such as "how thick does it get?" means little alone. When
     // the question by itself finds nothing relevant, ask again with the
     // previous question in front of it; keep that only if it does better.
@@ -72,7 +72,7 @@ pub(super) async fn find(
             let joined = format!("{} {}", prev.content, question);
             let skip = joined.chars().count().saturating_sub(MAX_QUERY_CHARS);
             let contextual: String = joined.chars().skip(skip).collect();
-            let second = retrieve_for(app, &contextual, ask, top_k, &access).await?;
+            let second = retrieve_for(app, &contextual, ask, top_k, access).await?;
             if best_similarity(&second) > best_similarity(&search) {
                 search = second;
                 query = contextual;
@@ -80,10 +80,33 @@ pub(super) async fn find(
         }
     }
     let (sources, items) = sources_of(app, &search).await?;
+    let grounding = if sources.is_empty() {
+        Grounding::NOTHING
+    } else {
+        // The question's own terms, not the contextual query's: a follow-up
+        // that borrows the previous question's words to find passages must
+        // still be about something those passages say.
+        let texts: Vec<String> = sources.iter().map(|s| s.text.clone()).collect();
+        let q = first.clone();
+        let evidence = crate::index::lexical::blocking(app.lexical()?, move |l| {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            l.term_evidence(&q, &refs)
+        })
+        .await?;
+        Grounding {
+            best_similarity: best_similarity(&search),
+            term_share: if evidence.terms == 0 {
+                1.0
+            } else {
+                evidence.idf_share
+            },
+            query_terms: evidence.terms,
+        }
+    };
     Ok(Found {
         sources,
         items,
-        best_similarity: best_similarity(&search),
+        grounding,
         query,
     })
 }
@@ -142,9 +165,7 @@ async fn retrieve_for(
             query: query.to_string(),
             collections: ask.collections.clone(),
             top_k: Some(top_k),
-            mode: None,
-            dense_weight: None,
-            lexical_weight: None,
+            ..SearchRequest::default()
         },
         access,
     )

@@ -19,6 +19,9 @@ pub struct CollectionView<'a> {
     pub documents: i64,
     pub chunks: i64,
     pub created_at: Time,
+    /// Fusion parameters tuned for this collection (`ragchat eval --tune
+    /// --store`); searches of it alone use them. Null: the configured ones.
+    pub fusion: Option<crate::config::Fusion>,
 }
 
 impl<'a> CollectionView<'a> {
@@ -31,6 +34,7 @@ impl<'a> CollectionView<'a> {
             documents,
             chunks,
             created_at: Time(c.created_at),
+            fusion: c.tuned_fusion(),
         }
     }
 }
