@@ -37,13 +37,12 @@ pub(super) async fn run(app: &Arc<App>, args: EvalAnswersArgs) -> Result<(), Err
     pb.finish_and_clear();
     let chat = &app.settings.chat;
     println!(
-        "collection {} ({}); answerer {}; refusal: cosine < {} or term share < {} unless cosine >= {}",
+        "collection {} ({}); answerer {}; refused when cosine + {} × (term share − 0.5) < {}",
         prepared.collection,
         args.dir.display(),
         app.chat_model.name(),
+        chat.term_share_weight,
         chat.refusal_threshold,
-        chat.min_term_share,
-        chat.confident_similarity,
     );
     println!(
         "{:<16} {:>9} {:>8} {:>10} {:>10} {:>11} {:>9} {:>9}",

@@ -102,15 +102,31 @@ fn query_api_happy_path_and_errors() {
     );
     assert_eq!(top["lexical"]["rank"], 1, "{top}");
     assert!(top["dense"]["rank"].as_u64().is_some(), "{top}");
-    // The fused score is the RRF sum of the ranks shown.
+    // The default fusion: the convex combination of the normalised scores
+    // shown, alpha 0.85 with theoretical-minimum normalisation.
+    assert_eq!(body["fusion"]["method"], "convex", "{body}");
+    assert_eq!(body["fusion"]["normalization"], "theoretical_min", "{body}");
+    let n = |s: &str| top[s]["normalized"].as_f64().unwrap();
+    assert!(
+        (top["score"].as_f64().unwrap() - (0.85 * n("dense") + 0.15 * n("lexical"))).abs() < 1e-5,
+        "{top}"
+    );
+    // With RRF asked for, it is the RRF sum of the ranks shown.
+    let (status, rrf) = post(
+        &api,
+        token,
+        json!({"query": "boundary layer transition", "fusion": "rrf"}),
+    );
+    assert_eq!(status, 200, "{rrf}");
+    let top_rrf = &rrf["results"][0];
     let expect: f64 = ["dense", "lexical"]
         .iter()
-        .filter_map(|s| top[*s]["rank"].as_f64())
+        .filter_map(|s| top_rrf[*s]["rank"].as_f64())
         .map(|r| 1.0 / (60.0 + r))
         .sum();
     assert!(
-        (top["score"].as_f64().unwrap() - expect).abs() < 1e-5,
-        "{top}"
+        (top_rrf["score"].as_f64().unwrap() - expect).abs() < 1e-5,
+        "{top_rrf}"
     );
     assert!(body["took_ms"].as_f64().is_some());
 
@@ -138,7 +154,7 @@ fn query_api_happy_path_and_errors() {
     let (status, w) = post(
         &api,
         token,
-        json!({"query": "boundary layer", "weights": {"dense": 2.0, "lexical": 0.5}}),
+        json!({"query": "boundary layer", "fusion": "rrf", "weights": {"dense": 2.0, "lexical": 0.5}}),
     );
     assert_eq!(status, 200, "{w}");
     assert_eq!(w["weights"]["dense"], 2.0);
