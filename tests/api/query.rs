@@ -223,7 +223,7 @@ fn query_api_happy_path_and_errors() {
         Some(token),
     );
     assert_eq!(status, 200, "{get}");
-    assert_eq!(get["fusion"]["alpha"].as_f64().unwrap(), 0.2f32 as f64);
+    assert!((get["fusion"]["alpha"].as_f64().unwrap() - 0.2).abs() < 1e-6, "{get}");
 
     // GET shorthand.
     let (status, get, _) = api.get(
