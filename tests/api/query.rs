@@ -223,7 +223,10 @@ fn query_api_happy_path_and_errors() {
         Some(token),
     );
     assert_eq!(status, 200, "{get}");
-    assert!((get["fusion"]["alpha"].as_f64().unwrap() - 0.2).abs() < 1e-6, "{get}");
+    assert!(
+        (get["fusion"]["alpha"].as_f64().unwrap() - 0.2).abs() < 1e-6,
+        "{get}"
+    );
 
     // GET shorthand.
     let (status, get, _) = api.get(
