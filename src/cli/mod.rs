@@ -327,7 +327,18 @@ async fn dispatch(command: Command, app: &Arc<App>) -> Result<(), Error> {
             fusion,
             alpha,
             json,
-        } => query::run(app, query, collections, top_k, mode, fusion, alpha, json).await,
+        } => {
+            let req = crate::retrieve::SearchRequest {
+                query,
+                collections: (!collections.is_empty()).then_some(collections),
+                top_k: Some(top_k),
+                mode: Some(mode),
+                fusion,
+                alpha,
+                ..Default::default()
+            };
+            query::run(app, req, json).await
+        }
         Command::Eval(args) => eval::run(app, args).await,
         Command::EvalAnswers(args) => eval_answers::run(app, args).await,
         Command::Reindex => reindex::run(app).await,

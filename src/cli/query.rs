@@ -7,25 +7,7 @@ use crate::auth;
 use crate::error::Error;
 use crate::retrieve::{self, SearchRequest, SearchResponse};
 
-pub(super) async fn run(
-    app: &Arc<App>,
-    query: String,
-    collections: Vec<String>,
-    top_k: i64,
-    mode: String,
-    fusion: Option<String>,
-    alpha: Option<f32>,
-    json: bool,
-) -> Result<(), Error> {
-    let req = SearchRequest {
-        query,
-        collections: (!collections.is_empty()).then_some(collections),
-        top_k: Some(top_k),
-        mode: Some(mode),
-        fusion,
-        alpha,
-        ..SearchRequest::default()
-    };
+pub(super) async fn run(app: &Arc<App>, req: SearchRequest, json: bool) -> Result<(), Error> {
     // The terminal is the operator's: every collection is readable.
     let resp = retrieve::search(app, req, &auth::Access::All).await?;
     if json {
